@@ -1,0 +1,1 @@
+"""imagerelay: one interface to the image APIs of xAI, OpenAI and Replicate."""

@@ -1,0 +1,241 @@
+"""Every error imagerelay raises, and the typed outcome each one stands for.
+
+```
+ImageRelayError                      base of everything raised here
+├── UserError                        your input or configuration: fix it and run again (exit 2)
+│   ├── InvalidRequest               prompt, size, n, provider name … cannot be honoured
+│   ├── InvalidReference             a reference/mask file or URL that cannot be used
+│   ├── ConfigError                  broken TOML, unknown key, bad environment value
+│   ├── MissingKey                   the key a pinned provider needs is not set
+│   └── OutputError                  the output directory cannot be written
+├── BudgetExceeded                   the estimate is over --max-cost / the budget (request-condemning)
+├── ProviderError                    one attempt at one model failed; `.outcome` says what to do next
+│   ├── TransientError               429, 5xx, connection error: retry the same model
+│   │   ├── RateLimited              429 (honour `.retry_after`)
+│   │   ├── ServerError              5xx
+│   │   ├── ConnectionFailed         refused, reset, dropped mid-response
+│   │   ├── MalformedResponse        a body that is not what the API documents
+│   │   └── ReadTimedOut             no answer in time; `.maybe_billed` on a generation POST
+│   ├── ProviderCondemned            this model cannot serve us now: fall back to the next one
+│   │   ├── AuthenticationFailed     bad or missing key (names the key's variable, never its value)
+│   │   ├── QuotaExhausted           no credit / spending limit
+│   │   ├── ModelUnavailable         retired, not found, or deadline passed on a stuck prediction
+│   │   └── ArgumentRejected         the model refused a parameter after translation
+│   ├── ContentBlocked               moderation refused the prompt or the output
+│   └── EmptyResult                  HTTP 200 and no image: never a success
+└── GenerationFailed                 every candidate failed; `.failures` holds each one
+```
+
+Backends map vendor errors to these at exactly one seam each, by exception type and status
+code, and always chain the cause (`raise … from`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "ArgumentRejected",
+    "AuthenticationFailed",
+    "BudgetExceeded",
+    "ConfigError",
+    "ConnectionFailed",
+    "ContentBlocked",
+    "EmptyResult",
+    "GenerationFailed",
+    "ImageRelayError",
+    "InvalidReference",
+    "InvalidRequest",
+    "MalformedResponse",
+    "MissingKey",
+    "ModelUnavailable",
+    "Outcome",
+    "OutputError",
+    "ProviderCondemned",
+    "ProviderError",
+    "QuotaExhausted",
+    "RateLimited",
+    "ReadTimedOut",
+    "ServerError",
+    "TransientError",
+    "UserError",
+]
+
+
+class Outcome(StrEnum):
+    """How one attempt ended; decides what the relay does next."""
+
+    SUCCESS = "success"
+    TRANSIENT = "transient"  # retry the same model
+    PROVIDER = "provider"  # fall back to the next model
+    REQUEST = "request"  # stop: the request itself cannot be served
+    CONTENT_BLOCKED = "content_blocked"  # stop by default (configurable)
+    EMPTY = "empty"  # 200 and no image: retry once, then fall back
+
+
+class ImageRelayError(Exception):
+    """Base of every error raised by imagerelay."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# ---------------------------------------------------------------------------------------------
+# Your side: bad input or configuration. The CLI prints one line and exits 2.
+
+
+class UserError(ImageRelayError):
+    """A problem with the input or configuration; the message names it and the fix."""
+
+    exit_code = 2
+
+
+class InvalidRequest(UserError):
+    """The request cannot be honoured as given (prompt, size, n, provider …)."""
+
+
+class InvalidReference(UserError):
+    """A reference image or mask cannot be used (missing, not an image, too large …)."""
+
+
+class ConfigError(UserError):
+    """The configuration is broken: unreadable TOML, unknown key, bad value."""
+
+
+class MissingKey(UserError):
+    """A provider that was asked for explicitly has no API key set."""
+
+
+class OutputError(UserError):
+    """The output directory cannot be created or written."""
+
+
+class BudgetExceeded(ImageRelayError):
+    """The estimated cost is over the configured limit; nothing was spent past it."""
+
+    exit_code = 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Their side: one attempt at one model failed.
+
+
+class ProviderError(ImageRelayError):
+    """One attempt at one provider/model failed.
+
+    `provider`, `model` and `status` (HTTP status, when there was one) locate it; `outcome` is
+    what the relay should do next. Messages never contain keys.
+    """
+
+    outcome: Outcome = Outcome.PROVIDER
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        model: str = "",
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.model = model
+        self.status = status
+        self.request_id = request_id
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, provider={self.provider!r}, "
+            f"model={self.model!r}, status={self.status!r})"
+        )
+
+
+class TransientError(ProviderError):
+    """Worth retrying on the same model (after `retry_after` seconds if the provider said so)."""
+
+    outcome = Outcome.TRANSIENT
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class RateLimited(TransientError):
+    """HTTP 429: too many requests (or, at xAI, possibly no credit left)."""
+
+
+class ServerError(TransientError):
+    """HTTP 5xx from the provider."""
+
+
+class ConnectionFailed(TransientError):
+    """The connection was refused, reset or dropped before a full response arrived."""
+
+
+class MalformedResponse(TransientError):
+    """The provider answered with a body that does not match its documented shape."""
+
+
+class ReadTimedOut(TransientError):
+    """No response in time. After a generation POST the call may have been billed, so the relay
+    never re-sends it to the same model."""
+
+    def __init__(self, message: str, *, maybe_billed: bool = True, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.maybe_billed = maybe_billed
+
+
+class ProviderCondemned(ProviderError):
+    """This model cannot serve requests now; the relay falls back to the next candidate."""
+
+    outcome = Outcome.PROVIDER
+
+
+class AuthenticationFailed(ProviderCondemned):
+    """The key was refused. The message names the environment variable, never the key."""
+
+
+class QuotaExhausted(ProviderCondemned):
+    """No credit or spending limit reached."""
+
+
+class ModelUnavailable(ProviderCondemned):
+    """The model is retired, unknown to the provider, or did not finish before the deadline."""
+
+
+class ArgumentRejected(ProviderCondemned):
+    """The model rejected a parameter even after translation (a catalog that needs an update)."""
+
+
+class ContentBlocked(ProviderError):
+    """Moderation refused the prompt or the result."""
+
+    outcome = Outcome.CONTENT_BLOCKED
+
+
+class EmptyResult(ProviderError):
+    """HTTP 200 with no image in it. Never counted as a success."""
+
+    outcome = Outcome.EMPTY
+
+
+class GenerationFailed(ImageRelayError):
+    """Every candidate failed (or the relay stopped on a request-condemning outcome).
+
+    `failures` holds one error per attempt, in order; `receipt` (when set) is the receipt of the
+    whole run, so even a failure can be inspected and saved.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, failures: list[ImageRelayError], receipt: object = None) -> None:
+        super().__init__(message)
+        self.failures = failures
+        self.receipt = receipt

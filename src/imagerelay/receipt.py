@@ -1,0 +1,92 @@
+"""What a request produced: saved images, every attempt, every translation, and the cost."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Attempt", "Receipt", "ReferenceRecord", "SavedImage"]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class SavedImage(BaseModel):
+    """One image file on disk."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    sha256: str
+    width: int
+    height: int
+    format: str
+    bytes: int
+    provider: str
+    model: str
+    receipt_path: str | None = None
+
+
+class Attempt(BaseModel):
+    """One call to one model, and how it ended."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str
+    model: str
+    outcome: str  # an errors.Outcome value
+    status: int | None = None
+    error: str | None = None
+    error_type: str | None = None
+    wait_s: float = 0.0  # time waited before this attempt (backoff / Retry-After)
+    duration_s: float = 0.0
+    started_at: str = Field(default_factory=_now)
+    request_id: str | None = None
+    prediction_id: str | None = None
+    images: int = 0
+    maybe_billed: bool = False
+    sent: dict[str, Any] = Field(default_factory=dict)  # the parameters actually sent (no image bytes)
+
+
+class ReferenceRecord(BaseModel):
+    """A reference image as received: where from, and a hash that identifies it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    sha256: str
+    width: int
+    height: int
+    format: str
+
+
+class Receipt(BaseModel):
+    """Everything known about one request: the JSON written beside each image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    created_at: str = Field(default_factory=_now)
+    env: str = ""
+    prompt: str
+    request: dict[str, Any] = Field(default_factory=dict)
+    provider: str | None = None
+    model: str | None = None
+    images: list[SavedImage] = Field(default_factory=list)
+    attempts: list[Attempt] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    references: list[ReferenceRecord] = Field(default_factory=list)
+    seed: int | None = None
+    estimated_cost_usd: float = 0.0
+    reported_cost_usd: float | None = None
+    cost_usd: float = 0.0  # the provider's figure when it gave one, else our estimate
+    described_reference: str | None = None  # set when a reference was described, not matched
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when at least one image was saved."""
+        return bool(self.images)

@@ -1,0 +1,121 @@
+"""The request for an image, as a caller states it (before any provider is chosen)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["MAX_N", "MAX_PROMPT_CHARS", "ImageRequest", "parse_aspect_ratio", "parse_size"]
+
+#: The longest prompt any current model takes (OpenAI's limit); models with less say so in the catalog.
+MAX_PROMPT_CHARS = 32_000
+#: Images in one request; more belong in a batch manifest.
+MAX_N = 10
+
+_SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
+_RATIO = re.compile(r"^\s*(\d{1,3}(?:\.\d{1,2})?)\s*:\s*(\d{1,3}(?:\.\d{1,2})?)\s*$")
+
+
+def parse_size(value: str) -> tuple[int, int]:
+    """'1792x1024' → (1792, 1024); ValueError with a plain message otherwise."""
+    m = _SIZE.match(value)
+    if not m:
+        raise ValueError(f"size {value!r} is not WIDTHxHEIGHT in pixels (e.g. 1024x1024)")
+    w, h = int(m.group(1)), int(m.group(2))
+    if not (64 <= w <= 8192 and 64 <= h <= 8192):
+        raise ValueError(f"size {value!r} is out of range: each side must be 64–8192 pixels")
+    return w, h
+
+
+def parse_aspect_ratio(value: str) -> float:
+    """'16:9' → 1.777…; ValueError with a plain message otherwise."""
+    m = _RATIO.match(value)
+    if not m:
+        raise ValueError(f"aspect ratio {value!r} is not W:H (e.g. 16:9)")
+    w, h = float(m.group(1)), float(m.group(2))
+    if w <= 0 or h <= 0 or not (1 / 4 <= w / h <= 4):
+        raise ValueError(f"aspect ratio {value!r} is out of range: use a ratio between 1:4 and 4:1")
+    return w / h
+
+
+class ImageRequest(BaseModel):
+    """One request for one or more images.
+
+    `references` are local paths or https URLs; `provider` is `auto`, a provider name (`xai`) or
+    one model (`xai:grok-imagine-image`). `extras` passes provider-specific fields through,
+    keyed by provider name, and only to models that declare them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str
+    references: tuple[str, ...] = ()
+    mask: str | None = None
+    n: int = Field(default=1)
+    size: str | None = None
+    aspect_ratio: str | None = None
+    resolution: Literal["1k", "2k"] | None = None
+    quality: Literal["low", "medium", "high"] | None = None
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    output_format: Literal["png", "jpeg", "webp"] | None = None
+    provider: str = "auto"
+    extras: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v: str) -> str:
+        if "\x00" in v:
+            raise ValueError("the prompt contains a NUL byte: remove it")
+        if not v.strip():
+            raise ValueError("the prompt is empty: say what the image should show")
+        if len(v) > MAX_PROMPT_CHARS:
+            raise ValueError(
+                f"the prompt is {len(v):,} characters, over the {MAX_PROMPT_CHARS:,} limit: shorten it"
+            )
+        return v
+
+    @field_validator("n")
+    @classmethod
+    def _n(cls, v: int) -> int:
+        if not 1 <= v <= MAX_N:
+            raise ValueError(f"n must be between 1 and {MAX_N} (got {v}): use a batch manifest for more")
+        return v
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: str | None) -> str | None:
+        if v is None or v == "auto":
+            return v
+        w, h = parse_size(v)
+        return f"{w}x{h}"
+
+    @field_validator("aspect_ratio")
+    @classmethod
+    def _ratio(cls, v: str | None) -> str | None:
+        if v is None or v == "auto":
+            return v
+        parse_aspect_ratio(v)
+        return v.replace(" ", "")
+
+    @field_validator("references")
+    @classmethod
+    def _refs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(v) > 16:
+            raise ValueError(f"{len(v)} references given; no model takes more than 16")
+        return v
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> ImageRequest:
+        if self.size and self.aspect_ratio:
+            raise ValueError("give --size or --aspect-ratio, not both")
+        if self.mask and not self.references:
+            raise ValueError("a mask needs a reference image to apply to: add --reference")
+        return self
+
+    @property
+    def mode(self) -> Literal["text", "reference"]:
+        """`reference` when any reference image is given."""
+        return "reference" if self.references else "text"
