@@ -15,6 +15,7 @@ ImageRelayError                      base of everything raised here
 │   │   ├── ServerError              5xx
 │   │   ├── ConnectionFailed         refused, reset, dropped mid-response
 │   │   ├── MalformedResponse        a body that is not what the API documents
+│   │   ├── DownloadFailed           an output URL that expired or served a broken image
 │   │   └── ReadTimedOut             no answer in time; `.maybe_billed` on a generation POST
 │   ├── ProviderCondemned            this model cannot serve us now: fall back to the next one
 │   │   ├── AuthenticationFailed     bad or missing key (names the key's variable, never its value)
@@ -41,6 +42,7 @@ __all__ = [
     "ConfigError",
     "ConnectionFailed",
     "ContentBlocked",
+    "DownloadFailed",
     "EmptyResult",
     "GenerationFailed",
     "ImageRelayError",
@@ -181,6 +183,10 @@ class ConnectionFailed(TransientError):
 
 class MalformedResponse(TransientError):
     """The provider answered with a body that does not match its documented shape."""
+
+
+class DownloadFailed(TransientError):
+    """The image was generated but its URL could not be fetched (expired) or served broken bytes."""
 
 
 class ReadTimedOut(TransientError):

@@ -20,7 +20,8 @@ class SavedImage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str
-    sha256: str
+    sha256: str  # of the file on disk (metadata included)
+    delivered_sha256: str | None = None  # of the bytes exactly as the provider delivered them
     width: int
     height: int
     format: str

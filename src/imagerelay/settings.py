@@ -34,7 +34,9 @@ __all__ = [
     "load_settings",
 ]
 
-ENVIRONMENTS_HINT = "default, development, production, sandbox, or a file of your own in IMAGERELAY_CONFIG_DIR"
+ENVIRONMENTS_HINT = (
+    "default, development, production, sandbox, or a file of your own in IMAGERELAY_CONFIG_DIR"
+)
 
 
 class _Section(BaseModel):
@@ -141,7 +143,11 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # CLI flags (init) > IMAGERELAY_* variables > config/<env>.toml > config/default.toml.
         # No dotenv source: `.env` is read for API keys only (see `load_keys`).
-        return init_settings, env_settings, _TomlLayers(settings_cls, toml_file=_FILES.get(), deep_merge=True)
+        return (
+            init_settings,
+            env_settings,
+            _TomlLayers(settings_cls, toml_file=list(_FILES.get()), deep_merge=True),
+        )
 
     def provider(self, name: str) -> ProviderSettings:
         return self.providers.get(name) or ProviderSettings()
@@ -203,7 +209,7 @@ class _TomlLayers(TomlConfigSettingsSource):
         return _read(Path(file_path))
 
 
-_FILES: ContextVar[list[Path]] = ContextVar("imagerelay_config_files", default=[])
+_FILES: ContextVar[tuple[Path, ...]] = ContextVar("imagerelay_config_files", default=())
 
 
 def load_settings(env: str | None = None, **overrides: Any) -> Settings:
@@ -216,7 +222,7 @@ def load_settings(env: str | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"no configuration for environment {env!r}: use {ENVIRONMENTS_HINT}")
     # Read each layer once up front: a broken file is reported by name, before anything else.
     layers = [(p, _read(p)) for p in files]
-    token = _FILES.set(files)
+    token = _FILES.set(tuple(files))
     try:
         return Settings(env=env, **{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:

@@ -1,0 +1,400 @@
+"""The planner: one request → an ordered list of candidate models, each with the request
+translated for that model and a note for every change, plus the reason each other model was
+left out. Planning spends nothing and sends nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from .catalog import Catalog, ModelSpec, ProviderSpec, SizeRule, nearest_ratio
+from .errors import InvalidRequest
+from .request import ImageRequest, parse_aspect_ratio, parse_size
+from .settings import Settings
+
+__all__ = ["Candidate", "Exclusion", "Plan", "plan_request", "translate"]
+
+#: Canonical output format → the names some APIs use instead.
+_FORMAT_ALIASES = {"jpeg": ("jpeg", "jpg"), "png": ("png",), "webp": ("webp",)}
+
+
+@dataclass
+class Candidate:
+    """One model to try, with the request as that model will receive it."""
+
+    model: ModelSpec
+    provider: ProviderSpec
+    #: Images per call: n=6 on a model that takes 4 per call → [4, 2].
+    calls: list[int]
+    params: dict[str, Any]
+    extras: dict[str, Any]
+    notes: list[str]
+    estimate_usd: float
+    #: True when this candidate serves a reference request from a description of the reference.
+    described: bool = False
+
+    @property
+    def ref(self) -> str:
+        return self.model.ref
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.ref,
+            "calls": self.calls,
+            "params": self.params,
+            "extras": self.extras,
+            "notes": self.notes,
+            "estimate_usd": round(self.estimate_usd, 6),
+            "described": self.described,
+        }
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A model left out of the plan, and why."""
+
+    ref: str
+    reason: str
+    over_budget: bool = False
+
+
+@dataclass
+class Plan:
+    """Candidates in the order they will be tried, and the models left out."""
+
+    request: ImageRequest
+    candidates: list[Candidate]
+    excluded: list[Exclusion]
+    #: Text candidates used only after every reference candidate failed (the describe strategy).
+    describe: list[Candidate] = field(default_factory=list)
+
+    @property
+    def estimate_usd(self) -> float:
+        """What the first candidate would cost (what a successful run usually costs)."""
+        first = self.candidates[0] if self.candidates else (self.describe[0] if self.describe else None)
+        return first.estimate_usd if first else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prompt": self.request.prompt,
+            "mode": self.request.mode,
+            "n": self.request.n,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "describe_fallback": [c.to_dict() for c in self.describe],
+            "excluded": [{"model": e.ref, "reason": e.reason} for e in self.excluded],
+            "estimate_usd": round(self.estimate_usd, 6),
+        }
+
+
+def _order(request: ImageRequest, settings: Settings, catalog: Catalog, mode: str) -> list[ModelSpec]:
+    """Models in the order this environment prefers, restricted by `request.provider`."""
+    routing = settings.routing
+    listed_refs = routing.reference if mode == "reference" else routing.text
+    listed: list[ModelSpec] = []
+    for ref in listed_refs:
+        provider, sep, model = ref.partition(":")
+        spec = catalog.providers.get(provider)
+        if not sep or spec is None or model not in spec.models:
+            from .errors import ConfigError
+
+            raise ConfigError(
+                f"[routing] {mode} lists {ref!r}, which is not in the catalog: use provider:model "
+                "as `imagerelay providers` lists them"
+            )
+        listed.append(spec.models[model])
+    choice = request.provider.strip() or "auto"
+    if choice == "auto":
+        rest = [m for m in catalog.models if m not in listed] if routing.allow_unlisted else []
+        return listed + rest
+    provider, sep, model = choice.partition(":")
+    if provider not in catalog.providers:
+        known = ", ".join(["auto", *catalog.providers])
+        raise InvalidRequest(f"unknown provider {provider!r}: use one of {known}, or PROVIDER:MODEL")
+    spec = catalog.providers[provider]
+    if sep:
+        if model not in spec.models:
+            known = ", ".join(m.id for m in spec.models.values() if m.status != "retired")
+            raise InvalidRequest(f"unknown model {model!r} for {provider}: use one of {known}")
+        return [spec.models[model]]
+    own = [m for m in listed if m.provider == provider]
+    return own + [m for m in spec.models.values() if m not in own]
+
+
+def plan_request(
+    request: ImageRequest,
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    keys: Iterable[str],
+    cooling: Mapping[str, str] | None = None,
+    today: date | None = None,
+    max_cost: float | None = None,
+) -> Plan:
+    """Plan `request`: which models, in which order, translated how, and who was left out why.
+
+    `keys` names the providers that have a key; `cooling` maps `provider:model` to the reason it
+    is cooling down. A model pinned with PROVIDER:MODEL that cannot serve the request is an
+    `InvalidRequest` naming why, not an empty plan.
+    """
+    today = today or date.today()
+    have_keys = set(keys)
+    cooling = cooling or {}
+    limit = max_cost if max_cost is not None else settings.budget.max_cost_per_request
+    pinned = ":" in request.provider
+    mode = request.mode
+    candidates: list[Candidate] = []
+    excluded: list[Exclusion] = []
+
+    def consider(model: ModelSpec, as_mode: str, described: bool) -> Candidate | None:
+        reason = _exclusion(model, request, settings, catalog, have_keys, cooling, today, as_mode)
+        over_budget = False
+        if reason is None:
+            cand = translate(request, model, catalog.providers[model.provider], as_mode=as_mode)
+            cand.described = described
+            if limit is None or cand.estimate_usd <= limit + 1e-12:
+                return cand
+            reason = f"estimated ${cand.estimate_usd:.4f}, over the ${limit:.4f} limit"
+            over_budget = True
+        if pinned and not over_budget:
+            raise InvalidRequest(f"{model.ref} cannot serve this request: {reason}")
+        excluded.append(Exclusion(model.ref, reason, over_budget))
+        return None
+
+    for model in _order(request, settings, catalog, mode):
+        cand = consider(model, mode, described=False)
+        if cand:
+            candidates.append(cand)
+
+    describe: list[Candidate] = []
+    if mode == "reference" and settings.routing.reference_fallback == "describe" and not pinned:
+        seen = {c.ref for c in candidates}
+        for model in _order(request, settings, catalog, "text"):
+            if model.ref in seen:
+                continue
+            before = len(excluded)
+            cand = consider(model, "text", described=True)
+            if cand:
+                cand.notes.insert(0, "reference described in words by a vision model, not matched")
+                describe.append(cand)
+            else:  # keep one exclusion per model: the reference-mode reason already says why
+                del excluded[before:]
+    return Plan(request=request, candidates=candidates, excluded=excluded, describe=describe)
+
+
+def _exclusion(
+    model: ModelSpec,
+    request: ImageRequest,
+    settings: Settings,
+    catalog: Catalog,
+    have_keys: set[str],
+    cooling: Mapping[str, str],
+    today: date,
+    mode: str,
+) -> str | None:
+    """Why `model` cannot take `request` now, or None."""
+    provider = catalog.providers[model.provider]
+    gone = model.unavailable_reason(today)
+    if gone:
+        return gone
+    if model.status == "deprecated" and not settings.routing.allow_deprecated:
+        return f"deprecated (shuts down {model.shutdown})"
+    if not settings.provider(model.provider).enabled:
+        return f"provider {model.provider} is disabled in the configuration"
+    if model.provider not in have_keys:
+        return f"no key: set {provider.key_env}"
+    if mode == "reference":
+        if not model.supports("reference"):
+            return "cannot take reference images (text only)"
+        if len(request.references) > model.max_references:
+            return f"takes at most {model.max_references} reference image(s), {len(request.references)} given"
+        if request.mask and not model.supports("mask"):
+            return "cannot take a mask"
+    if len(request.prompt) > model.max_prompt_chars:
+        return f"prompt is {len(request.prompt):,} characters, over this model's {model.max_prompt_chars:,}"
+    if model.ref in cooling:
+        return cooling[model.ref]
+    return None
+
+
+def translate(request: ImageRequest, model: ModelSpec, provider: ProviderSpec, *, as_mode: str) -> Candidate:
+    """The request as `model` can take it, with a note for everything mapped or dropped."""
+    notes: list[str] = []
+    params: dict[str, Any] = {}
+    _shape(request, model, params, notes)
+
+    if request.resolution and "resolution" not in params:
+        if model.accepts("resolution") and request.resolution in model.resolutions:
+            params["resolution"] = request.resolution
+        else:
+            notes.append(f"resolution {request.resolution} dropped: {model.id} has no resolution tiers")
+    if request.quality:
+        if model.accepts("quality") and request.quality in model.qualities:
+            params["quality"] = request.quality
+        elif model.accepts("quality") and model.qualities:
+            nearest = model.qualities[-1] if request.quality == "high" else model.qualities[0]
+            params["quality"] = nearest
+            notes.append(
+                f"quality {request.quality} → {nearest}: {model.id} offers {', '.join(model.qualities)}"
+            )
+        else:
+            notes.append(f"quality {request.quality} dropped: {model.id} has no quality setting")
+    if request.seed is not None:
+        if model.accepts("seed"):
+            params["seed"] = request.seed
+        else:
+            notes.append(f"seed dropped: {model.id} takes no seed, so the result is not reproducible")
+    if request.output_format:
+        wire = next((a for a in _FORMAT_ALIASES[request.output_format] if a in model.output_formats), None)
+        if wire and model.accepts("output_format"):
+            params["output_format"] = wire
+        elif wire:
+            pass  # the model's only format is the one asked for
+        else:
+            notes.append(
+                f"format {request.output_format} not available: {model.id} returns "
+                f"{'/'.join(model.output_formats)}"
+            )
+
+    extras: dict[str, Any] = {}
+    for key, value in request.extras.get(model.provider, {}).items():
+        if key in model.extra_fields:
+            extras[key] = value
+        else:
+            notes.append(f"extra {model.provider}.{key} dropped: {model.id} does not take it")
+
+    per_call = max(1, model.max_n if model.accepts("n") else 1)
+    calls = [min(per_call, request.n - i) for i in range(0, request.n, per_call)]
+    if len(calls) > 1:
+        notes.append(
+            f"n={request.n} split into {len(calls)} calls ({'+'.join(map(str, calls))}): "
+            f"{model.id} makes at most {per_call} per call"
+        )
+    if model.status == "deprecated" and model.shutdown:
+        notes.append(f"{model.id} is deprecated and shuts down on {model.shutdown.isoformat()}")
+    refs = len(request.references) if as_mode == "reference" else 0
+    estimate = _estimate(request, model, params, refs, len(calls))
+    return Candidate(
+        model=model,
+        provider=provider,
+        calls=calls,
+        params=params,
+        extras=extras,
+        notes=notes,
+        estimate_usd=estimate,
+    )
+
+
+def _estimate(
+    request: ImageRequest, model: ModelSpec, params: dict[str, Any], refs: int, calls: int
+) -> float:
+    w, h = _pixels_of(model, params)
+    per_image = model.price.estimate(
+        quality=params.get("quality"),
+        resolution=params.get("resolution"),
+        pixels=w * h,
+        references=0,
+        prompt_chars=len(request.prompt),
+    )
+    # Input images are charged per call, not per output image.
+    per_call_inputs = model.price.estimate(
+        quality=None, resolution=None, references=refs
+    ) - model.price.estimate(quality=None, resolution=None, references=0)
+    return per_image * request.n + per_call_inputs * calls
+
+
+def _pixels_of(model: ModelSpec, params: dict[str, Any]) -> tuple[int, int]:
+    if "size" in params and params["size"] != "auto":
+        return parse_size(params["size"])
+    long_side = model.resolution_long_side.get(params.get("resolution") or "1k", 1024)
+    ratio = params.get("aspect_ratio")
+    try:
+        r = parse_aspect_ratio(ratio) if ratio else 1.0
+    except ValueError:
+        r = 1.0
+    if r >= 1:
+        return long_side, round(long_side / r)
+    return round(long_side * r), long_side
+
+
+def _shape(request: ImageRequest, model: ModelSpec, params: dict[str, Any], notes: list[str]) -> None:
+    """Translate `size` / `aspect_ratio` into what the model takes (size, or ratio + resolution)."""
+    if request.size in (None, "auto") and request.aspect_ratio in (None, "auto"):
+        return
+    if request.size and request.size != "auto":
+        w, h = parse_size(request.size)
+        target = w / h
+        label = request.size
+    else:
+        assert request.aspect_ratio is not None
+        target = parse_aspect_ratio(request.aspect_ratio)
+        w = h = 0
+        label = request.aspect_ratio
+
+    if model.accepts("size"):
+        size = _fit_size(model, w, h, target)
+        params["size"] = size
+        if size != label:
+            notes.append(f"{label} → {size}: the nearest size {model.id} takes")
+        return
+    if model.accepts("aspect_ratio") and model.aspect_ratios:
+        ratio = label if label in model.aspect_ratios else nearest_ratio(target, model.aspect_ratios)
+        if ratio is None:
+            notes.append(f"{label} dropped: {model.id} has no matching aspect ratio")
+            return
+        params["aspect_ratio"] = ratio
+        change = [] if ratio == label else [ratio]
+        if w and model.accepts("resolution") and model.resolutions:
+            tier = _tier(model, max(w, h))
+            if request.resolution is None:
+                params["resolution"] = tier
+            change.append(f"@{params.get('resolution', tier)}")
+        if change:
+            notes.append(f"{label} → {' '.join(change)}: {model.id} takes aspect ratios, not sizes")
+        return
+    notes.append(f"{label} dropped: {model.id} has a fixed output size")
+
+
+def _tier(model: ModelSpec, long_side: int) -> str:
+    """The largest resolution tier not above `long_side` (never pay for more than was asked)."""
+    tiers = sorted(
+        ((model.resolution_long_side.get(t, 1024), t) for t in model.resolutions), key=lambda x: x[0]
+    )
+    fitting = [tier for side, tier in tiers if side <= long_side]
+    return fitting[-1] if fitting else tiers[0][1]
+
+
+def _fit_size(model: ModelSpec, w: int, h: int, target: float) -> str:
+    """The size closest to the request that `model` accepts."""
+    if w and f"{w}x{h}" in model.sizes:
+        return f"{w}x{h}"
+    rule = model.size_rule
+    if rule is not None:
+        return _fit_rule(rule, w or 0, h or 0, target)
+    best = min(model.sizes, key=lambda s: _distance(parse_size(s), target, w * h))
+    return best
+
+
+def _distance(size: tuple[int, int], target: float, pixels: int) -> tuple[float, float]:
+    sw, sh = size
+    return (abs(math.log((sw / sh) / target)), abs(sw * sh - pixels) if pixels else 0.0)
+
+
+def _fit_rule(rule: SizeRule, w: int, h: int, target: float) -> str:
+    """Snap to the free-size rule: sides multiples of `multiple`, ratio and side limits kept."""
+    ratio = min(max(target, rule.min_ratio), rule.max_ratio)
+    area = (w * h) if w else 1024 * 1024
+    width = math.sqrt(area * ratio)
+    height = width / ratio
+    long_cap, short_cap = rule.max_long, rule.max_short
+    if width >= height:
+        scale = min(1.0, long_cap / width, short_cap / height)
+    else:
+        scale = min(1.0, long_cap / height, short_cap / width)
+    m = rule.multiple
+    sw = max(m, int(width * scale) // m * m)
+    sh = max(m, int(height * scale) // m * m)
+    return f"{sw}x{sh}"

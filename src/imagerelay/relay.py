@@ -1,0 +1,679 @@
+"""The relay: runs a plan. One retry loop (ours), typed outcomes, fallback, cooldown, bytes first.
+
+Retries stay within a model (transient outcomes, honouring Retry-After); fallback goes across
+models (provider-condemning outcomes, exhausted retries). A generation POST that timed out is
+never sent to the same model again: it may already be billed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from pydantic import SecretStr, ValidationError
+
+from .backends import backend_class
+from .backends.base import Backend, Call, Delivered
+from .catalog import Catalog, load_catalog
+from .errors import (
+    AuthenticationFailed,
+    ContentBlocked,
+    EmptyResult,
+    GenerationFailed,
+    ImageRelayError,
+    InvalidRequest,
+    Outcome,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    ReadTimedOut,
+    TransientError,
+)
+from .planner import Candidate, Plan, plan_request
+from .ratelimit import RateLimiter
+from .receipt import Attempt, Receipt, ReferenceRecord, SavedImage
+from .request import ImageRequest
+from .settings import Settings, load_keys, load_settings
+from .store import Store
+
+if TYPE_CHECKING:
+    from .references import PreparedImage, Reference
+
+__all__ = ["OnImage", "Relay"]
+
+log = logging.getLogger("imagerelay")
+
+#: Called after each image is on disk (e.g. a batch ledger records it at once).
+OnImage = Callable[[SavedImage, Receipt], None]
+#: Called with progress that must be recorded before it is too late: ("prediction", id) etc.
+OnEvent = Callable[[str, Any], None]
+
+_DESCRIBE_INSTRUCTION = (
+    "Describe this reference image for an image generator, in at most {words} words: subject, "
+    "composition, colours, lighting, style. Plain prose, no preamble."
+)
+
+
+class _NextCandidate(Exception):
+    """This candidate is done for this request; try the next one."""
+
+
+class _Stop(Exception):
+    """The request cannot be served by anyone: stop trying."""
+
+
+@dataclass
+class _Run:
+    """The mutable state of one request while it runs."""
+
+    request: ImageRequest
+    receipt: Receipt
+    store: Store
+    deadline: float
+    remaining: int
+    failures: list[ImageRelayError]
+    on_image: OnImage | None
+    on_event: OnEvent | None
+    resume: dict[str, str]
+
+
+class Relay:
+    """Plans and runs image requests. Reuse one for many requests: it keeps the connection pools,
+    the per-provider rate limits and the cooldown of failing models.
+
+    ```python
+    async with Relay(env="sandbox") as relay:
+        receipt = await relay.generate("a red fox in snow", n=2)
+    ```
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        env: str | None = None,
+        catalog: Catalog | None = None,
+        keys: Mapping[str, str | SecretStr] | None = None,
+        out_dir: Path | str | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings or load_settings(env)
+        self.catalog = catalog or load_catalog()
+        if keys is None:
+            self._keys = load_keys({p.name: p.key_env for p in self.catalog.providers.values()})
+        else:
+            self._keys = {k: v if isinstance(v, SecretStr) else SecretStr(v) for k, v in keys.items() if v}
+        self.out_dir = Path(out_dir) if out_dir is not None else self.settings.output.dir
+        self._sleep = sleep
+        self._clock = clock
+        self._http: httpx.AsyncClient | None = None
+        self._backends: dict[str, Backend] = {}
+        self._limiters: dict[str, RateLimiter] = {}
+        self._cooling: dict[str, tuple[float, str]] = {}
+        self._prepared: dict[tuple[str, str], PreparedImage] = {}
+        self._emulator: Any = None
+
+    def __repr__(self) -> str:
+        return f"Relay(env={self.settings.env!r}, keys={sorted(self._keys)}, out_dir={str(self.out_dir)!r})"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Relay:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        """Open the shared HTTP client (and, in the sandbox, start the emulator)."""
+        if self._http is not None:
+            return
+        if self.settings.sandbox:
+            self._start_sandbox()
+        self._http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            follow_redirects=True,
+        )
+
+    async def aclose(self) -> None:
+        for backend in self._backends.values():
+            await backend.aclose()
+        self._backends.clear()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        if self._emulator is not None:
+            self._emulator.stop()
+            self._emulator = None
+
+    def _start_sandbox(self) -> None:
+        from .emulator import Emulator
+
+        emu = Emulator(keys=None)
+        emu.start(port=0)
+        self._emulator = emu
+        providers = {
+            name: self.settings.provider(name).model_copy(update={"base_url": emu.base_url(name)})
+            for name in self.catalog.providers
+        }
+        self.settings = self.settings.model_copy(
+            update={
+                "providers": providers,
+                "references": self.settings.references.model_copy(update={"allow_private_urls": True}),
+            }
+        )
+        # Never send real keys to the stand-in: every provider gets a placeholder.
+        self._keys = {name: SecretStr(f"sandbox-{name}") for name in self.catalog.providers}
+
+    @property
+    def emulator(self) -> Any:
+        """The in-process emulator when running in the sandbox, else None."""
+        return self._emulator
+
+    # -- planning -----------------------------------------------------------------------------
+
+    def cooling(self) -> dict[str, str]:
+        """Models skipped for now, with the reason and the time left."""
+        now = self._clock()
+        out: dict[str, str] = {}
+        for ref, (until, why) in list(self._cooling.items()):
+            if until <= now:
+                del self._cooling[ref]
+            else:
+                out[ref] = f"cooling down for {until - now:.0f}s after: {why}"
+        return out
+
+    def plan(self, request: ImageRequest | str, *, max_cost: float | None = None, **fields: Any) -> Plan:
+        """The plan for `request`, sending nothing."""
+        req = _as_request(request, fields)
+        keys = set(self._keys) if not self.settings.sandbox else set(self.catalog.providers)
+        return plan_request(
+            req, self.settings, self.catalog, keys=keys, cooling=self.cooling(), max_cost=max_cost
+        )
+
+    def _cool(self, cand: Candidate, error: ProviderError) -> None:
+        until = self._clock() + self.settings.retry.cooldown
+        why = f"{type(error).__name__}: {error.message}"[:200]
+        refs = [cand.ref]
+        if isinstance(error, AuthenticationFailed | QuotaExhausted):  # the key is shared by every model
+            refs = [m.ref for m in cand.provider.models.values()]
+        for ref in refs:
+            self._cooling[ref] = (until, why)
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def generate(
+        self,
+        request: ImageRequest | str,
+        *,
+        max_cost: float | None = None,
+        on_image: OnImage | None = None,
+        on_event: OnEvent | None = None,
+        resume: Mapping[str, str] | None = None,
+        receipt_id: str | None = None,
+        **fields: Any,
+    ) -> Receipt:
+        """Generate the images of `request`; every image is on disk when this returns.
+
+        Raises `UserError` for bad input (before anything is spent), `BudgetExceeded` when no
+        candidate fits the budget, and `GenerationFailed` (with `.failures` and `.receipt`)
+        when no image could be made.
+        """
+        req = _as_request(request, fields)
+        await self.open()
+        store = Store(self.out_dir, embed_metadata=self.settings.output.embed_metadata)
+        store.ensure()
+        refs = await self._load_references(req)
+        plan = self.plan(req, max_cost=max_cost)
+        receipt = Receipt(
+            id=receipt_id or uuid.uuid4().hex,
+            env=self.settings.env,
+            prompt=req.prompt,
+            request=_public_request(req),
+            seed=req.seed,
+            references=[
+                ReferenceRecord(
+                    source=_redact_url(r.source),
+                    sha256=r.sha256,
+                    width=r.info.width,
+                    height=r.info.height,
+                    format=r.info.format,
+                )
+                for r in refs
+            ],
+            metadata=dict(req.metadata),
+        )
+        if not plan.candidates and not plan.describe:
+            _raise_empty_plan(
+                plan, receipt, max_cost if max_cost is not None else self.settings.budget.max_cost_per_request
+            )
+        run = _Run(
+            request=req,
+            receipt=receipt,
+            store=store,
+            deadline=self._clock() + self.settings.retry.deadline,
+            remaining=req.n,
+            failures=[],
+            on_image=on_image,
+            on_event=on_event,
+            resume=dict(resume or {}),
+        )
+        try:
+            for cand in plan.candidates:
+                if await self._try(run, cand, req.prompt, refs):
+                    break
+            if run.remaining > 0 and plan.describe:
+                prompt = await self._described_prompt(run, refs)
+                if prompt is not None:
+                    for cand in plan.describe:
+                        if await self._try(run, cand, prompt, ()):
+                            break
+        except _Stop:
+            pass
+        finally:
+            if receipt.images:
+                store.finalize(receipt)
+        if not receipt.images:
+            store.write_failure_receipt(receipt)
+            raise GenerationFailed(_failure_message(run, plan), run.failures, receipt)
+        if run.remaining > 0:
+            receipt.notes.append(f"{run.remaining} of {req.n} images could not be made: see attempts")
+        return receipt
+
+    async def _load_references(self, req: ImageRequest) -> list[Reference]:
+        from .references import aload_reference, load_mask
+
+        assert self._http is not None
+        refs = []
+        for i, source in enumerate(req.references, 1):
+            refs.append(
+                await aload_reference(
+                    source,
+                    client=self._http,
+                    allow_private=self.settings.references.allow_private_urls,
+                    label=f"reference {i}",
+                )
+            )
+        if req.mask:
+            refs.append(load_mask(req.mask))
+        return refs
+
+    def _prepare(
+        self, cand: Candidate, refs: tuple[Reference, ...] | list[Reference], run: _Run
+    ) -> tuple[tuple[PreparedImage, ...], PreparedImage | None]:
+        from .references import ImageLimits, prepare
+
+        lim = cand.provider.reference_limits
+        limits = ImageLimits(
+            accept=frozenset(lim.accept),
+            max_bytes=lim.max_bytes,
+            max_side=lim.max_side,
+            max_pixels=lim.max_pixels,
+        )
+        images: list[PreparedImage] = []
+        mask: PreparedImage | None = None
+        n_refs = len(run.request.references)
+        for i, ref in enumerate(refs):
+            is_mask = run.request.mask is not None and i == n_refs
+            key = (cand.provider.name, ref.sha256 + (":mask" if is_mask else ""))
+            if key not in self._prepared:
+                label = "mask" if is_mask else f"reference {i + 1}"
+                if is_mask:  # masks must stay PNG with alpha
+                    mlimits = ImageLimits(accept=frozenset({"image/png"}), max_bytes=lim.max_bytes)
+                    self._prepared[key] = prepare(ref, mlimits, label=label)
+                else:
+                    self._prepared[key] = prepare(ref, limits, label=label)
+                for note in self._prepared[key].notes:
+                    if note not in run.receipt.notes:
+                        run.receipt.notes.append(f"{cand.provider.name}: {note}")
+            if is_mask:
+                mask = self._prepared[key]
+            else:
+                images.append(self._prepared[key])
+        return tuple(images), mask
+
+    async def _described_prompt(self, run: _Run, refs: list[Reference]) -> str | None:
+        """Describe the first reference with the vision model; None when that fails too."""
+        from .references import ImageLimits, prepare
+
+        vision = self.settings.vision
+        try:
+            provider = self.catalog.provider(vision.provider)
+            backend = self._backend(provider.name)
+            lim = provider.reference_limits
+            image = prepare(refs[0], ImageLimits(accept=frozenset(lim.accept), max_bytes=lim.max_bytes))
+            start = self._clock()
+            text = await backend.describe(
+                image, model=vision.model, instruction=_DESCRIBE_INSTRUCTION.format(words=vision.max_words)
+            )
+        except ProviderError as exc:
+            run.failures.append(exc)
+            run.receipt.attempts.append(_attempt_of(exc, vision.provider, vision.model, 0.0, 0.0))
+            run.receipt.notes.append(f"describe fallback failed: {exc.message}")
+            return None
+        run.receipt.attempts.append(
+            Attempt(
+                provider=vision.provider,
+                model=vision.model,
+                outcome="success",
+                duration_s=round(self._clock() - start, 4),
+                sent={"purpose": "describe reference 1"},
+            )
+        )
+        run.receipt.described_reference = text
+        run.receipt.notes.append(
+            f"the reference was described by {vision.provider}:{vision.model} and the description "
+            "given to a text-only model: the result follows the description, not the image itself"
+        )
+        return f"{run.request.prompt}\n\nReference image, described: {text}"
+
+    def _backend(self, provider: str) -> Backend:
+        if provider not in self._backends:
+            spec = self.catalog.provider(provider)
+            cls = backend_class(spec.backend)
+            assert self._http is not None
+            self._backends[provider] = cls(
+                spec, self.settings.provider(provider), self._keys.get(provider), self._http
+            )
+        return self._backends[provider]
+
+    def _limiter(self, provider: str) -> RateLimiter:
+        if provider not in self._limiters:
+            rate = self.settings.provider(provider).max_requests_per_minute
+            self._limiters[provider] = RateLimiter(rate, clock=self._clock, sleep=self._sleep)
+        return self._limiters[provider]
+
+    async def _try(self, run: _Run, cand: Candidate, prompt: str, refs: Any) -> bool:
+        """Run `cand` for the images still missing; True when none are missing any more."""
+        try:
+            images, mask = self._prepare(cand, refs, run) if refs else ((), None)
+        except ImageRelayError as exc:
+            run.failures.append(exc)
+            run.receipt.notes.append(f"{cand.ref} skipped: {exc}")
+            return False
+        for note in cand.notes:
+            tagged = f"{cand.ref}: {note}"
+            if tagged not in run.receipt.notes:
+                run.receipt.notes.append(tagged)
+        per_call = max(cand.calls)
+        try:
+            while run.remaining > 0:
+                n = min(per_call, run.remaining)
+                call = Call(
+                    model=cand.model,
+                    provider=cand.provider,
+                    prompt=prompt,
+                    n=n,
+                    params=cand.params,
+                    extras=cand.extras,
+                    references=images,
+                    mask=mask,
+                    resume_id=run.resume.pop(cand.ref, None),
+                )
+                await self._call_with_retries(run, cand, call)
+        except _NextCandidate:
+            return False
+        return True
+
+    async def _call_with_retries(self, run: _Run, cand: Candidate, call: Call) -> None:
+        backend = self._backend(cand.provider.name)
+        limiter = self._limiter(cand.provider.name)
+        attempt = empties = 0
+        wait = 0.0
+        per_image = cand.estimate_usd / max(1, run.request.n)
+        while True:
+            attempt += 1
+            wait += await limiter.acquire()
+            delivered: list[SavedImage] = []
+            prediction: dict[str, str] = {}
+
+            async def deliver(image: Delivered, _d: list[SavedImage] = delivered) -> None:
+                saved = self._save(run, cand, image)
+                _d.append(saved)
+
+            def on_event(kind: str, value: Any, _p: dict[str, str] = prediction) -> None:
+                if kind == "prediction":
+                    _p["id"] = str(value)
+                if run.on_event is not None:
+                    run.on_event(kind, {"model": cand.ref, "value": value})
+
+            start = self._clock()
+            try:
+                result = await backend.generate(call, deliver, on_event)
+            except ProviderError as exc:
+                run.remaining -= len(delivered)
+                duration = self._clock() - start
+                run.failures.append(exc)
+                rec = _attempt_of(exc, cand.provider.name, cand.model.id, wait, duration)
+                rec.prediction_id = prediction.get("id")
+                rec.images = len(delivered)
+                run.receipt.attempts.append(rec)
+                if delivered:
+                    run.receipt.estimated_cost_usd += per_image * len(delivered)
+                wait = 0.0
+                if run.remaining <= 0:
+                    return
+                if delivered:  # ask again only for what is still missing
+                    call = dataclasses.replace(call, n=min(call.n, run.remaining))
+                await self._after_failure(run, cand, exc, attempt, empties)
+                if isinstance(exc, EmptyResult):
+                    empties += 1
+                if isinstance(exc, TransientError):
+                    delay = self._backoff(exc, attempt)
+                    if isinstance(exc, RateLimited):
+                        limiter.penalize(delay)
+                    if self._clock() + delay > run.deadline:
+                        run.receipt.notes.append(f"{cand.ref}: deadline reached, not retried")
+                        raise _Stop from exc
+                    await self._sleep(delay)
+                    wait = delay
+                continue
+            duration = self._clock() - start
+            run.remaining -= len(delivered)
+            run.receipt.attempts.append(
+                Attempt(
+                    provider=cand.provider.name,
+                    model=cand.model.id,
+                    outcome=Outcome.SUCCESS.value,
+                    status=200,
+                    wait_s=round(wait, 4),
+                    duration_s=round(duration, 4),
+                    request_id=result.request_id,
+                    prediction_id=result.prediction_id or prediction.get("id"),
+                    images=len(delivered),
+                    sent=result.sent,
+                )
+            )
+            run.receipt.estimated_cost_usd += per_image * len(delivered)
+            if result.reported_cost_usd is not None:
+                run.receipt.reported_cost_usd = (
+                    run.receipt.reported_cost_usd or 0.0
+                ) + result.reported_cost_usd
+            run.receipt.cost_usd = (
+                run.receipt.reported_cost_usd
+                if run.receipt.reported_cost_usd is not None
+                else run.receipt.estimated_cost_usd
+            )
+            run.receipt.provider = run.receipt.provider or cand.provider.name
+            run.receipt.model = run.receipt.model or cand.model.id
+            return
+
+    async def _after_failure(
+        self, run: _Run, cand: Candidate, exc: ProviderError, attempt: int, empties: int
+    ) -> None:
+        """Decide, for a failed attempt: return to retry the same model, or raise to move on/stop."""
+        retry = self.settings.retry
+        if isinstance(exc, ContentBlocked):
+            if self.settings.routing.on_content_blocked == "stop":
+                run.receipt.notes.append(
+                    f'{cand.ref}: content blocked; stopped (on_content_blocked = "stop")'
+                )
+                raise _Stop from exc
+            raise _NextCandidate from exc
+        if isinstance(exc, EmptyResult):
+            if empties < retry.empty_retries:
+                return
+            self._cool(cand, exc)
+            raise _NextCandidate from exc
+        if isinstance(exc, ReadTimedOut) and exc.maybe_billed:
+            run.receipt.notes.append(
+                f"{cand.ref}: no answer in time; not re-sent because the call may have been billed"
+            )
+            raise _NextCandidate from exc
+        if isinstance(exc, TransientError):
+            if attempt >= retry.attempts:
+                self._cool(cand, exc)
+                raise _NextCandidate from exc
+            if exc.retry_after is not None and exc.retry_after > retry.retry_after_cap:
+                run.receipt.notes.append(
+                    f"{cand.ref}: asked to wait {exc.retry_after:.0f}s, "
+                    f"over the {retry.retry_after_cap:.0f}s cap; moved on"
+                )
+                self._cool(cand, exc)
+                raise _NextCandidate from exc
+            return
+        if exc.outcome == Outcome.REQUEST:
+            raise _Stop from exc
+        # Provider-condemning: bad key, no credit, retired, argument rejected.
+        if isinstance(exc, AuthenticationFailed):
+            msg = f"{cand.provider.name}: the key in {cand.provider.key_env} was refused; falling back"
+            log.warning(msg)
+            run.receipt.notes.append(msg)
+        self._cool(cand, exc)
+        raise _NextCandidate from exc
+
+    def _backoff(self, exc: TransientError, attempt: int) -> float:
+        retry = self.settings.retry
+        if exc.retry_after is not None:
+            return min(exc.retry_after, retry.retry_after_cap)
+        base = min(retry.backoff_max, retry.backoff_initial * 2 ** (attempt - 1))
+        return float(base * (1 + retry.jitter * random.random()))
+
+    def _save(self, run: _Run, cand: Candidate, image: Delivered) -> SavedImage:
+        """Bytes first: write the delivered image before anything else can fail."""
+        from .imaging import CorruptImage, probe
+
+        index = len(run.receipt.images) + 1
+        stem = run.store.stem(run.request.prompt, run.receipt.id, index)
+        try:
+            info = probe(image.data)
+            fmt, width, height = info.format, info.width, info.height
+        except CorruptImage:
+            fmt, width, height = _format_of(image.mime), 0, 0
+        path = run.store.write_image(image.data, stem=stem, fmt=fmt)
+        digest = hashlib.sha256(image.data).hexdigest()
+        saved = SavedImage(
+            path=str(path),
+            sha256=digest,
+            delivered_sha256=digest,
+            width=width,
+            height=height,
+            format=fmt,
+            bytes=len(image.data),
+            provider=cand.provider.name,
+            model=cand.model.id,
+        )
+        run.receipt.images.append(saved)
+        if image.revised_prompt and image.revised_prompt != run.request.prompt:
+            run.receipt.notes.append(f"{cand.ref} revised the prompt to: {image.revised_prompt}")
+        if run.on_image is not None:
+            run.on_image(saved, run.receipt)
+        return saved
+
+
+def _attempt_of(
+    exc: ProviderError | ImageRelayError, provider: str, model: str, wait: float, duration: float
+) -> Attempt:
+    outcome = exc.outcome.value if isinstance(exc, ProviderError) else Outcome.REQUEST.value
+    return Attempt(
+        provider=provider,
+        model=model,
+        outcome=outcome,
+        status=getattr(exc, "status", None),
+        error=str(exc)[:500],
+        error_type=type(exc).__name__,
+        wait_s=round(wait, 4),
+        duration_s=round(duration, 4),
+        request_id=getattr(exc, "request_id", None),
+        maybe_billed=bool(getattr(exc, "maybe_billed", False)),
+    )
+
+
+def _format_of(mime: str | None) -> str:
+    return {"image/png": "png", "image/webp": "webp", "image/gif": "gif"}.get(mime or "", "jpeg")
+
+
+def _as_request(request: ImageRequest | str, fields: dict[str, Any]) -> ImageRequest:
+    if isinstance(request, ImageRequest):
+        if fields:
+            return request.model_copy(update=fields)
+        return request
+    try:
+        return ImageRequest(prompt=request, **fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        msg = str(err.get("ctx", {}).get("error") or err["msg"])
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown request field {field!r}"
+        raise InvalidRequest(
+            msg if field in ("", "prompt", "n", "size", "aspect_ratio") else f"{field}: {msg}"
+        ) from exc
+
+
+def _redact_url(source: str) -> str:
+    """Drop query strings and credentials from URLs: signed URLs carry tokens."""
+    if "://" not in source:
+        return source
+    parts = urlsplit(source)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _public_request(req: ImageRequest) -> dict[str, Any]:
+    data = req.model_dump(mode="json", exclude_defaults=True)
+    if "references" in data:
+        data["references"] = [_redact_url(s) for s in data["references"]]
+    if data.get("mask"):
+        data["mask"] = _redact_url(data["mask"])
+    return data
+
+
+def _raise_empty_plan(plan: Plan, receipt: Receipt, limit: float | None) -> None:
+    from .errors import BudgetExceeded
+
+    reasons = (
+        "; ".join(f"{e.ref}: {e.reason}" for e in plan.excluded) or "no model is configured for this request"
+    )
+    if any(e.over_budget for e in plan.excluded):
+        raise BudgetExceeded(
+            f"no candidate fits the budget of ${limit} ({reasons}): raise --max-cost or ask for fewer images"
+        )
+    section = "reference" if plan.request.mode == "reference" else "text"
+    raise InvalidRequest(
+        f"no model can serve this request ({reasons}): set a provider's key, pass --provider, "
+        f"or list models in [routing] {section}"
+    )
+
+
+def _failure_message(run: _Run, plan: Plan) -> str:
+    lines = [
+        f"{a.provider}:{a.model} {a.outcome}" + (f" ({a.error})" if a.error else "")
+        for a in run.receipt.attempts
+    ]
+    return "no image was made — " + " | ".join(lines or ["nothing was tried"])

@@ -1,0 +1,158 @@
+"""The store: image bytes on disk first (atomically), then the receipt beside them.
+
+An image that was paid for must never be lost to a later error, so `write_image` is called the
+moment the bytes are in hand and does nothing but write them (temp file, fsync, rename). Only
+after that does `finalize` embed the metadata and write the sidecar receipt — and if that step
+fails, the plain image is still there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+import unicodedata
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .errors import OutputError
+from .receipt import Receipt, SavedImage
+
+__all__ = ["Store", "atomic_write", "slugify"]
+
+_EXT = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif"}
+
+
+def slugify(text: str, max_len: int = 48) -> str:
+    """A file-name-safe slug: ASCII letters, digits and dashes only, never empty, never a path."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")
+    if len(slug) > max_len:
+        cut = slug[:max_len]
+        slug = cut.rsplit("-", 1)[0] if "-" in cut[max_len // 2 :] else cut
+    return slug.strip("-") or "image"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a reader (or a crash) sees the old file or the new one, whole."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+class Store:
+    """Writes images and receipts into one output directory."""
+
+    def __init__(self, out_dir: Path | str, *, embed_metadata: bool = True) -> None:
+        self.out_dir = Path(out_dir)
+        self.embed_metadata = embed_metadata
+        #: Called with each finished receipt (e.g. to add a ledger row).
+        self.on_receipt: list[Callable[[Receipt], None]] = []
+
+    def ensure(self) -> None:
+        """Create the directory and prove it is writable — before any money is spent."""
+        d = self.out_dir
+        if d.exists() and not d.is_dir():
+            raise OutputError(f"output path '{d}' is a file, not a directory: pass --out DIR")
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=d, prefix=".probe-"):
+                pass
+        except OSError as exc:
+            raise OutputError(
+                f"output directory '{d}' is not writable ({exc.strerror}): "
+                "pass --out with a writable directory"
+            ) from exc
+
+    def stem(self, prompt: str, receipt_id: str, index: int) -> str:
+        """`20261124-193012-a-red-fox-in-snow-1a2b3c4d-1`: sortable, readable, unique."""
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        return f"{stamp}-{slugify(prompt)}-{receipt_id[:8]}-{index}"
+
+    def write_image(self, data: bytes, *, stem: str, fmt: str) -> Path:
+        """Write delivered bytes at once; returns the path. Nothing else happens before this."""
+        path = self.out_dir / f"{stem}.{_EXT.get(fmt, fmt)}"
+        # The slug cannot contain separators, but refuse anything that resolves outside anyway.
+        if path.resolve().parent != self.out_dir.resolve():
+            raise OutputError(f"refusing to write outside the output directory: {path}")
+        try:
+            atomic_write(path, data)
+        except OSError as exc:
+            raise OutputError(f"cannot write '{path}' ({exc.strerror}): check the output directory") from exc
+        return path
+
+    def finalize(self, receipt: Receipt) -> list[str]:
+        """Embed a summary in each image, write its sidecar receipt, run the hooks.
+
+        Returns notes about anything that could not be done (the images stay on disk regardless).
+        """
+        notes: list[str] = []
+        for image in receipt.images:
+            path = Path(image.path)
+            if self.embed_metadata:
+                try:
+                    self._embed(path, image, receipt)
+                except Exception as exc:  # the plain image is already safe on disk
+                    notes.append(f"metadata not embedded in {path.name}: {type(exc).__name__}: {exc}")
+            image.receipt_path = str(path.with_suffix(".json"))
+        receipt.notes.extend(notes)
+        body = receipt.model_dump_json(indent=2).encode()
+        for image in receipt.images:
+            assert image.receipt_path is not None
+            try:
+                atomic_write(Path(image.receipt_path), body)
+            except OSError as exc:
+                receipt.notes.append(f"receipt not written for {Path(image.path).name}: {exc.strerror}")
+        for hook in self.on_receipt:
+            hook(receipt)
+        return notes
+
+    def write_failure_receipt(self, receipt: Receipt) -> Path | None:
+        """Keep a receipt of a request that produced nothing (attempts and costs still matter)."""
+        path = self.out_dir / f"{self.stem(receipt.prompt, receipt.id, 0)}-failed.json"
+        try:
+            atomic_write(path, receipt.model_dump_json(indent=2).encode())
+        except OSError:
+            return None
+        for hook in self.on_receipt:
+            hook(receipt)
+        return path
+
+    def _embed(self, path: Path, image: SavedImage, receipt: Receipt) -> None:
+        from .imaging import embed_metadata, probe
+
+        data = path.read_bytes()
+        info = probe(data)
+        fields = {
+            "provider": image.provider,
+            "model": image.model,
+            "prompt": receipt.prompt,
+            "seed": "" if receipt.seed is None else str(receipt.seed),
+            "receipt": path.with_suffix(".json").name,
+            "sha256_delivered": image.delivered_sha256 or image.sha256,
+            "created": receipt.created_at,
+            "receipt_id": receipt.id,
+        }
+        description = f"{receipt.prompt} — generated by {image.provider}:{image.model} via imagerelay"
+        new = embed_metadata(data, info, description=description, fields=fields)
+        atomic_write(path, new)
+        image.delivered_sha256 = image.delivered_sha256 or image.sha256
+        image.bytes = len(new)
+        image.sha256 = hashlib.sha256(new).hexdigest()
