@@ -1,0 +1,18 @@
+"""An offline stand-in for the xAI, OpenAI and Replicate image APIs: a real HTTP server on 127.0.0.1.
+
+It speaks each provider's wire format (its error shapes included), draws deterministic sandbox
+images with Pillow, serves expiring image URLs, and takes a script of faults per route::
+
+    with Emulator(keys={"xai": "xai-test"}) as emu:
+        emu.script("xai.generations", Fault(status=429, headers={"retry-after": "1"}))
+        ...  # point a client at emu.base_url("xai")
+
+Routes: xai.generations, xai.edits, xai.chat, openai.generations, openai.edits, replicate.create,
+replicate.get, replicate.cancel, replicate.files, files (any hosted image or upload URL); an
+unknown endpoint logs as "<provider>.unknown".
+"""
+
+from imagerelay.emulator.server import PROVIDERS, Emulator, serve
+from imagerelay.emulator.wire import Fault, LoggedRequest
+
+__all__ = ["PROVIDERS", "Emulator", "Fault", "LoggedRequest", "serve"]

@@ -1,0 +1,612 @@
+"""The Replicate dialect: FLUX predictions that run over time, file uploads, problem+json errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from imagerelay.emulator import draw
+from imagerelay.emulator.wire import Call, Dialect, DialectError, Fault, Reply, decode_data_uri, json_reply
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+PROBLEM = "application/problem+json"
+NSFW_ERROR = "NSFW content detected. Try running it again, or try a different prompt."
+TERMINAL = ("succeeded", "failed", "canceled", "aborted")
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthenticated",
+    402: "Insufficient credit",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict",
+    422: "Input validation failed",
+    429: "Request was throttled",
+    500: "Internal server error",
+    502: "Bad gateway",
+    503: "Service unavailable",
+    504: "Gateway timeout",
+}
+
+
+def _problem(status: int, detail: str, **extra: Any) -> DialectError:
+    body = {"title": _TITLES.get(status, "Error"), "detail": detail, "status": status, **extra}
+    return DialectError(json_reply(status, body, PROBLEM))
+
+
+def _auth_error(key: str | None) -> Reply:
+    return _problem(401, "You did not pass a valid authentication token").reply
+
+
+def _error_reply(status: int, fault: Fault | None) -> Reply:
+    if status == 429:
+        headers = {k.lower(): v for k, v in (fault.headers if fault else {}).items()}
+        try:
+            retry_after = max(0, round(float(headers.get("retry-after", "3"))))
+        except ValueError:
+            retry_after = 3
+        detail = f"Request was throttled. Expected available in {retry_after} seconds."
+        reply = _problem(429, detail, retry_after=retry_after).reply
+        reply.headers["retry-after"] = str(retry_after)
+        return reply
+    detail = (fault.error if fault and fault.error else None) or _TITLES.get(status, f"HTTP {status}") + "."
+    return _problem(status, detail).reply
+
+
+def _not_found(method: str, path: str) -> Reply:
+    return _problem(404, "Not found.").reply
+
+
+DIALECT = Dialect("replicate", _auth_error, _error_reply, _not_found, token_schemes=("bearer", "token"))
+
+# ---- models and their inputs -------------------------------------------------------------------
+
+Check = Callable[[Any], str | None]  # an error description, or None when the value is fine
+
+
+def _enum(*allowed: str) -> Check:
+    def check(v: Any) -> str | None:
+        return None if v in allowed else f"{field_value(v)} is not one of {', '.join(allowed)}"
+
+    return check
+
+
+def _int(lo: int | None = None, hi: int | None = None, multiple: int = 1) -> Check:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, int) or isinstance(v, bool):
+            return "Invalid type. Expected: integer"
+        if lo is not None and v < lo:
+            return f"Must be greater than or equal to {lo}"
+        if hi is not None and v > hi:
+            return f"Must be less than or equal to {hi}"
+        return None if v % multiple == 0 else f"Must be a multiple of {multiple}"
+
+    return check
+
+
+def _num(lo: float, hi: float) -> Check:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            return "Invalid type. Expected: number"
+        return None if lo <= v <= hi else f"Must be between {lo} and {hi}"
+
+    return check
+
+
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "Invalid type. Expected: boolean"
+
+
+def _str(v: Any) -> str | None:
+    return None if isinstance(v, str) else "Invalid type. Expected: string"
+
+
+def _uri(v: Any) -> str | None:
+    ok = isinstance(v, str) and v.startswith(("data:", "http://", "https://"))
+    return None if ok else "Does not match format 'uri'"
+
+
+def field_value(v: Any) -> str:
+    return json.dumps(v)
+
+
+FLUX_SIZES: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024),
+    "16:9": (1344, 768),
+    "21:9": (1536, 640),
+    "3:2": (1216, 832),
+    "2:3": (832, 1216),
+    "4:5": (896, 1088),
+    "5:4": (1088, 896),
+    "3:4": (896, 1152),
+    "4:3": (1152, 896),
+    "9:16": (768, 1344),
+    "9:21": (640, 1536),
+}
+_KONTEXT_RATIOS: dict[str, tuple[int, int]] = {
+    "1:1": (1, 1),
+    "16:9": (16, 9),
+    "9:16": (9, 16),
+    "4:3": (4, 3),
+    "3:4": (3, 4),
+    "3:2": (3, 2),
+    "2:3": (2, 3),
+    "4:5": (4, 5),
+    "5:4": (5, 4),
+    "21:9": (21, 9),
+    "9:21": (9, 21),
+    "2:1": (2, 1),
+    "1:2": (1, 2),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    inputs: dict[str, Check]
+    defaults: dict[str, Any]
+    single: bool  # one URL string as output, rather than a list
+    reference: str | None  # the input that carries a reference image
+
+
+_SCHNELL_INPUTS: dict[str, Check] = {
+    "prompt": _str,
+    "aspect_ratio": _enum(*FLUX_SIZES),
+    "num_outputs": _int(1, 4),
+    "seed": _int(),
+    "output_format": _enum("webp", "jpg", "png"),
+    "output_quality": _int(0, 100),
+    "go_fast": _bool,
+    "megapixels": _enum("1", "0.25"),
+    "disable_safety_checker": _bool,
+    "num_inference_steps": _int(1, 4),
+}
+_LIST_DEFAULTS = {"aspect_ratio": "1:1", "num_outputs": 1, "output_format": "webp", "output_quality": 80}
+
+MODELS: dict[str, ModelSpec] = {
+    "black-forest-labs/flux-schnell": ModelSpec(
+        _SCHNELL_INPUTS, _LIST_DEFAULTS, single=False, reference=None
+    ),
+    "black-forest-labs/flux-dev": ModelSpec(
+        {
+            **_SCHNELL_INPUTS,
+            "image": _uri,
+            "prompt_strength": _num(0, 1),
+            "num_inference_steps": _int(1, 50),
+            "guidance": _num(0, 10),
+        },
+        _LIST_DEFAULTS,
+        single=False,
+        reference="image",
+    ),
+    "black-forest-labs/flux-1.1-pro": ModelSpec(
+        {
+            "prompt": _str,
+            "image_prompt": _uri,
+            "aspect_ratio": _enum(*FLUX_SIZES, "custom"),
+            "width": _int(256, 1440, multiple=32),
+            "height": _int(256, 1440, multiple=32),
+            "seed": _int(),
+            "output_format": _enum("webp", "jpg", "png"),
+            "output_quality": _int(0, 100),
+            "safety_tolerance": _int(1, 6),
+            "prompt_upsampling": _bool,
+        },
+        {"aspect_ratio": "1:1", "output_format": "webp", "output_quality": 80, "safety_tolerance": 2},
+        single=True,
+        reference="image_prompt",
+    ),
+}
+_KONTEXT = ModelSpec(
+    {
+        "prompt": _str,
+        "input_image": _uri,
+        "aspect_ratio": _enum("match_input_image", *_KONTEXT_RATIOS),
+        "seed": _int(),
+        "output_format": _enum("png", "jpg"),
+        "safety_tolerance": _int(0, 6),
+        "prompt_upsampling": _bool,
+    },
+    {"aspect_ratio": "match_input_image", "output_format": "png", "safety_tolerance": 2},
+    single=True,
+    reference="input_image",
+)
+MODELS["black-forest-labs/flux-kontext-pro"] = _KONTEXT
+MODELS["black-forest-labs/flux-kontext-max"] = _KONTEXT
+
+
+def _validate(spec: ModelSpec, given: dict[str, Any]) -> dict[str, Any]:
+    invalid: list[dict[str, str]] = []
+    for name, value in given.items():
+        check = spec.inputs.get(name)
+        if check is None:
+            invalid.append(
+                {
+                    "type": "additional_property_not_allowed",
+                    "field": "input",
+                    "description": f"Additional property {name} is not allowed",
+                }
+            )
+        elif (problem := check(value)) is not None:
+            invalid.append({"type": "invalid", "field": f"input.{name}", "description": problem})
+    if "prompt" not in given:
+        invalid.append({"type": "required", "field": "input", "description": "prompt is required"})
+    if invalid:
+        detail = "".join(f"- {i['field']}: {i['description']}\n" for i in invalid)
+        raise _problem(422, detail, invalid_fields=invalid)
+    return {**spec.defaults, **given}
+
+
+# ---- state ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Upload:
+    id: str
+    name: str
+    content_type: str
+    data: bytes
+    metadata: dict[str, Any]
+    created_at: str
+
+
+@dataclass
+class Prediction:
+    """One prediction; its status is a function of time since creation (and of cancel)."""
+
+    id: str
+    model: str
+    spec: ModelSpec
+    input: dict[str, Any]  # as sent
+    effective: dict[str, Any]  # with defaults
+    created: float  # time.monotonic()
+    created_at: str
+    duration: float | None  # None: never finishes on its own
+    outcome: str  # the terminal status it reaches
+    error: str | None
+    empty: bool = False
+    truncate: bool = False
+    reference: Image | None = None
+    canceled_at: float | None = None
+    output: Any = None
+    rendered: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def status(self, now: float) -> str:
+        elapsed = now - self.created
+        if self.canceled_at is not None:
+            return "canceled"
+        if self.duration is not None and elapsed >= self.duration:
+            return self.outcome
+        return "starting" if elapsed < self.start_delay() else "processing"
+
+    def start_delay(self) -> float:
+        """Seconds spent `starting` (booting) before `processing`."""
+        return 0.05 if self.duration is None else self.duration * 0.25
+
+    def finished_at(self) -> float | None:
+        if self.canceled_at is not None:
+            return self.canceled_at
+        return None if self.duration is None else self.created + self.duration
+
+
+class State:
+    """Predictions and uploads of one emulator; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.predictions: dict[str, Prediction] = {}
+        self.uploads: dict[str, Upload] = {}
+
+    def add(self, prediction: Prediction) -> None:
+        with self._lock:
+            self.predictions[prediction.id] = prediction
+
+    def prediction(self, pid: str) -> Prediction | None:
+        with self._lock:
+            return self.predictions.get(pid)
+
+    def add_upload(self, upload: Upload) -> None:
+        with self._lock:
+            self.uploads[upload.id] = upload
+
+    def upload(self, uid: str) -> Upload | None:
+        with self._lock:
+            return self.uploads.get(uid)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.predictions.clear()
+            self.uploads.clear()
+
+
+def _new_id() -> str:
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(26))
+
+
+def _iso(wall: float) -> str:
+    return dt.datetime.fromtimestamp(wall, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _wall(mono: float) -> float:
+    return time.time() - (time.monotonic() - mono)
+
+
+# ---- rendering ------------------------------------------------------------------------------------
+
+
+def _output_size(spec: ModelSpec, inp: dict[str, Any], reference: Image | None) -> tuple[int, int]:
+    ratio = inp.get("aspect_ratio", "1:1")
+    if ratio == "custom":
+        return int(inp.get("width", 1024)), int(inp.get("height", 1024))
+    if ratio == "match_input_image" or (spec.reference == "image" and reference is not None):
+        if reference is None:
+            return 1024, 1024
+        return draw.megapixel_size(reference.width, reference.height)
+    if ratio in FLUX_SIZES:
+        w, h = FLUX_SIZES[ratio]
+    else:
+        w, h = draw.megapixel_size(*_KONTEXT_RATIOS[ratio])
+    if inp.get("megapixels") == "0.25":
+        w, h = max(16, round(w / 32) * 16), max(16, round(h / 32) * 16)
+    return w, h
+
+
+def _render_output(call: Call, p: Prediction) -> Any:
+    if p.empty:
+        return None if p.spec.single else []
+    inp = p.effective
+    fmt = inp.get("output_format", "webp")
+    ext = "jpg" if fmt == "jpg" else fmt
+    size = _output_size(p.spec, inp, p.reference)
+    count = 1 if p.spec.single else int(inp.get("num_outputs", 1))
+    urls = []
+    for index in range(count):
+        data = draw.render(
+            prompt=str(inp.get("prompt", "")),
+            model=p.model,
+            size=size,
+            seed=inp.get("seed"),
+            index=index,
+            reference=p.reference,
+            fmt=fmt,
+            quality=int(inp.get("output_quality", 80)),
+        )
+        if p.truncate:
+            data = data[: len(data) // 2]
+        name = "output" if p.spec.single else f"out-{index}"
+        urls.append(call.emu.host_file("replicate", data, draw.MIME[fmt], f"{name}.{ext}"))
+    return urls[0] if p.spec.single else urls
+
+
+def _snapshot(call: Call, p: Prediction, force_starting: bool = False) -> dict[str, Any]:
+    now = time.monotonic()
+    status = "starting" if force_starting else p.status(now)
+    with p.lock:
+        if status == "succeeded" and not p.rendered:
+            p.output = _render_output(call, p)
+            p.rendered = True
+    base = f"{call.emu.url}/replicate/v1/predictions/{p.id}"
+    finished = p.finished_at()
+    terminal = status in TERMINAL
+    started = status != "starting"
+    seed = p.effective.get("seed", int(hashlib.sha256(p.id.encode()).hexdigest()[:6], 16))
+    logs = f"Using seed: {seed}\nRunning prediction...\n" if started else ""
+    metrics: dict[str, Any] = {}
+    if terminal and finished is not None:
+        logs += "Prediction finished.\n" if status == "succeeded" else ""
+        metrics = {"predict_time": round(max(0.0, finished - p.created), 3)}
+    return {
+        "id": p.id,
+        "model": p.model,
+        "version": hashlib.sha256(p.model.encode()).hexdigest(),
+        "input": p.input,
+        "logs": logs,
+        "output": p.output if status == "succeeded" else None,
+        "data_removed": False,
+        "error": p.error if status in ("failed", "aborted") else None,
+        "status": status,
+        "source": "api",
+        "created_at": p.created_at,
+        "started_at": _iso(_wall(p.created + p.start_delay())) if started else None,
+        "completed_at": _iso(_wall(finished)) if terminal and finished is not None else None,
+        "metrics": metrics,
+        "urls": {
+            "get": base,
+            "cancel": f"{base}/cancel",
+            "stream": f"{base}/stream",
+            "web": f"{call.emu.url}/p/{p.id}",
+        },
+    }
+
+
+def _load_reference(call: Call, url: str) -> tuple[Image | None, str | None]:
+    """(image, None) or (None, the error the prediction will fail with)."""
+    if url.startswith("data:"):
+        try:
+            _, data = decode_data_uri(url)
+        except ValueError:
+            return None, "Failed to decode the input file: invalid data URI."
+    else:
+        fetched = call.emu.fetch_local(url)
+        if fetched is None:
+            return None, f"Failed to download the input file from {url[:200]}."
+        data = fetched
+    try:
+        return draw.load(data), None
+    except ValueError:
+        return None, "The input file is not a valid image."
+
+
+# ---- endpoints ------------------------------------------------------------------------------------
+
+
+def _prefer_wait(value: str) -> float | None:
+    """Seconds to hold the create request for `Prefer: wait[=N]` (N at most 60), or None."""
+    for item in value.split(","):
+        name, _, arg = item.strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                return float(min(60, max(1, int(arg)))) if arg else 60.0
+            except ValueError:
+                return 60.0
+    return None
+
+
+def create(call: Call) -> Reply:
+    """POST /v1/models/{owner}/{name}/predictions."""
+    model = f"{call.params['owner']}/{call.params['name']}"
+    if call.json is None or not isinstance(call.json, dict):
+        raise _problem(400, "The request body must be a JSON object.")
+    spec = MODELS.get(model)
+    if spec is None:
+        raise _problem(404, f"The requested model {model} was not found.")
+    given = call.json.get("input")
+    if not isinstance(given, dict):
+        raise _problem(
+            422,
+            "- input: Invalid type. Expected: object\n",
+            invalid_fields=[
+                {"type": "invalid_type", "field": "input", "description": "Invalid type. Expected: object"}
+            ],
+        )
+    effective = _validate(spec, given)
+    fault = call.fault
+    duration: float | None = call.emu.prediction_seconds
+    outcome, error = "succeeded", None
+    if fault is not None:
+        kind = fault.prediction
+        if kind == "stuck":
+            duration = None
+        elif kind == "slow":
+            duration = fault.seconds if fault.seconds is not None else 5.0
+        elif fault.seconds is not None:
+            duration = fault.seconds
+        if kind in ("failed", "canceled", "aborted"):
+            outcome = kind
+            error = fault.error or ("Prediction failed." if kind == "failed" else None)
+        if fault.blocked:
+            outcome, error = "failed", fault.error or NSFW_ERROR
+    reference = None
+    ref_url = effective.get(spec.reference) if spec.reference else None
+    if isinstance(ref_url, str) and outcome == "succeeded":
+        reference, problem = _load_reference(call, ref_url)
+        if problem is not None:
+            outcome, error = "failed", problem
+    now = time.monotonic()
+    p = Prediction(
+        id=_new_id(),
+        model=model,
+        spec=spec,
+        input=given,
+        effective=effective,
+        created=now,
+        created_at=_iso(time.time()),
+        duration=duration,
+        outcome=outcome,
+        error=error,
+        empty=bool(fault and fault.empty),
+        truncate=bool(fault and fault.truncate),
+        reference=reference,
+    )
+    call.emu.replicate.add(p)
+    hold = _prefer_wait(call.headers.get("prefer", ""))
+    if hold is None:
+        return json_reply(201, _snapshot(call, p, force_starting=True))
+    deadline = now + hold
+    while p.status(time.monotonic()) not in TERMINAL:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        finish = p.finished_at()
+        until_done = finish - time.monotonic() if finish is not None else left
+        time.sleep(max(0.0, min(left, until_done, 0.05)))
+    return json_reply(201, _snapshot(call, p))
+
+
+def _find(call: Call) -> Prediction:
+    p = call.emu.replicate.prediction(call.params["id"])
+    if p is None:
+        raise _problem(404, "Not found.")
+    return p
+
+
+def get(call: Call) -> Reply:
+    """GET /v1/predictions/{id}."""
+    return json_reply(200, _snapshot(call, _find(call)))
+
+
+def cancel(call: Call) -> Reply:
+    """POST /v1/predictions/{id}/cancel: a prediction not yet finished becomes canceled."""
+    p = _find(call)
+    with p.lock:
+        if p.status(time.monotonic()) not in TERMINAL:
+            p.canceled_at = time.monotonic()
+    return json_reply(200, _snapshot(call, p))
+
+
+def upload(call: Call) -> Reply:
+    """POST /v1/files: multipart `content` (+ optional `filename`, `type`, `metadata`)."""
+    if call.content_type != "multipart/form-data":
+        raise _problem(400, "The request must be multipart/form-data with a `content` file.")
+    content = next((p for p in call.parts if p.name == "content"), None)
+    if content is None:
+        raise _problem(
+            422,
+            "- content: content is required\n",
+            invalid_fields=[{"type": "required", "field": "content", "description": "content is required"}],
+        )
+    form = call.form
+    metadata: dict[str, Any] = {}
+    if form.get("metadata"):
+        try:
+            loaded = json.loads(form["metadata"])
+        except ValueError as exc:
+            raise _problem(400, "metadata must be a JSON object.") from exc
+        metadata = loaded if isinstance(loaded, dict) else {}
+    wall = time.time()
+    item = Upload(
+        id=_new_id(),
+        name=form.get("filename") or content.filename or "file",
+        content_type=form.get("type") or content.content_type or "application/octet-stream",
+        data=content.data,
+        metadata=metadata,
+        created_at=_iso(wall),
+    )
+    call.emu.replicate.add_upload(item)
+    return json_reply(
+        201,
+        {
+            "id": item.id,
+            "name": item.name,
+            "content_type": item.content_type,
+            "size": len(item.data),
+            "etag": hashlib.md5(item.data, usedforsecurity=False).hexdigest(),
+            "checksums": {
+                "sha256": hashlib.sha256(item.data).hexdigest(),
+                "md5": hashlib.md5(item.data, usedforsecurity=False).hexdigest(),
+            },
+            "metadata": item.metadata,
+            "created_at": item.created_at,
+            "expires_at": _iso(wall + 24 * 3600),
+            "urls": {"get": f"{call.emu.url}/replicate/v1/files/{item.id}"},
+        },
+    )
+
+
+def serve_upload(call: Call) -> Reply:
+    """GET of an upload's `urls.get`: its bytes."""
+    item = call.emu.replicate.upload(call.params["id"])
+    if item is None:
+        raise _problem(404, "Not found.")
+    data = item.data[: len(item.data) // 2] if call.fault is not None and call.fault.truncate else item.data
+    return Reply(200, data, item.content_type)

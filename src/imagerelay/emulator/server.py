@@ -1,0 +1,503 @@
+"""The emulator's core: a threaded HTTP server on 127.0.0.1, routing, fault scripts and the request log."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Iterable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from imagerelay.emulator import openai as openai_dialect
+from imagerelay.emulator import replicate as replicate_dialect
+from imagerelay.emulator import xai as xai_dialect
+from imagerelay.emulator.hosting import FileStore, expired_reply
+from imagerelay.emulator.wire import (
+    Call,
+    Dialect,
+    DialectError,
+    Fault,
+    Handler,
+    LoggedRequest,
+    Reply,
+    json_reply,
+    parse_json,
+    parse_multipart,
+)
+
+PROVIDERS = ("xai", "openai", "replicate")
+
+_MALFORMED = b'{"created": 1700000000, "data": [{"url": "http://127.0.0.1/fil'
+
+
+def _serve_hosted(call: Call) -> Reply:
+    hosted = call.emu.files.get(call.path)
+    fault = call.fault
+    if hosted is None or (fault is not None and fault.expired):
+        known = call.emu.files.known(call.path)
+        return expired_reply(known.provider if known else "replicate")
+    data = hosted.data
+    if fault is not None and fault.truncate:
+        data = data[: len(data) // 2]
+    if fault is not None and fault.malformed:
+        data = b"\x00not an image\x00" * 8
+    return Reply(200, data, hosted.content_type)
+
+
+_ROUTES: list[tuple[str, re.Pattern[str], str, str, Handler]] = [
+    (m, re.compile(p), route, provider, h)
+    for m, p, route, provider, h in [
+        ("POST", r"/xai/v1/images/generations", "xai.generations", "xai", xai_dialect.generations),
+        ("POST", r"/xai/v1/images/edits", "xai.edits", "xai", xai_dialect.edits),
+        ("POST", r"/xai/v1/chat/completions", "xai.chat", "xai", xai_dialect.chat),
+        (
+            "POST",
+            r"/openai/v1/images/generations",
+            "openai.generations",
+            "openai",
+            openai_dialect.generations,
+        ),
+        ("POST", r"/openai/v1/images/edits", "openai.edits", "openai", openai_dialect.edits),
+        (
+            "POST",
+            r"/replicate/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions",
+            "replicate.create",
+            "replicate",
+            replicate_dialect.create,
+        ),
+        (
+            "GET",
+            r"/replicate/v1/predictions/(?P<id>[^/]+)",
+            "replicate.get",
+            "replicate",
+            replicate_dialect.get,
+        ),
+        (
+            "POST",
+            r"/replicate/v1/predictions/(?P<id>[^/]+)/cancel",
+            "replicate.cancel",
+            "replicate",
+            replicate_dialect.cancel,
+        ),
+        ("POST", r"/replicate/v1/files", "replicate.files", "replicate", replicate_dialect.upload),
+        ("GET", r"/replicate/v1/files/(?P<id>[^/]+)", "files", "replicate", replicate_dialect.serve_upload),
+        ("GET", r"/files/.+", "files", "files", _serve_hosted),
+    ]
+]
+
+_DIALECTS: dict[str, Dialect] = {
+    "xai": xai_dialect.DIALECT,
+    "openai": openai_dialect.DIALECT,
+    "replicate": replicate_dialect.DIALECT,
+}
+
+
+def _generic_error(status: int, fault: Fault | None) -> Reply:
+    return json_reply(status, {"error": f"HTTP {status}"})
+
+
+def _route(method: str, path: str) -> tuple[str, str, Handler | None, dict[str, str]]:
+    """(route name, provider, handler, path params); an unknown endpoint has no handler."""
+    lookup = "GET" if method == "HEAD" else method
+    for m, pattern, route, provider, handler in _ROUTES:
+        match = pattern.fullmatch(path)
+        if match and m == lookup:
+            return route, provider, handler, match.groupdict()
+    provider = path.strip("/").split("/", 1)[0]
+    provider = provider if provider in PROVIDERS else "files"
+    return f"{provider}.unknown", provider, None, {}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, emu: Emulator, address: tuple[str, int]) -> None:
+        self.emu = emu
+        self.open_connections: set[socket.socket] = set()
+        self.conn_lock = threading.Lock()
+        super().__init__(address, _RequestHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up early are normal here (timeouts, dropped faults): stay quiet."""
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs expect
+    server_version = "imagerelay-emulator"
+    timeout = 120  # idle keep-alive connections do not hold a thread forever
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.conn_lock:
+            self.server.open_connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.conn_lock:
+            self.server.open_connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """No per-request lines on stderr; the request log is `Emulator.requests`."""
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_HEAD(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _serve(self) -> None:
+        emu = self.server.emu
+        received = time.monotonic()
+        raw = self._read_body()
+        path = urlsplit(self.path).path
+        method = self.command
+        route, provider, handler, params = _route(method, path)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        dialect = _DIALECTS.get(provider)
+        if route == "files" and provider == "files":
+            known = emu.files.known(path)
+            provider = known.provider if known else "files"
+        key = _presented_key(headers.get("authorization", ""), dialect)
+        key_ok = route == "files" or (dialect is not None and emu.key_ok(provider, key))
+        body_json, parts = _parse_body(raw, headers.get("content-type", ""))
+        logged = LoggedRequest(
+            route=route,
+            provider=provider,
+            method=method,
+            path=path,
+            headers={k: ("<redacted>" if k == "authorization" else v) for k, v in headers.items()},
+            key_ok=key_ok,
+            json=body_json,
+            form={p.name: p.data.decode("utf-8", "replace") for p in parts if p.filename is None},
+            files=[
+                (p.name, p.filename, p.content_type, len(p.data)) for p in parts if p.filename is not None
+            ],
+            at=received,
+        )
+        fault = emu._take_fault(route, logged)
+        delay = fault.latency if fault is not None and fault.latency is not None else emu.latency
+        if delay > 0:
+            time.sleep(delay)
+        call = Call(emu, route, method, path, params, headers, raw, body_json, parts, fault)
+        if fault is not None and fault.drop:
+            self._drop(self._answer(call, dialect, handler, key, key_ok) if fault.truncate else None)
+            return
+        reply = self._answer(call, dialect, handler, key, key_ok)
+        logged.status = reply.status
+        self._write(reply, head_only=method == "HEAD")
+
+    def _answer(
+        self, call: Call, dialect: Dialect | None, handler: Handler | None, key: str | None, key_ok: bool
+    ) -> Reply:
+        fault = call.fault
+        error_reply = dialect.error_reply if dialect else _generic_error
+        try:
+            if fault is not None and fault.status is not None:
+                reply = error_reply(fault.status, fault)
+                if fault.body is not None:
+                    reply = _body_reply(fault.status, fault.body, reply.content_type)
+            elif fault is not None and fault.malformed and call.route != "files":
+                reply = Reply(200, _MALFORMED, "application/json")
+            elif fault is not None and fault.body is not None:
+                reply = _body_reply(200, fault.body, "application/json")
+            elif handler is None:
+                reply = dialect.not_found(call.method, call.path) if dialect else expired_reply("files")
+            elif not key_ok and dialect is not None:
+                reply = dialect.auth_error(key)
+            else:
+                reply = handler(call)
+        except DialectError as exc:
+            reply = exc.reply
+        except Exception:
+            call.emu.errors.append(traceback.format_exc())
+            reply = error_reply(500, None)
+        if fault is not None:
+            reply.headers.update(fault.headers)
+        if dialect is not None and dialect.request_ids:
+            reply.headers.setdefault("x-request-id", call.emu._request_id())
+        return reply
+
+    def _write(self, reply: Reply, head_only: bool = False) -> None:
+        try:
+            self.send_response(reply.status)
+            self.send_header("content-type", reply.content_type)
+            self.send_header("content-length", str(len(reply.body)))
+            for name, value in reply.headers.items():
+                if name.lower() not in ("content-type", "content-length"):
+                    self.send_header(name, value)
+            self.end_headers()
+            if not head_only:
+                self.wfile.write(reply.body)
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True  # the client gave up (e.g. its read timeout fired)
+
+    def _drop(self, partial: Reply | None) -> None:
+        """Hang up without an answer; with `partial`, after the headers and half the body."""
+        if partial is not None:
+            try:
+                self.send_response(partial.status)
+                self.send_header("content-type", partial.content_type)
+                self.send_header("content-length", str(len(partial.body)))
+                self.end_headers()
+                self.wfile.write(partial.body[: len(partial.body) // 2])
+                self.wfile.flush()
+            except OSError:
+                pass
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
+
+
+def _presented_key(authorization: str, dialect: Dialect | None) -> str | None:
+    scheme, _, value = authorization.strip().partition(" ")
+    schemes = dialect.token_schemes if dialect else ("bearer",)
+    if scheme.lower() in schemes and value.strip():
+        return value.strip()
+    return None
+
+
+def _parse_body(raw: bytes, content_type: str) -> tuple[Any, list[Any]]:
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        try:
+            return None, parse_multipart(raw, content_type)
+        except ValueError:
+            return None, []
+    if raw and (kind == "application/json" or kind.endswith("+json") or not kind):
+        try:
+            return parse_json(raw), []
+        except ValueError:
+            return None, []
+    return None, []
+
+
+def _body_reply(status: int, body: dict[str, Any] | str | bytes, content_type: str) -> Reply:
+    if isinstance(body, dict):
+        return json_reply(status, body, content_type)
+    if isinstance(body, str):
+        body = body.encode()
+        try:
+            parse_json(body)
+        except ValueError:
+            content_type = "text/plain; charset=utf-8"
+    return Reply(status, body, content_type)
+
+
+class Emulator:
+    """xAI, OpenAI and Replicate image APIs on 127.0.0.1, with expiring URLs and scripted faults."""
+
+    def __init__(
+        self,
+        keys: Mapping[str, str | Iterable[str]] | None = None,
+        url_ttl: float = 600.0,
+        latency: float = 0.0,
+        prediction_seconds: float = 0.0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.keys: dict[str, frozenset[str]] | None = (
+            None
+            if keys is None
+            else {p: frozenset([k] if isinstance(k, str) else k) for p, k in keys.items()}
+        )
+        self.url_ttl = url_ttl
+        self.latency = latency
+        self.prediction_seconds = prediction_seconds
+        self.host = host
+        self.files = FileStore(url_ttl)
+        self.replicate = replicate_dialect.State()
+        self.errors: list[str] = []  # tracebacks of emulator bugs (answered as 500)
+        self._lock = threading.Lock()
+        self._scripts: dict[str, deque[list[Any]]] = {}
+        self._log: list[LoggedRequest] = []
+        self._ids = 0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # lifecycle
+    def start(self, port: int = 0) -> Emulator:
+        """Serve in a daemon thread; port 0 picks a free port."""
+        if self._server is not None:
+            raise RuntimeError("emulator already started")
+        self._server = _Server(self, (self.host, port))
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="imagerelay-emulator",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and hang up on any open connection."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        with server.conn_lock:
+            for conn in list(server.open_connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        self._thread = None
+
+    def __enter__(self) -> Emulator:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # addresses
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Root URL, e.g. http://127.0.0.1:8765."""
+        return f"http://{self.host}:{self.port}"
+
+    def base_url(self, provider: str) -> str:
+        """API root of one provider, e.g. http://127.0.0.1:8765/xai/v1."""
+        if provider not in PROVIDERS:
+            raise ValueError(f"unknown provider {provider!r}; expected one of {PROVIDERS}")
+        return f"{self.url}/{provider}/v1"
+
+    # scripting and inspection
+    def script(self, route: str, *faults: Fault) -> None:
+        """Queue faults for a route, first in first out; each applies to `fault.times` requests."""
+        with self._lock:
+            queue = self._scripts.setdefault(route, deque())
+            for fault in faults:
+                queue.append([fault, fault.times])
+
+    def _take_fault(self, route: str, logged: LoggedRequest) -> Fault | None:
+        """Log the request and pop the fault (if any) that applies to it, atomically."""
+        with self._lock:
+            self._log.append(logged)
+            queue = self._scripts.get(route)
+            if not queue:
+                return None
+            entry = queue[0]
+            fault: Fault = entry[0]
+            if entry[1] is not None:
+                entry[1] -= 1
+                if entry[1] <= 0:
+                    queue.popleft()
+            return fault
+
+    @property
+    def requests(self) -> list[LoggedRequest]:
+        """Every request received so far, in order."""
+        with self._lock:
+            return list(self._log)
+
+    def requests_for(self, route: str) -> list[LoggedRequest]:
+        with self._lock:
+            return [r for r in self._log if r.route == route]
+
+    def expire_urls(self) -> None:
+        """Every hosted image URL handed out so far stops working now (uploads stay)."""
+        self.files.expire_all()
+
+    def reset(self) -> None:
+        """Forget scripts, the request log, predictions, uploads and hosted files."""
+        with self._lock:
+            self._scripts.clear()
+            self._log.clear()
+        self.files.clear()
+        self.replicate.clear()
+        self.errors.clear()
+
+    # helpers for the dialects
+    def key_ok(self, provider: str, key: str | None) -> bool:
+        if not key:
+            return False
+        if self.keys is None or provider not in self.keys:
+            return True
+        return key in self.keys[provider]
+
+    def _request_id(self) -> str:
+        with self._lock:
+            self._ids += 1
+            return f"req_{self._ids:08d}{id(self) & 0xFFFFFF:06x}"
+
+    def host_file(self, provider: str, data: bytes, content_type: str, name: str) -> str:
+        """Serve bytes at a new expiring URL; returns the absolute URL."""
+        return self.url + self.files.put(provider, data, content_type, name)
+
+    def fetch_local(self, url: str) -> bytes | None:
+        """Bytes behind a URL this emulator serves (hosted files, uploads); None for any other URL."""
+        parts = urlsplit(url)
+        if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost", self.host):
+            return None
+        if parts.port != self.port:
+            return None
+        hosted = self.files.get(parts.path)
+        if hosted is not None:
+            return hosted.data
+        match = re.fullmatch(r"/replicate/v1/files/([^/]+)", parts.path)
+        if match:
+            upload = self.replicate.upload(match.group(1))
+            return upload.data if upload else None
+        return None
+
+
+def serve(port: int = 8765, host: str = "127.0.0.1", **kw: Any) -> None:
+    """Run an emulator in the foreground until Ctrl-C, printing the three API roots."""
+    emu = Emulator(host=host, **kw).start(port)
+    try:
+        print(f"imagerelay emulator on {emu.url}")
+        for provider in PROVIDERS:
+            print(f"  {provider:<10} {emu.base_url(provider)}")
+        print("Ctrl-C to stop.", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.stop()
