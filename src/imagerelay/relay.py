@@ -294,6 +294,8 @@ class Relay:
         return receipt
 
     async def _load_references(self, req: ImageRequest) -> list[Reference]:
+        if not req.references:
+            return []
         from .references import aload_reference, load_mask
 
         assert self._http is not None

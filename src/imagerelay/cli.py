@@ -1,0 +1,434 @@
+"""The `imagerelay` command line.
+
+Human output goes to stderr, the saved paths (or, with --json, exactly one JSON object) to
+stdout. Exit codes: 0 an image was saved; 1 no image (every attempt failed, content blocked,
+over budget); 2 invalid input or configuration, with one line naming the problem and the fix.
+
+Only Typer is imported at start-up: the relay, pydantic, the SDKs and Pillow load inside the
+commands that need them, so `imagerelay --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from .planner import Plan
+    from .receipt import Receipt
+    from .settings import Settings
+
+app = typer.Typer(
+    name="imagerelay",
+    help="Generate images through xAI, OpenAI or Replicate — planned, translated, with fallback and receipts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+emulator_app = typer.Typer(help="The offline stand-in for all three provider APIs.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(emulator_app, name="emulator")
+
+EnvOpt = Annotated[
+    str | None,
+    typer.Option("--env", envvar="IMAGERELAY_ENV", help="Environment: development, production, sandbox …"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _fail(exc: BaseException, *, as_json: bool = False) -> NoReturn:
+    """Print one line for a known error and exit with its code (2 for user errors)."""
+    from .errors import GenerationFailed, ImageRelayError
+
+    code = exc.exit_code if isinstance(exc, ImageRelayError) else 1
+    if as_json:
+        payload: dict[str, Any] = {"error": str(exc), "error_type": type(exc).__name__, "exit_code": code}
+        if isinstance(exc, GenerationFailed) and exc.receipt is not None:
+            payload["receipt"] = json.loads(exc.receipt.model_dump_json())  # type: ignore[attr-defined]
+        typer.echo(json.dumps(payload))
+    _err(f"error: {exc}")
+    if isinstance(exc, GenerationFailed) and exc.receipt is not None:
+        for attempt in exc.receipt.attempts:  # type: ignore[attr-defined]
+            status = f" HTTP {attempt.status}" if attempt.status else ""
+            _err(f"  {attempt.provider}:{attempt.model}: {attempt.outcome}{status} — {attempt.error or ''}")
+    raise typer.Exit(code)
+
+
+def _settings(env: str | None, out: Path | None = None) -> Settings:
+    from .settings import load_settings
+
+    overrides: dict[str, Any] = {}
+    if out is not None:
+        overrides["output"] = {"dir": out}
+    settings = load_settings(env, **overrides)
+    _setup_logging(settings.log_level)
+    return settings
+
+
+def _setup_logging(level: str) -> None:
+    import logging
+
+    logger = logging.getLogger("imagerelay")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("imagerelay: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+
+def _parse_extras(values: list[str]) -> dict[str, dict[str, Any]]:
+    from .errors import InvalidRequest
+
+    extras: dict[str, dict[str, Any]] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        provider, dot, field = key.partition(".")
+        if not sep or not dot or not provider or not field:
+            raise InvalidRequest(
+                f"--extra {item!r} is not PROVIDER.FIELD=VALUE (e.g. replicate.go_fast=false)"
+            )
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        extras.setdefault(provider, {})[field] = value
+    return extras
+
+
+def _request(**fields: Any) -> Any:
+    """An ImageRequest, with pydantic's complaint turned into one plain line (exit 2)."""
+    from pydantic import ValidationError
+
+    from .errors import InvalidRequest
+    from .request import ImageRequest
+
+    try:
+        return ImageRequest(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = str(err.get("ctx", {}).get("error") or err["msg"]).removeprefix("Value error, ")
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "literal_error":
+            msg = f"{loc}: {err['msg']}"
+        raise InvalidRequest(msg) from None
+
+
+ProviderOpt = Annotated[
+    str, typer.Option("--provider", "-p", help="auto, a provider (xai, openai, replicate) or PROVIDER:MODEL.")
+]
+ReferenceOpt = Annotated[
+    list[str] | None,
+    typer.Option("--reference", "-r", help="Reference image: a path or an https URL. Repeatable."),
+]
+MaskOpt = Annotated[str | None, typer.Option("--mask", help="PNG mask (transparent = edit here).")]
+NOpt = Annotated[int, typer.Option("-n", "--n", help="Number of images (1–10).")]
+SizeOpt = Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT; translated per model.")]
+RatioOpt = Annotated[str | None, typer.Option("--aspect-ratio", "-a", help="W:H, e.g. 16:9.")]
+ResOpt = Annotated[str | None, typer.Option("--resolution", help="1k or 2k (models with tiers).")]
+QualityOpt = Annotated[str | None, typer.Option("--quality", help="low, medium or high.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed, for models that take one.")]
+FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="png, jpeg or webp.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default ./generated).")]
+MaxCostOpt = Annotated[
+    float | None, typer.Option("--max-cost", help="Leave out models estimated above this (USD).")
+]
+ExtraOpt = Annotated[
+    list[str] | None, typer.Option("--extra", help="Provider field: PROVIDER.FIELD=VALUE. Repeatable.")
+]
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What the image should show.")],
+    provider: ProviderOpt = "auto",
+    reference: ReferenceOpt = None,
+    mask: MaskOpt = None,
+    n: NOpt = 1,
+    size: SizeOpt = None,
+    aspect_ratio: RatioOpt = None,
+    resolution: ResOpt = None,
+    quality: QualityOpt = None,
+    seed: SeedOpt = None,
+    format: FormatOpt = None,
+    out: OutOpt = None,
+    env: EnvOpt = None,
+    max_cost: MaxCostOpt = None,
+    extra: ExtraOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and its cost; send nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate images and save them with a receipt."""
+    from .errors import ImageRelayError
+
+    try:
+        req = _request(
+            prompt=prompt,
+            provider=provider,
+            references=tuple(reference or ()),
+            mask=mask,
+            n=n,
+            size=size,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            quality=quality,
+            seed=seed,
+            output_format="jpeg" if format == "jpg" else format,
+            extras=_parse_extras(extra or []),
+        )
+        settings = _settings(env, out)
+        if dry_run:
+            _show_plan(_plan(settings, req, max_cost), as_json)
+            return
+        receipt = _run_generate(settings, req, max_cost)
+    except ImageRelayError as exc:
+        _fail(exc, as_json=as_json)
+    _show_receipt(receipt, as_json)
+
+
+@app.command()
+def plan(
+    prompt: Annotated[str, typer.Argument(help="What the image should show.")],
+    provider: ProviderOpt = "auto",
+    reference: ReferenceOpt = None,
+    mask: MaskOpt = None,
+    n: NOpt = 1,
+    size: SizeOpt = None,
+    aspect_ratio: RatioOpt = None,
+    resolution: ResOpt = None,
+    quality: QualityOpt = None,
+    seed: SeedOpt = None,
+    format: FormatOpt = None,
+    env: EnvOpt = None,
+    max_cost: MaxCostOpt = None,
+    extra: ExtraOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show which models would be tried, translated how, at what cost — and send nothing."""
+    from .errors import ImageRelayError
+
+    try:
+        req = _request(
+            prompt=prompt,
+            provider=provider,
+            references=tuple(reference or ()),
+            mask=mask,
+            n=n,
+            size=size,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            quality=quality,
+            seed=seed,
+            output_format="jpeg" if format == "jpg" else format,
+            extras=_parse_extras(extra or []),
+        )
+        _show_plan(_plan(_settings(env), req, max_cost), as_json)
+    except ImageRelayError as exc:
+        _fail(exc, as_json=as_json)
+
+
+def _plan(settings: Settings, req: Any, max_cost: float | None) -> Plan:
+    from .references import load_reference, load_mask
+    from .relay import Relay
+
+    # Local references are checked now, so a dry run catches a missing file; URLs are not fetched.
+    for i, source in enumerate(req.references, 1):
+        if "://" not in source:
+            load_reference(source, label=f"reference {i}")
+    if req.mask and "://" not in req.mask:
+        load_mask(req.mask)
+    return Relay(settings).plan(req, max_cost=max_cost)
+
+
+def _run_generate(settings: Settings, req: Any, max_cost: float | None) -> Receipt:
+    import asyncio
+
+    from .relay import Relay
+
+    async def run() -> Receipt:
+        async with Relay(settings) as relay:
+            return await relay.generate(req, max_cost=max_cost)
+
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        with Console(stderr=True).status(f"generating {req.n} image(s)…"):
+            return asyncio.run(run())
+    return asyncio.run(run())
+
+
+def _show_plan(p: Plan, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(p.to_dict()))
+        return
+    mode = "with references" if p.request.references else "text to image"
+    typer.echo(f"plan for {p.request.n} image(s), {mode} — nothing will be sent")
+    for i, c in enumerate(p.candidates, 1):
+        params = ", ".join(f"{k}={v}" for k, v in c.params.items()) or "defaults"
+        typer.echo(f"  {i}. {c.ref}  ~${c.estimate_usd:.4f}  calls={'+'.join(map(str, c.calls))}  {params}")
+        for note in c.notes:
+            typer.echo(f"       note: {note}")
+    if p.describe:
+        typer.echo("  then, describing the reference in words for a text model:")
+        for c in p.describe:
+            typer.echo(f"     - {c.ref}  ~${c.estimate_usd:.4f}")
+    if not p.candidates and not p.describe:
+        typer.echo("  no model can serve this request")
+    if p.excluded:
+        typer.echo("left out:")
+        for e in p.excluded:
+            typer.echo(f"  - {e.ref}: {e.reason}")
+    typer.echo(f"estimated cost: ${p.estimate_usd:.4f}")
+
+
+def _show_receipt(receipt: Receipt, as_json: bool) -> None:
+    if as_json:
+        typer.echo(receipt.model_dump_json())
+        return
+    for image in receipt.images:
+        typer.echo(image.path)
+    first = receipt.images[0]
+    _err(
+        f"saved {len(receipt.images)} image(s) from {receipt.provider}:{receipt.model} "
+        f"({first.width}x{first.height} {first.format}), cost ${receipt.cost_usd:.4f}"
+        + ("" if receipt.reported_cost_usd is not None else " (estimated)")
+    )
+    for note in receipt.notes:
+        _err(f"  note: {note}")
+    failed = [a for a in receipt.attempts if a.outcome != "success"]
+    for a in failed:
+        _err(f"  attempt {a.provider}:{a.model}: {a.outcome} — {a.error}")
+    _err(f"receipt: {first.receipt_path}")
+
+
+@app.command()
+def providers(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
+    """List every model: capabilities, status, price, and whether its key is set."""
+    from datetime import date
+
+    from .catalog import load_catalog
+    from .errors import ImageRelayError
+    from .settings import load_keys
+
+    try:
+        settings = _settings(env)
+        catalog = load_catalog()
+    except ImageRelayError as exc:
+        _fail(exc, as_json=as_json)
+    keys = load_keys({p.name: p.key_env for p in catalog.providers.values()})
+    today = date.today()
+    rows = []
+    for p in catalog.providers.values():
+        for m in p.models.values():
+            gone = m.unavailable_reason(today)
+            status = gone or (
+                f"deprecated, shuts down {m.shutdown}" if m.status == "deprecated" else "active"
+            )
+            rows.append(
+                {
+                    "model": m.ref,
+                    "status": status,
+                    "plannable": gone is None,
+                    "modes": list(m.modes),
+                    "max_references": m.max_references,
+                    "max_n": m.max_n,
+                    "aspect_ratios": list(m.aspect_ratios),
+                    "sizes": list(m.sizes) + (["any WxH (rules)"] if m.size_rule else []),
+                    "output_formats": list(m.output_formats),
+                    "price": m.price.model_dump(exclude_defaults=True),
+                    "key_env": p.key_env,
+                    "key_set": settings.sandbox or p.name in keys,
+                }
+            )
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for r in rows:
+        key = "key set" if r["key_set"] else f"no key ({r['key_env']})"
+        price = r["price"]
+        cost = (
+            f"${price.get('per_image', 0):.3f}/image"
+            if price.get("basis", "image") == "image"
+            else "billed by tokens"
+        )
+        modes = "+".join(r["modes"])
+        typer.echo(f"{r['model']:<46} {r['status']:<34} {modes:<20} {cost:<18} {key}")
+
+
+@config_app.command("show")
+def config_show(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
+    """Print the effective settings of an environment (keys masked)."""
+    from .catalog import load_catalog
+    from .errors import ImageRelayError
+    from .settings import load_keys
+
+    try:
+        settings = _settings(env)
+        catalog = load_catalog()
+    except ImageRelayError as exc:
+        _fail(exc, as_json=as_json)
+    data = settings.model_dump(mode="json")
+    keys = load_keys({p.name: p.key_env for p in catalog.providers.values()})
+    data["keys"] = {
+        p.key_env: ("set (…" + keys[p.name].get_secret_value()[-4:] + ")" if p.name in keys else "not set")
+        if not settings.sandbox
+        else "not needed (sandbox)"
+        for p in catalog.providers.values()
+    }
+    typer.echo(json.dumps(data, indent=None if as_json else 2))
+
+
+@emulator_app.command("serve")
+def emulator_serve(
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8765,
+) -> None:
+    """Run the emulator in the foreground (Ctrl-C to stop)."""
+    from .emulator import serve
+
+    try:
+        serve(port=port)
+    except OSError as exc:
+        _err(f"error: cannot listen on 127.0.0.1:{port} ({exc.strerror}): pass another --port")
+        raise typer.Exit(2) from None
+
+
+def main() -> None:
+    """Console entry point: Typer, with usage errors and interrupts reduced to one line."""
+    try:
+        app(standalone_mode=False)
+    except typer.TyperException as exc:  # usage errors: bad option value, unknown option …
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            if ctx is not None:  # help was asked for by giving no arguments
+                typer.echo(ctx.get_help())
+            raise SystemExit(0) from None
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _err(f"error: {exc.format_message()}{hint}")
+        raise SystemExit(exc.exit_code if exc.exit_code != 1 else 2) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except (typer.Abort, KeyboardInterrupt):
+        _err("interrupted")
+        raise SystemExit(130) from None
+    except Exception as exc:  # a bug of ours: one line, and the traceback only on request
+        import os
+
+        if os.environ.get("IMAGERELAY_DEBUG"):
+            raise
+        _err(f"error: unexpected {type(exc).__name__}: {exc} (set IMAGERELAY_DEBUG=1 to see the traceback)")
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()
