@@ -57,6 +57,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, str, Handler]] = [
         ("POST", r"/xai/v1/images/generations", "xai.generations", "xai", xai_dialect.generations),
         ("POST", r"/xai/v1/images/edits", "xai.edits", "xai", xai_dialect.edits),
         ("POST", r"/xai/v1/chat/completions", "xai.chat", "xai", xai_dialect.chat),
+        ("GET", r"/xai/v1/api-key", "xai.api_key", "xai", xai_dialect.api_key),
         (
             "POST",
             r"/openai/v1/images/generations",

@@ -303,6 +303,27 @@ def edits(call: Call) -> Reply:
     return _images_reply(call, params, loaded[0], len(loaded))
 
 
+def api_key(call: Call) -> Reply:
+    """GET /v1/api-key: facts about the presented key (reached only with a valid key).
+
+    Clients use it to tell a bad key from a bad argument: xAI answers both with HTTP 400.
+    """
+    return json_reply(
+        200,
+        {
+            "redacted_api_key": "xai-****",
+            "user_id": "sandbox-user",
+            "name": "sandbox",
+            "team_id": "sandbox-team",
+            "api_key_id": "sandbox-key",
+            "acls": ["api-key:model:*", "api-key:endpoint:*"],
+            "team_blocked": False,
+            "api_key_blocked": False,
+            "api_key_disabled": False,
+        },
+    )
+
+
 def chat(call: Call) -> Reply:
     """POST /v1/chat/completions: describes the images it is shown, deterministically."""
     body = _body(call)
