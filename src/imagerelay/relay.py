@@ -108,8 +108,11 @@ class Relay:
         out_dir: Path | str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        on_receipt: list[Callable[[Receipt], None]] | None = None,
     ) -> None:
         self.settings = settings or load_settings(env)
+        #: Called with every finished receipt, failed ones included (e.g. to add a ledger row).
+        self.on_receipt: list[Callable[[Receipt], None]] = list(on_receipt or [])
         self.catalog = catalog or load_catalog()
         if keys is None:
             self._keys = load_keys({p.name: p.key_env for p in self.catalog.providers.values()})
@@ -235,6 +238,7 @@ class Relay:
         req = _as_request(request, fields)
         await self.open()
         store = Store(self.out_dir, embed_metadata=self.settings.output.embed_metadata)
+        store.on_receipt = self.on_receipt
         store.ensure()
         refs = await self._load_references(req)
         plan = self.plan(req, max_cost=max_cost)

@@ -214,13 +214,21 @@ class XAIBackend(Backend):
         return ArgumentRejected(f"xai:{model} answered {status}: {detail}", **kw)
 
     async def _key_is_valid(self) -> bool:
+        """Ask `GET /v1/api-key` (documented, free): 400 for a bad key, flags for a blocked one."""
         try:
             resp = await self.http.get(
                 self.base_url + "/api-key", headers=self._headers(), timeout=self.settings.connect_timeout
             )
         except httpx.HTTPError:
             return True  # cannot tell: treat the 400 as about the request, which also falls back
-        return resp.status_code == 200
+        if resp.status_code != 200:
+            return False
+        try:
+            info = resp.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return True
+        flags = ("api_key_blocked", "api_key_disabled", "team_blocked")
+        return not (isinstance(info, dict) and any(info.get(f) for f in flags))
 
 
 def _decode_data_uri(value: str, model: str) -> bytes:
