@@ -370,7 +370,15 @@ class Emulator:
         server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()
+        stopper = threading.Thread(target=server.shutdown, daemon=True)
+        stopper.start()
+        # A connection wakes the serving loop at once, rather than at its next poll.
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection((self.host, int(server.server_address[1])), timeout=0.5),
+        ):
+            pass
+        stopper.join()
         with server.conn_lock:
             for conn in list(server.open_connections):
                 with contextlib.suppress(OSError):
