@@ -262,3 +262,22 @@ def test_serve_prints_base_urls_and_stops_on_ctrl_c() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+async def test_async_clients(emulator: Emulator, test_keys: dict[str, str]) -> None:
+    """The async SDK clients (AsyncOpenAI, replicate async_create) work against the emulator too."""
+    import replicate
+
+    async with openai.AsyncOpenAI(
+        base_url=emulator.base_url("openai"), api_key=test_keys["openai"], max_retries=0
+    ) as oa:
+        res = await oa.images.generate(model="gpt-image-2", prompt="x", quality="low")
+        assert res.data
+    rc = replicate.Client(api_token=test_keys["replicate"], base_url=emulator.url + "/replicate")
+    p = await rc.models.predictions.async_create(
+        model="black-forest-labs/flux-schnell", input={"prompt": "x"}, wait=True
+    )
+    assert p.status == "succeeded"
+    async with httpx.AsyncClient(headers={"authorization": f"Bearer {test_keys['xai']}"}) as ax:
+        for _ in range(3):  # one kept-alive connection, several requests
+            assert (await ax.post(emulator.base_url("xai") + GEN, json=BODY)).status_code == 200
