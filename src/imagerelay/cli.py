@@ -406,7 +406,8 @@ def emulator_serve(
 def main() -> None:
     """Console entry point: Typer, with usage errors and interrupts reduced to one line."""
     try:
-        app(standalone_mode=False)
+        # Outside standalone mode, Typer *returns* the code of a `typer.Exit` instead of raising it.
+        code = app(standalone_mode=False)
     except typer.TyperException as exc:  # usage errors: bad option value, unknown option …
         ctx = getattr(exc, "ctx", None)
         if type(exc).__name__ == "NoArgsIsHelpError":
@@ -428,6 +429,8 @@ def main() -> None:
             raise
         _err(f"error: unexpected {type(exc).__name__}: {exc} (set IMAGERELAY_DEBUG=1 to see the traceback)")
         raise SystemExit(1) from None
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":
