@@ -479,13 +479,16 @@ class Relay:
                     empties += 1
                 if isinstance(exc, TransientError):
                     delay = self._backoff(exc, attempt)
-                    if isinstance(exc, RateLimited):
-                        limiter.penalize(delay)
                     if self._clock() + delay > run.deadline:
                         run.receipt.notes.append(f"{cand.ref}: deadline reached, not retried")
                         raise _Stop from exc
-                    await self._sleep(delay)
-                    wait = delay
+                    if isinstance(exc, RateLimited):
+                        # Every task using this provider waits, not just this one: the next
+                        # `acquire` (ours included) sleeps until the provider's wait is over.
+                        limiter.penalize(delay)
+                    else:
+                        await self._sleep(delay)
+                        wait = delay
                 continue
             duration = self._clock() - start
             run.remaining -= len(delivered)
