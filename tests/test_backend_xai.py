@@ -129,11 +129,13 @@ async def test_edits_send_references_as_data_uris(
     one = reference(tmp_path, RED)
     await run(b, call(references=(one,)))
     body = emulator.requests_for("xai.edits")[0].json
-    assert body["image"] == {"url": one.data_uri()} and "images" not in body
+    assert body["image"] == {"url": one.data_uri()}
+    assert "images" not in body
     three = (one, reference(tmp_path, BLUE), one)
-    images, result = await run(b, call(references=three))
+    _images, result = await run(b, call(references=three))
     body = emulator.requests_for("xai.edits")[1].json
-    assert len(body["images"]) == 3 and "image" not in body
+    assert len(body["images"]) == 3
+    assert "image" not in body
     assert result.reported_cost_usd == pytest.approx(0.02 + 3 * 0.01)
     assert "<data URI" in str(result.sent["images"][0])
 
@@ -177,7 +179,8 @@ async def test_bad_key_is_authentication_not_bad_request(emulator: Emulator, htt
     with pytest.raises(AuthenticationFailed) as info:
         await run(backend(emulator, http, "xai-not-the-right-key-000"), call())
     assert info.value.status == 400
-    assert "XAI_API_KEY" in str(info.value) and "not-the-right-key" not in repr(info.value)
+    assert "XAI_API_KEY" in str(info.value)
+    assert "not-the-right-key" not in repr(info.value)
 
 
 async def test_retired_model_is_unavailable(
@@ -208,10 +211,12 @@ async def test_describe_uses_vision_chat(
     body = emulator.requests_for("xai.chat")[0].json
     parts = body["messages"][0]["content"]
     assert parts[1]["image_url"]["url"] == ref.data_uri()
-    assert isinstance(text, str) and text
+    assert isinstance(text, str)
+    assert text
 
 
 def test_repr_hides_the_key(emulator: Emulator) -> None:
     """The backend's repr names provider and URL, never the key."""
     b = XAIBackend(XAI, ProviderSettings(), SecretStr("xai-secret-value-1234"), httpx.AsyncClient())
-    assert "secret-value" not in repr(b) and "xai" in repr(b)
+    assert "secret-value" not in repr(b)
+    assert "xai" in repr(b)

@@ -28,7 +28,8 @@ async def test_text_request_goes_to_grok_first(
     assert (receipt.provider, receipt.model) == ("xai", "grok-imagine-image")
     assert routes(emulator) == ["xai.generations"]
     image = receipt.images[0]
-    assert Path(image.path).is_file() and Path(image.receipt_path or "").is_file()
+    assert Path(image.path).is_file()
+    assert Path(image.receipt_path or "").is_file()
     assert probe(Path(image.path).read_bytes()).format == "jpeg"
     assert receipt.reported_cost_usd == pytest.approx(0.02)
 
@@ -42,7 +43,8 @@ async def test_reference_request_goes_to_first_reference_model(
     assert routes(emulator) == ["xai.edits"]
     sent = emulator.requests_for("xai.edits")[0].json
     assert sent["image"]["url"].startswith("data:image/jpeg;base64,")
-    assert receipt.references[0].sha256 and receipt.references[0].source == str(ref_jpg)
+    assert receipt.references[0].sha256
+    assert receipt.references[0].source == str(ref_jpg)
 
 
 async def test_reference_request_never_goes_to_text_only_model(
@@ -149,7 +151,8 @@ async def test_content_blocked_stops(emulator: Emulator, tmp_path: Path, test_ke
             await relay.generate("something refused")
     assert routes(emulator) == ["xai.generations"]
     receipt = info.value.receipt
-    assert receipt is not None and receipt.attempts[0].outcome == "content_blocked"  # type: ignore[attr-defined]
+    assert receipt is not None
+    assert receipt.attempts[0].outcome == "content_blocked"
     assert list((tmp_path / "out").glob("*-failed.json"))
 
 
@@ -161,7 +164,8 @@ async def test_content_blocked_can_fall_back(
     routing = {"on_content_blocked": "fallback"}
     async with make_relay(emulator, tmp_path, test_keys, routing=routing) as relay:
         receipt = await relay.generate("borderline")
-    assert receipt.provider != "xai" and receipt.attempts[0].outcome == "content_blocked"
+    assert receipt.provider != "xai"
+    assert receipt.attempts[0].outcome == "content_blocked"
 
 
 async def test_empty_200_retries_once_then_falls_back(
@@ -173,7 +177,8 @@ async def test_empty_200_retries_once_then_falls_back(
         receipt = await relay.generate("a fox")
     assert [a.outcome for a in receipt.attempts[:2]] == ["empty", "empty"]
     assert len(emulator.requests_for("xai.generations")) == 2
-    assert receipt.provider != "xai" and receipt.images
+    assert receipt.provider != "xai"
+    assert receipt.images
 
 
 async def test_read_timeout_is_never_resent_to_same_model(
@@ -185,7 +190,8 @@ async def test_read_timeout_is_never_resent_to_same_model(
     async with make_relay(emulator, tmp_path, test_keys, providers=providers) as relay:
         receipt = await relay.generate("a fox")
     assert len(emulator.requests_for("xai.generations")) == 1
-    assert receipt.attempts[0].error_type == "ReadTimedOut" and receipt.attempts[0].maybe_billed
+    assert receipt.attempts[0].error_type == "ReadTimedOut"
+    assert receipt.attempts[0].maybe_billed
     assert any("may have been billed" in n for n in receipt.notes)
     assert receipt.provider != "xai"
 
@@ -223,7 +229,9 @@ async def test_size_translated_to_aspect_ratio_for_xai(
     async with make_relay(emulator, tmp_path, test_keys) as relay:
         receipt = await relay.generate("a banner", size="1792x1024")
     body = emulator.requests_for("xai.generations")[0].json
-    assert body["aspect_ratio"] == "16:9" and "size" not in body and "style" not in body
+    assert body["aspect_ratio"] == "16:9"
+    assert "size" not in body
+    assert "style" not in body
     assert any("1792x1024 → 16:9" in n for n in receipt.notes)
     image = receipt.images[0]
     assert image.width / image.height == pytest.approx(16 / 9, rel=0.02)
@@ -237,7 +245,8 @@ async def test_n_split_into_calls_for_small_max_n(
         receipt = await relay.generate("six foxes", n=6, provider="replicate:black-forest-labs/flux-schnell")
     creates = emulator.requests_for("replicate.create")
     assert [c.json["input"]["num_outputs"] for c in creates] == [4, 2]
-    assert len(receipt.images) == 6 and len({i.path for i in receipt.images}) == 6
+    assert len(receipt.images) == 6
+    assert len({i.path for i in receipt.images}) == 6
     assert any("split into 2 calls" in n for n in receipt.notes)
 
 
@@ -266,7 +275,8 @@ async def test_plan_sends_nothing(emulator: Emulator, tmp_path: Path, test_keys:
     """Planning (the --dry-run path) sends no request at all."""
     async with make_relay(emulator, tmp_path, test_keys) as relay:
         plan = relay.plan("a fox", n=3, size="1792x1024")
-    assert plan.candidates and emulator.requests == []
+    assert plan.candidates
+    assert emulator.requests == []
 
 
 async def test_budget_excludes_everything_spends_nothing(
@@ -285,13 +295,14 @@ async def test_private_reference_url_refused_before_spending(
     """A reference URL on a loopback address is refused (unless allowed) before anything is spent."""
     url = emulator.host_file("xai", ref_jpg.read_bytes(), "image/jpeg", "ref.jpg")
     async with make_relay(emulator, tmp_path, test_keys) as relay:
-        with pytest.raises(InvalidReference, match="private|loopback"):
+        with pytest.raises(InvalidReference, match=r"private|loopback"):
             await relay.generate("x", references=(url,))
     assert routes(emulator) == []
     allowed = {"allow_private_urls": True}
     async with make_relay(emulator, tmp_path, test_keys, references=allowed) as relay:
         receipt = await relay.generate("x", references=(url + "?token=secret-signature",))
-    assert receipt.images and "secret-signature" not in receipt.model_dump_json()
+    assert receipt.images
+    assert "secret-signature" not in receipt.model_dump_json()
 
 
 async def test_images_delivered_before_failure_are_kept(

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="imagerelay",
-    help="Generate images through xAI, OpenAI or Replicate — planned, translated, with fallback and receipts.",
+    help="Generate images through xAI, OpenAI or Replicate: planned, translated, with fallback and receipts.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -239,7 +239,7 @@ def plan(
 
 
 def _plan(settings: Settings, req: Any, max_cost: float | None) -> Plan:
-    from .references import load_reference, load_mask
+    from .references import load_mask, load_reference
     from .relay import Relay
 
     # Local references are checked now, so a dry run catches a missing file; URLs are not fetched.
@@ -328,7 +328,7 @@ def providers(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
         _fail(exc, as_json=as_json)
     keys = load_keys({p.name: p.key_env for p in catalog.providers.values()})
     today = date.today()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for p in catalog.providers.values():
         for m in p.models.values():
             gone = m.unavailable_reason(today)
