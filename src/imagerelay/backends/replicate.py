@@ -1,0 +1,439 @@
+"""Replicate FLUX: predictions created with the `replicate` SDK, then polled by id.
+
+Wire facts (see providers/replicate.toml): a create answers 201 with a prediction that may still
+be `starting`/`processing` after `Prefer: wait=N`; it is then polled by id until `succeeded`,
+`failed`, `canceled` or `aborted`. Output is a list of URLs or one URL (per model) that expires
+in about an hour. Errors are problem+json `{"title", "detail", "status"}`; a 429 body carries
+`retry_after`.
+
+Only the create goes through the SDK. Polls, cancels and uploads use the shared httpx client:
+replicate 1.0.7 cannot parse the `aborted` status, its transport retries GETs on 429/503/504
+behind our back (it wraps any transport it is given in that retry layer, so only POSTs — which it
+never retries — may go through it), and its file upload has no timeout at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from ..errors import (
+    ArgumentRejected,
+    AuthenticationFailed,
+    ContentBlocked,
+    EmptyResult,
+    MalformedResponse,
+    ModelUnavailable,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    ServerError,
+    TransientError,
+)
+from .base import (
+    Backend,
+    Call,
+    CallResult,
+    Deliver,
+    Delivered,
+    OnEvent,
+    download_image,
+    httpx_errors,
+    retry_after_seconds,
+)
+
+if TYPE_CHECKING:
+    from replicate.client import Client
+
+    from ..references import PreparedImage
+
+__all__ = ["NSFW_MARKERS", "ReplicateBackend"]
+
+log = logging.getLogger("imagerelay")
+
+#: A failed prediction carries only free text in `error`: Replicate has no machine-readable code
+#: for a safety refusal. This one check on text is deliberate; every other outcome is decided by
+#: status. Matched case-insensitively against the prediction's `error`.
+NSFW_MARKERS = ("nsfw",)
+
+TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
+RUNNING = frozenset({"starting", "processing"})
+#: Canonical request fields sent when the model declares them (besides prompt, n, reference).
+_PARAMS = ("size", "aspect_ratio", "resolution", "quality", "seed", "output_format")
+
+#: The raw answer to the create in flight in this task (set around the SDK call; see `_capture`).
+_captured: ContextVar[dict[str, httpx.Response] | None] = ContextVar(
+    "imagerelay_replicate_create", default=None
+)
+
+
+async def _capture(response: httpx.Response) -> None:
+    """httpx response hook: keep the raw create answer, which the SDK reduces to what it can parse
+    (it drops `retry_after` and the headers of an error, and refuses statuses it does not know)."""
+    box = _captured.get()
+    if box is not None:
+        await response.aread()
+        box["response"] = response
+
+
+class ReplicateBackend(Backend):
+    """Create a prediction, record its id at once, poll it to the end, download its output."""
+
+    _client: Client | None = None
+    _transport: httpx.AsyncHTTPTransport | None = None
+
+    def _token(self) -> str:
+        if self._key is None:
+            raise AuthenticationFailed(
+                f"{self.provider.key_env} is not set: export it or add it to .env",
+                provider=self.provider.name,
+            )
+        return self._key.get_secret_value()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token()}"}
+
+    def _timeout(self, read: float | None = None) -> httpx.Timeout:
+        return httpx.Timeout(read or self.settings.timeout, connect=self.settings.connect_timeout)
+
+    def _sdk(self) -> Client:
+        token = self._token()
+        if self._client is None:
+            from replicate.client import Client
+
+            # Our own transport, so that aclose() can release its connections.
+            self._transport = httpx.AsyncHTTPTransport()
+            self._client = Client(
+                api_token=token,
+                base_url=self.base_url.removesuffix("/v1"),  # the SDK adds /v1 itself
+                timeout=self._timeout(),
+                transport=self._transport,
+                event_hooks={"response": [_capture]},
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
+        self._client = self._transport = None
+
+    # -- the request ----------------------------------------------------------------------------
+
+    def build_input(self, call: Call) -> dict[str, Any]:
+        """The prediction's `input` for `call`, without the reference (see `generate`)."""
+        m = call.model
+        inp: dict[str, Any] = {m.wire("prompt"): call.prompt}
+        if m.accepts("n"):
+            inp[m.wire("n")] = call.n
+        for name in _PARAMS:
+            if name in call.params and m.accepts(name):
+                inp[m.wire(name)] = call.params[name]
+        inp.update(m.fixed)
+        inp.update(call.extras)
+        return inp
+
+    async def _reference(self, call: Call) -> tuple[str, str]:
+        """(input value, receipt summary) of the reference: inline, or uploaded when large."""
+        from ..imaging import human_bytes
+
+        if len(call.references) > 1:
+            raise ArgumentRejected(
+                f"replicate:{call.model.id} takes one reference image, {len(call.references)} given",
+                provider=self.provider.name,
+                model=call.model.id,
+            )
+        ref = call.references[0]
+        size = human_bytes(len(ref.data))
+        inline_max = self.provider.reference_limits.inline_max_bytes
+        if inline_max is None or len(ref.data) < inline_max:
+            return ref.data_uri(), f"<data URI, {size}>"
+        url = await self._upload(ref, call.model.id)
+        return url, f"<uploaded {ref.filename}, {size}: {url}>"
+
+    async def generate(self, call: Call, deliver: Deliver, on_event: OnEvent) -> CallResult:
+        model = call.model.id
+        started = time.monotonic()
+        prediction: dict[str, Any] | None = None
+        if call.resume_id:
+            # Re-attach to a prediction made before (e.g. before a crash): never create another.
+            pid = call.resume_id
+            sent: dict[str, Any] = {"resumed_prediction": pid}
+        else:
+            inp = self.build_input(call)
+            sent = dict(inp)
+            if call.references:
+                field = call.model.wire("reference") if call.model.accepts("reference") else "image"
+                inp[field], sent[field] = await self._reference(call)
+            started = time.monotonic()
+            prediction = await self._create(call, inp)
+            pid = prediction["id"]
+        on_event("prediction", pid)
+        try:
+            prediction = await self._until_done(pid, model, prediction, started)
+            count = await self._deliver_output(prediction, model, deliver)
+        except ProviderError as exc:
+            if exc.request_id is None:
+                exc.request_id = pid  # the prediction id is what to look up at Replicate
+            raise
+        return CallResult(images=count, request_id=pid, prediction_id=pid, sent=sent)
+
+    # -- create (SDK), poll, cancel, upload (httpx) --------------------------------------------
+
+    async def _create(self, call: Call, inp: dict[str, Any]) -> dict[str, Any]:
+        client = self._sdk()
+        model = call.model.id
+        box: dict[str, httpx.Response] = {}
+        token = _captured.set(box)
+        try:
+            with self._sdk_errors(model, box):
+                try:
+                    await client.models.predictions.async_create(
+                        model=call.model.path or model,
+                        input=inp,
+                        wait=min(self.settings.wait_seconds, 60),
+                    )
+                except ValueError as exc:
+                    # The SDK's model cannot parse newer statuses (`aborted`) and raises on a body
+                    # that is not JSON; the raw answer below decides either way.
+                    if "response" not in box:
+                        raise ArgumentRejected(
+                            f"replicate SDK refused the request for {model!r}: {exc}",
+                            provider=self.provider.name,
+                            model=model,
+                        ) from exc
+        finally:
+            _captured.reset(token)
+        resp = box["response"]
+        return self._prediction_of(resp, model)
+
+    def _prediction_of(self, resp: httpx.Response, model: str) -> dict[str, Any]:
+        """The prediction in a 2xx body, checked for the two fields everything else relies on."""
+        try:
+            data = resp.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise MalformedResponse(
+                f"replicate answered {resp.status_code} with a body that is not JSON",
+                provider=self.provider.name,
+                model=model,
+                status=resp.status_code,
+            ) from exc
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("id"), str)
+            or data.get("status") not in TERMINAL | RUNNING
+        ):
+            raise MalformedResponse(
+                f"replicate answered {resp.status_code} with something that is not a prediction",
+                provider=self.provider.name,
+                model=model,
+                status=resp.status_code,
+            )
+        return data
+
+    async def _until_done(
+        self, pid: str, model: str, prediction: dict[str, Any] | None, started: float
+    ) -> dict[str, Any]:
+        """Poll until the prediction is terminal; cancel it when the deadline passes."""
+        deadline = started + self.settings.prediction_deadline
+        delay = 0.0 if prediction is None else self.settings.poll_interval
+        while prediction is None or prediction["status"] not in TERMINAL:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                cancelled = await self._cancel(pid, model)
+                raise ModelUnavailable(
+                    f"prediction {pid} did not finish in {self.settings.prediction_deadline:g}s; "
+                    + ("cancelled" if cancelled else "cancelling it failed"),
+                    provider=self.provider.name,
+                    model=model,
+                    request_id=pid,
+                )
+            await asyncio.sleep(min(delay, left))
+            polled, wait = await self._poll(pid, model, deadline)
+            if polled is not None:
+                prediction = polled
+            delay = max(self.settings.poll_interval, wait)
+        return prediction
+
+    async def _poll(self, pid: str, model: str, deadline: float) -> tuple[dict[str, Any] | None, float]:
+        """(the prediction, or None when this poll failed transiently; extra seconds to wait)."""
+        read = max(0.1, min(self.settings.timeout, deadline - time.monotonic()))
+        try:
+            with httpx_errors(self.provider.name, model, billed_on_timeout=False):
+                resp = await self.http.get(
+                    f"{self.base_url}/predictions/{pid}", headers=self._headers(), timeout=self._timeout(read)
+                )
+            if resp.status_code == 200:
+                return self._prediction_of(resp, model), 0.0
+            raise self._status_error(resp, model, prediction=pid)
+        except TransientError as exc:
+            # A GET changes nothing: the prediction runs on, so poll again (the deadline bounds it).
+            log.debug("replicate: poll of %s failed (%s); polling again", pid, exc)
+            return None, exc.retry_after or 0.0
+
+    async def _cancel(self, pid: str, model: str) -> bool:
+        """Best effort: stop paying for a prediction we gave up on."""
+        try:
+            resp = await self.http.post(
+                f"{self.base_url}/predictions/{pid}/cancel",
+                headers=self._headers(),
+                timeout=self._timeout(self.settings.connect_timeout),
+            )
+        except httpx.HTTPError as exc:
+            log.warning("replicate: cancelling prediction %s failed: %s", pid, type(exc).__name__)
+            return False
+        return resp.status_code < 400
+
+    async def _upload(self, image: PreparedImage, model: str) -> str:
+        """POST /v1/files (multipart `content`) and return the file's `urls.get`."""
+        files = {"content": (image.filename, image.data, image.mime)}
+        with httpx_errors(self.provider.name, model, billed_on_timeout=False):
+            resp = await self.http.post(
+                f"{self.base_url}/files", files=files, headers=self._headers(), timeout=self._timeout()
+            )
+        if resp.status_code not in (200, 201):
+            raise self._status_error(resp, model)
+        try:
+            url = resp.json()["urls"]["get"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            raise MalformedResponse(
+                "replicate file upload answered without urls.get",
+                provider=self.provider.name,
+                model=model,
+                status=resp.status_code,
+            ) from exc
+        if not isinstance(url, str) or not url:
+            raise MalformedResponse(
+                "replicate file upload answered without urls.get", provider=self.provider.name, model=model
+            )
+        return url
+
+    # -- the end of a prediction ----------------------------------------------------------------
+
+    async def _deliver_output(self, prediction: dict[str, Any], model: str, deliver: Deliver) -> int:
+        pid = prediction["id"]
+        status = prediction["status"]
+        kw: dict[str, Any] = {"provider": self.provider.name, "model": model, "request_id": pid}
+        if status == "succeeded":
+            urls = _output_urls(prediction.get("output"))
+            if not urls:
+                raise EmptyResult(f"replicate:{model} prediction {pid} succeeded with no output", **kw)
+            for url in urls:
+                if url.startswith("data:"):
+                    image = self._inline_output(url, model, pid)
+                else:
+                    image = await download_image(
+                        self.http,
+                        url,
+                        provider=self.provider.name,
+                        model=model,
+                        timeout=self.settings.download_timeout,
+                    )
+                await deliver(image)  # bytes first: before the next download can fail
+            return len(urls)
+        error = str(prediction.get("error") or "").strip()
+        if status == "failed":
+            if any(marker in error.lower() for marker in NSFW_MARKERS):
+                raise ContentBlocked(f"replicate:{model} refused the output: {error[:200]}", **kw)
+            raise ArgumentRejected(
+                f"replicate:{model} prediction {pid} failed: {error[:300] or 'no reason given'}", **kw
+            )
+        # canceled by someone else, or aborted by Replicate: nothing wrong with the request itself.
+        raise ServerError(f"replicate:{model} prediction {pid} was {status}", **kw)
+
+    def _inline_output(self, url: str, model: str, pid: str) -> Delivered:
+        from ..imaging import CorruptImage, probe
+
+        head, _, payload = url.partition(",")
+        kw: dict[str, Any] = {"provider": self.provider.name, "model": model, "request_id": pid}
+        try:
+            data = base64.b64decode(payload, validate=True)
+            info = probe(data)
+        except (binascii.Error, ValueError, CorruptImage) as exc:
+            raise MalformedResponse(
+                f"replicate:{model} sent an output data URI that does not decode", **kw
+            ) from exc
+        return Delivered(data=data, mime=info.mime or head.removeprefix("data:").split(";")[0])
+
+    # -- the one seam where Replicate's answers become typed outcomes ---------------------------
+
+    @contextlib.contextmanager
+    def _sdk_errors(self, model: str, box: dict[str, httpx.Response]) -> Iterator[None]:
+        """Around the SDK's create: transport errors as httpx_errors maps them (a read timeout may
+        have been billed), HTTP errors by status from the raw answer kept in `box`."""
+        from replicate.exceptions import ReplicateError
+
+        try:
+            with httpx_errors(self.provider.name, model, billed_on_timeout=True):
+                yield
+        except ReplicateError as exc:
+            resp = box.get("response")
+            if resp is None:
+                raise MalformedResponse(
+                    f"replicate error without a response: {exc.status}",
+                    provider=self.provider.name,
+                    model=model,
+                    status=exc.status,
+                ) from exc
+            raise self._status_error(resp, model) from exc
+
+    def _status_error(
+        self, resp: httpx.Response, model: str, *, prediction: str | None = None
+    ) -> ProviderError:
+        status = resp.status_code
+        body = _json_object(resp)
+        detail = str(body.get("detail") or body.get("title") or resp.reason_phrase)[:300]
+        kw: dict[str, Any] = {
+            "provider": self.provider.name,
+            "model": model,
+            "status": status,
+            "request_id": prediction,
+        }
+        if status in (401, 403):
+            return AuthenticationFailed(
+                f"replicate refused the token in {self.provider.key_env} ({status}): check it", **kw
+            )
+        if status == 402:
+            return QuotaExhausted(f"replicate: no credit left (402): {detail}", **kw)
+        if status == 404:
+            what = f"prediction {prediction}" if prediction else f"model {model!r}"
+            return ModelUnavailable(f"replicate has no {what} (404): {detail}", **kw)
+        if status == 429:
+            retry_after = body.get("retry_after")
+            wait = (
+                float(retry_after)
+                if isinstance(retry_after, int | float) and not isinstance(retry_after, bool)
+                else retry_after_seconds(resp.headers)
+            )
+            return RateLimited(f"replicate throttled the request (429): {detail}", retry_after=wait, **kw)
+        if status >= 500 or status in (408, 409):
+            return ServerError(
+                f"replicate server error ({status})", retry_after=retry_after_seconds(resp.headers), **kw
+            )
+        return ArgumentRejected(f"replicate:{model} rejected the input ({status}): {detail}", **kw)
+
+
+def _output_urls(output: Any) -> list[str]:
+    """One URL or a list of them, whichever the model gives (the catalog says which; accept both)."""
+    if isinstance(output, str):
+        return [output] if output else []
+    if isinstance(output, list):
+        return [u for u in output if isinstance(u, str) and u]
+    return []
+
+
+def _json_object(resp: httpx.Response) -> dict[str, Any]:
+    try:
+        data = resp.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
