@@ -154,9 +154,20 @@ def exif_rotated_jpeg_bytes(size: tuple[int, int] = (80, 40), orientation: int =
     return _save(im, "JPEG", quality=95, exif=exif.tobytes())
 
 
-def cmyk_jpeg_bytes(size: tuple[int, int] = (48, 32), cmyk: Color = (0, 255, 255, 0)) -> bytes:
-    """A CMYK JPEG (mode CMYK in Pillow); the default ink is pure red."""
-    return _save(solid(size, cmyk, "CMYK"), "JPEG", quality=95)
+def cmyk_jpeg_bytes(
+    size: tuple[int, int] = (48, 32), cmyk: Color = (0, 255, 255, 0), *, icc_profile: bytes | None = None
+) -> bytes:
+    """A CMYK JPEG (mode CMYK in Pillow); the default ink is pure red. `icc_profile` is embedded as is."""
+    return _save(solid(size, cmyk, "CMYK"), "JPEG", quality=95, icc_profile=icc_profile)
+
+
+def int32_tiff_bytes(size: tuple[int, int] = (32, 16), low: int = 0, high: int = 1000) -> bytes:
+    """A 32-bit integer greyscale TIFF (mode I): left half `low`, right half `high`."""
+    from PIL import Image
+
+    im = Image.new("I", size, low)
+    im.paste(high, (size[0] // 2, 0, size[0], size[1]))
+    return _save(im, "TIFF")
 
 
 def noise_jpeg_bytes(size: tuple[int, int] = (1600, 1200), seed: int = 7, quality: int = 92) -> bytes:

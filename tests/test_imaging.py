@@ -24,6 +24,7 @@ from tests.images import (
     exif_rotated_jpeg_bytes,
     gif_bytes,
     heic_bytes,
+    int32_tiff_bytes,
     jpeg_bytes,
     noise_jpeg_bytes,
     noise_png_bytes,
@@ -169,6 +170,26 @@ def test_normalize_converts_cmyk_to_rgb_jpeg() -> None:
     assert notes == ["reference 1: CMYK converted to RGB"]
 
 
+def test_normalize_cmyk_with_broken_profile_falls_back() -> None:
+    """A CMYK JPEG whose embedded ICC profile is garbage still converts (plainly) instead of failing."""
+    out, _, notes = normalize(cmyk_jpeg_bytes(icc_profile=b"not a profile at all"))
+    im = decode(out)
+    assert im.mode == "RGB"
+    assert "icc_profile" not in im.info  # the CMYK profile must not be attached to RGB pixels
+    assert close(pixel(im, (0, 0)), (255, 0, 0), tolerance=20)
+    assert notes == ["reference 1: CMYK converted to RGB"]
+
+
+def test_normalize_rescales_32_bit_integer_pixels() -> None:
+    """A 32-bit integer TIFF is stretched into 8 bits (0..1000 -> 0..255) and converted to JPEG."""
+    out, mime, notes = normalize(int32_tiff_bytes(low=0, high=1000))
+    im = decode(out)
+    assert (mime, im.mode) == ("image/jpeg", "L")
+    assert pixel(im, (2, 8))[0] <= 3
+    assert pixel(im, (29, 8))[0] >= 252
+    assert notes == ["reference 1: 32-bit converted to 8-bit", "reference 1: TIFF converted to JPEG"]
+
+
 def test_normalize_scales_16_bit_to_8_bit() -> None:
     """A 16-bit greyscale PNG becomes 8-bit with values scaled (40000 -> 156), not clipped to 255."""
     out, mime, notes = normalize(png16_bytes(value=40000))
@@ -266,7 +287,7 @@ def test_normalize_honours_max_side_and_max_pixels() -> None:
     w, h = decode(out).size
     assert w * h <= 1_000_000
     assert w * h > 990_000
-    assert notes == [f"reference 1: downscaled 3000x2000 → {w}x{h} to fit 1 megapixels"]
+    assert notes == [f"reference 1: downscaled 3000x2000 → {w}x{h} to fit 1 megapixel"]
 
 
 def test_normalize_raises_when_bytes_cannot_fit() -> None:

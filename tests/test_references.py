@@ -317,6 +317,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._redirect("/cat.jpg" if n == 0 else f"/hop/{n - 1}")
         elif path == "/to-file":
             self._redirect("file:///etc/passwd")
+        elif path == "/bad-location":
+            self._redirect("http://[::1")
         elif path == "/slow.jpg":
             time.sleep(1.0)
             self._send(200, "image/jpeg", CAT)
@@ -448,6 +450,12 @@ async def test_each_redirect_target_is_checked_again(server: str, client: httpx.
     """A redirect to a forbidden target (here file://) is vetted like the first URL and refused."""
     message = await fetch_refusal(f"{server}/to-file", client, allow_private=True)
     assert message.endswith("must be an https URL, not file: pass an https URL or a file path")
+
+
+async def test_malformed_redirect_is_one_line(server: str, client: httpx.AsyncClient) -> None:
+    """A redirect to an unparseable Location ends as InvalidReference, not a traceback."""
+    message = await fetch_refusal(f"{server}/bad-location", client, allow_private=True)
+    assert message.startswith(f"reference URL '{server}/bad-location' could not be fetched (")
 
 
 async def test_non_image_content_type_is_refused(server: str, client: httpx.AsyncClient) -> None:

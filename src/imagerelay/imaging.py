@@ -155,6 +155,8 @@ def _bomb_guard() -> Iterator[None]:
     """
     from PIL import Image
 
+    # catch_warnings is process-wide, so threads decoding at once may briefly see each other's
+    # filters; harmless, since the size check in _open refuses whatever the warning would have.
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         yield
@@ -279,14 +281,19 @@ def human_bytes(n: int) -> str:
     return f"{n} bytes"
 
 
+def _needs_8bit(mode: str) -> bool:
+    """Pixels no provider should be sent even in a format it takes: CMYK, 16/32-bit, float."""
+    return mode in ("CMYK", "I", "F") or mode.startswith("I;16")
+
+
 def _to_8bit(im: Image.Image) -> tuple[Image.Image, str | None]:
     """Bring any Pillow mode to one of L, LA, RGB, RGBA; say so when it is a real change."""
-    from PIL import ImageCms
-
     mode = im.mode
     if mode == "CMYK":
         icc = im.info.get("icc_profile")
         if icc:
+            from PIL import ImageCms
+
             # Convert through the embedded profile: Pillow's plain CMYK->RGB ignores it and
             # shifts colours noticeably.
             try:
@@ -410,8 +417,7 @@ def normalize(
         info.frames == 1
         and not rotated
         and info.mime in accept
-        and info.mode not in ("CMYK", "I", "F")
-        and not info.mode.startswith("I;16")
+        and not _needs_8bit(info.mode)
         and target_size == upright
         and len(data) <= max_bytes
     )
@@ -447,7 +453,8 @@ def normalize(
         if max_side is not None and max(start_size) > max_side:
             reasons.append(f"{max_side} px")
         if max_pixels is not None and start_size[0] * start_size[1] > max_pixels:
-            reasons.append(f"{max_pixels / 1e6:g} megapixels")
+            megapixels = max_pixels / 1e6
+            reasons.append(f"{megapixels:g} megapixel" + ("" if megapixels == 1 else "s"))
 
     quality = JPEG_QUALITY
     out = _encode(im, mime, quality, icc)
@@ -668,8 +675,9 @@ def _png_with_xmp(data: bytes, packet: bytes, description: str) -> bytes:
 
 def _webp_with_xmp(data: bytes, packet: bytes, info: ImageInfo) -> bytes:
     chunks: list[tuple[bytes, bytes]] = []
+    end = min(len(data), 8 + struct.unpack("<I", data[4:8])[0])  # ignore bytes after the RIFF
     pos = 12
-    while pos + 8 <= len(data):
+    while pos + 8 <= end:
         kind, size = struct.unpack("<4sI", data[pos : pos + 8])
         chunks.append((kind, data[pos + 8 : pos + 8 + size]))
         pos += 8 + size + (size & 1)

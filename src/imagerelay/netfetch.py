@@ -24,7 +24,7 @@ from .imaging import human_bytes
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["MAX_REDIRECTS", "fetch_image_url"]
+__all__ = ["MAX_REDIRECTS", "fetch_image_url", "shown_url"]
 
 MAX_REDIRECTS = 3
 
@@ -35,7 +35,7 @@ _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00
 _ALLOW_HINT = "use a public https URL, or set references.allow_private_urls = true"
 
 
-def _shown(url: str) -> str:
+def shown_url(url: str) -> str:
     """The URL for a message: without a query string (signed URLs carry tokens there), capped."""
     base, sep, _ = url.partition("?")
     base = base if len(base) <= 120 else base[:117] + "..."
@@ -110,7 +110,7 @@ async def fetch_image_url(
     local emulator and intranets). `timeout` bounds the whole download, redirects included. Every
     problem raises InvalidReference with one line naming the URL (query string left out) and the fix.
     """
-    what = f"{label} URL '{_shown(url)}'"
+    what = f"{label} URL '{shown_url(url)}'"
     try:
         async with asyncio.timeout(timeout):
             return await _fetch(
@@ -177,7 +177,7 @@ async def _fetch(
                 return bytes(body), ctype
         except httpx.TimeoutException as exc:
             raise TimeoutError from exc  # reported once, by fetch_image_url
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: a bad redirect Location
             detail = str(exc).replace("\n", " ") or type(exc).__name__
             raise InvalidReference(f"{what} could not be fetched ({detail}): check the URL") from exc
     raise AssertionError("unreachable: the loop returns or raises")

@@ -167,12 +167,12 @@ async def aload_reference(
     """
     if not _URL.match(source):
         return await asyncio.to_thread(load_reference, source, label=label)
-    from .netfetch import fetch_image_url
+    from .netfetch import fetch_image_url, shown_url
 
     data, _ = await fetch_image_url(
         source, client=client, max_bytes=MAX_REFERENCE_FILE_BYTES, allow_private=allow_private, label=label
     )
-    return await asyncio.to_thread(_verified, source, data, f"{label} URL '{source.split('?', 1)[0]}'")
+    return await asyncio.to_thread(_verified, source, data, f"{label} URL '{shown_url(source)}'")
 
 
 def as_mask(ref: Reference, *, label: str = "mask") -> Reference:
