@@ -449,7 +449,10 @@ async def test_redirects_are_followed_up_to_three(server: str, client: httpx.Asy
 async def test_each_redirect_target_is_checked_again(server: str, client: httpx.AsyncClient) -> None:
     """A redirect to a forbidden target (here file://) is vetted like the first URL and refused."""
     message = await fetch_refusal(f"{server}/to-file", client, allow_private=True)
-    assert message.endswith("must be an https URL, not file: pass an https URL or a file path")
+    assert message == (
+        f"reference URL '{server}/to-file' (redirected to 'file:///etc/passwd') must be an https URL, "
+        "not file: pass an https URL or a file path"
+    )
 
 
 async def test_malformed_redirect_is_one_line(server: str, client: httpx.AsyncClient) -> None:

@@ -138,7 +138,8 @@ async def _fetch(
     except httpx.InvalidURL as exc:
         raise InvalidReference(f"{what} is not a valid URL: check it") from exc
     for hop in range(MAX_REDIRECTS + 1):
-        await _vet(current, allow_private=allow_private, what=what)
+        hop_what = what if hop == 0 else f"{what} (redirected to '{shown_url(str(current))}')"
+        await _vet(current, allow_private=allow_private, what=hop_what)
         try:
             async with client.stream("GET", current, follow_redirects=False, timeout=timeout) as resp:
                 if resp.is_redirect:

@@ -206,7 +206,7 @@ def prepare(ref: Reference, limits: ImageLimits, *, label: str = "reference 1") 
     return _prepare(ref, limits, label)
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=8)  # each entry holds image bytes: keep the cache small
 def _prepare(ref: Reference, limits: ImageLimits, label: str) -> PreparedImage:
     try:
         data, mime, notes = imaging.normalize(
