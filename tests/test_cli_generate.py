@@ -1,0 +1,154 @@
+"""`imagerelay generate` end to end through the real entry point, against the emulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from imagerelay.cli import main
+from imagerelay.emulator import Emulator, Fault
+from imagerelay.imaging import probe, read_metadata
+from tests.images import RED, jpeg_bytes, write
+
+PROVIDERS = ("xai", "openai", "replicate")
+KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
+
+
+def run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, str, str]:
+    """Run the console entry point in-process; returns (exit code, stdout, stderr)."""
+    monkeypatch.setattr("sys.argv", ["imagerelay", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def against(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, test_keys: dict[str, str], tmp_path: Path
+) -> Emulator:
+    """Point every provider at the emulator through the environment, with the test keys."""
+    monkeypatch.chdir(tmp_path)
+    for p in PROVIDERS:
+        monkeypatch.setenv(f"IMAGERELAY_PROVIDERS__{p.upper()}__BASE_URL", emulator.base_url(p))
+        monkeypatch.setenv(f"IMAGERELAY_PROVIDERS__{p.upper()}__MAX_REQUESTS_PER_MINUTE", "6000")
+        monkeypatch.setenv(KEY_VARS[p], test_keys[p])
+    monkeypatch.setenv("IMAGERELAY_RETRY__BACKOFF_INITIAL", "0.01")
+    monkeypatch.setenv("IMAGERELAY_RETRY__BACKOFF_MAX", "0.02")
+    return emulator
+
+
+def test_sandbox_generate_saves_image_and_receipt(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--env sandbox needs no key: the image path goes to stdout, the image carries its provenance."""
+    for var in KEY_VARS.values():
+        monkeypatch.delenv(var, raising=False)
+    code, out, err = run(
+        capsys, monkeypatch, "generate", "a lighthouse", "--env", "sandbox", "--out", str(tmp_path)
+    )
+    assert code == 0, err
+    path = Path(out.strip())
+    assert path.parent == tmp_path
+    assert path.is_file()
+    data = path.read_bytes()
+    assert probe(data).format == "jpeg"
+    meta = read_metadata(data)
+    assert meta["DigitalSourceType"].endswith("trainedAlgorithmicMedia")
+    assert meta["model"] == "grok-imagine-image"
+    receipt = json.loads(path.with_suffix(".json").read_text())
+    assert receipt["images"][0]["path"] == str(path)
+    assert "saved 1 image(s) from xai:grok-imagine-image" in err
+
+
+def test_json_output_is_exactly_one_receipt_object(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With --json, stdout is one JSON object holding images, attempts, notes and cost_usd."""
+    code, out, _ = run(
+        capsys, monkeypatch, "generate", "a lighthouse", "--env", "sandbox", "--out", str(tmp_path),
+        "--size", "1792x1024", "--json",
+    )  # fmt: skip
+    assert code == 0
+    receipt = json.loads(out)
+    assert {"images", "attempts", "notes", "cost_usd"} <= receipt.keys()
+    assert any("16:9" in n for n in receipt["notes"])
+
+
+def test_reference_generation_in_sandbox_uses_the_reference(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A sandbox edit is drawn from the reference: a red reference gives a reddish image."""
+    ref = write(tmp_path, "red.jpg", jpeg_bytes((120, 80), RED))
+    code, out, err = run(
+        capsys, monkeypatch, "generate", "same, at night", "--env", "sandbox", "--out", str(tmp_path / "o"),
+        "--reference", str(ref), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    receipt = json.loads(out)
+    assert receipt["references"][0]["width"] == 120
+    from PIL import Image
+
+    with Image.open(receipt["images"][0]["path"]) as im:
+        r, g, b = im.convert("RGB").resize((1, 1)).getpixel((0, 0))  # type: ignore[misc]
+    assert r > g + 30
+    assert r > b + 30
+
+
+def test_dry_run_sends_nothing(
+    against: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--dry-run prints the plan with its cost and exclusions and sends no request at all."""
+    code, out, _ = run(capsys, monkeypatch, "generate", "a fox", "-n", "6", "--dry-run", "--json")
+    assert code == 0
+    plan = json.loads(out)
+    assert plan["candidates"][0]["model"] == "xai:grok-imagine-image"
+    assert plan["estimate_usd"] > 0
+    assert against.requests == []
+
+
+def test_content_blocked_exits_1(
+    against: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A moderation refusal saves nothing and exits 1, saying so."""
+    against.script("xai.generations", Fault(blocked=True))
+    code, out, err = run(capsys, monkeypatch, "generate", "refused")
+    assert code == 1
+    assert out == ""
+    assert "content_blocked" in err
+
+
+def test_every_model_down_exits_1_with_each_reason(
+    against: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When every candidate fails, exit 1 and one line per attempt names the model and why."""
+    for route in ("xai.generations", "openai.generations", "replicate.create"):
+        against.script(route, Fault(status=503, times=None))
+    code, _, err = run(capsys, monkeypatch, "generate", "a fox")
+    assert code == 1
+    assert "Traceback" not in err
+    for model in (
+        "xai:grok-imagine-image",
+        "replicate:black-forest-labs/flux-schnell",
+        "openai:gpt-image-2.6-flare",
+    ):
+        assert model in err
+
+
+def test_bad_key_warns_and_falls_back(
+    against: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused xAI key falls back to the next model and warns on stderr naming XAI_API_KEY, not the key."""
+    monkeypatch.setenv("XAI_API_KEY", "xai-0123456789abcdefWRONG")
+    code, out, err = run(capsys, monkeypatch, "generate", "a fox")
+    assert code == 0
+    assert out.strip()
+    assert "XAI_API_KEY" in err
+    assert "0123456789abcdefWRONG" not in out + err
