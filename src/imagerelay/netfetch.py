@@ -137,8 +137,9 @@ async def _fetch(
         current = httpx.URL(url)
     except httpx.InvalidURL as exc:
         raise InvalidReference(f"{what} is not a valid URL: check it") from exc
+    location = url  # as the last redirect gave it, for messages
     for hop in range(MAX_REDIRECTS + 1):
-        hop_what = what if hop == 0 else f"{what} (redirected to '{shown_url(str(current))}')"
+        hop_what = what if hop == 0 else f"{what} (redirected to '{shown_url(location)}')"
         await _vet(current, allow_private=allow_private, what=hop_what)
         try:
             async with client.stream("GET", current, follow_redirects=False, timeout=timeout) as resp:
@@ -147,7 +148,8 @@ async def _fetch(
                         raise InvalidReference(
                             f"{what} redirects more than {MAX_REDIRECTS} times: pass the final image URL"
                         )
-                    current = resp.url.join(resp.headers["location"])
+                    location = resp.headers["location"]
+                    current = resp.url.join(location)
                     continue
                 if not resp.is_success:
                     reason = f" {resp.reason_phrase}" if resp.reason_phrase else ""
