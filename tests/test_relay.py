@@ -315,3 +315,33 @@ async def test_images_delivered_before_failure_are_kept(
     assert len(receipt.images) == 4
     assert all(Path(i.path).is_file() for i in receipt.images)
     assert any("2 of 6 images could not be made" in n for n in receipt.notes)
+
+
+async def test_mask_goes_to_a_mask_capable_model(
+    emulator: Emulator, tmp_path: Path, test_keys: dict[str, str]
+) -> None:
+    """A reference with a same-size mask is sent to a mask-capable model's edits, mask as PNG."""
+    from tests.images import rgba_png_bytes
+
+    ref = write(tmp_path, "ref.png", rgba_png_bytes((64, 48), (*RED, 255)))
+    mask = write(tmp_path, "mask.png", rgba_png_bytes((64, 48), (0, 0, 0, 0)))
+    async with make_relay(emulator, tmp_path, test_keys) as relay:
+        plan = relay.plan("x", references=(str(ref),), mask=str(mask))
+        assert all(c.model.supports("mask") for c in plan.candidates)
+        receipt = await relay.generate("fill it", references=(str(ref),), mask=str(mask))
+    assert receipt.provider == "openai"
+    sent = emulator.requests_for("openai.edits")[0]
+    assert [f[0] for f in sent.files].count("mask") == 1
+
+
+async def test_mask_of_another_size_is_refused_before_spending(
+    emulator: Emulator, tmp_path: Path, test_keys: dict[str, str], ref_jpg: Path
+) -> None:
+    """A mask whose size differs from the first reference is a clear error before any request."""
+    from tests.images import rgba_png_bytes
+
+    mask = write(tmp_path, "mask.png", rgba_png_bytes((10, 10), (0, 0, 0, 0)))
+    async with make_relay(emulator, tmp_path, test_keys) as relay:
+        with pytest.raises(InvalidReference, match="same size"):
+            await relay.generate("fill it", references=(str(ref_jpg),), mask=str(mask))
+    assert emulator.requests == []

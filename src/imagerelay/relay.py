@@ -314,7 +314,16 @@ class Relay:
                 )
             )
         if req.mask:
-            refs.append(load_mask(req.mask))
+            mask = load_mask(req.mask)
+            first = refs[0].info
+            if (mask.info.width, mask.info.height) != (first.width, first.height):
+                from .errors import InvalidReference
+
+                raise InvalidReference(
+                    f"mask is {mask.info.width}x{mask.info.height} but reference 1 is "
+                    f"{first.width}x{first.height}: a mask must be the same size as the first reference"
+                )
+            refs.append(mask)
         return refs
 
     def _prepare(
