@@ -86,6 +86,7 @@ class _Run:
     on_image: OnImage | None
     on_event: OnEvent | None
     resume: dict[str, str]
+    name: str | None = None  # used in file names instead of the prompt
 
 
 class Relay:
@@ -227,13 +228,14 @@ class Relay:
         on_event: OnEvent | None = None,
         resume: Mapping[str, str] | None = None,
         receipt_id: str | None = None,
+        name: str | None = None,
         **fields: Any,
     ) -> Receipt:
         """Generate the images of `request`; every image is on disk when this returns.
 
         Raises `UserError` for bad input (before anything is spent), `BudgetExceeded` when no
         candidate fits the budget, and `GenerationFailed` (with `.failures` and `.receipt`)
-        when no image could be made.
+        when no image could be made. `name` stands for the prompt in file names (a batch item's).
         """
         req = _as_request(request, fields)
         await self.open()
@@ -274,6 +276,7 @@ class Relay:
             on_image=on_image,
             on_event=on_event,
             resume=dict(resume or {}),
+            name=name,
         )
         try:
             for cand in plan.candidates:
@@ -585,7 +588,7 @@ class Relay:
         from .imaging import CorruptImage, probe
 
         index = len(run.receipt.images) + 1
-        stem = run.store.stem(run.request.prompt, run.receipt.id, index)
+        stem = run.store.stem(run.name or run.request.prompt, run.receipt.id, index)
         try:
             info = probe(image.data)
             fmt, width, height = info.format, info.width, info.height
