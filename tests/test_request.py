@@ -1,0 +1,87 @@
+"""ImageRequest: what a caller may ask for, and the plain message for what it may not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from imagerelay.request import MAX_N, MAX_PROMPT_CHARS, ImageRequest, parse_aspect_ratio, parse_size
+
+
+def _message(**fields: Any) -> str:
+    """The one message pydantic carries for a rejected request (without its "Value error, ")."""
+    fields.setdefault("prompt", "a red fox in snow")
+    with pytest.raises(ValidationError) as info:
+        ImageRequest(**fields)
+    errors = info.value.errors()
+    assert len(errors) == 1, errors
+    err = errors[0]
+    return str(err.get("ctx", {}).get("error") or err["msg"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        pytest.param({"prompt": ""}, "the prompt is empty", id="empty-prompt"),
+        pytest.param({"prompt": " \t\n "}, "the prompt is empty", id="whitespace-prompt"),
+        pytest.param({"prompt": "a fox\x00 in snow"}, "NUL byte", id="nul-byte"),
+        pytest.param({"prompt": "x" * 100_000}, "100,000 characters, over the 32,000 limit", id="long"),
+        pytest.param({"n": 0}, "n must be between 1 and 10 (got 0)", id="n-0"),
+        pytest.param({"n": 1000}, "n must be between 1 and 10 (got 1000)", id="n-1000"),
+        pytest.param({"size": "banana"}, "size 'banana' is not WIDTHxHEIGHT", id="size-banana"),
+        pytest.param({"size": "0x0"}, "size '0x0' is out of range", id="size-0x0"),
+        pytest.param({"aspect_ratio": "16:0"}, "aspect ratio '16:0' is out of range", id="ratio-16:0"),
+        pytest.param({"aspect_ratio": "99:1"}, "between 1:4 and 4:1", id="ratio-99:1"),
+        pytest.param(
+            {"size": "1024x1024", "aspect_ratio": "1:1"}, "--size or --aspect-ratio, not both", id="both"
+        ),
+        pytest.param({"mask": "mask.png"}, "a mask needs a reference image", id="mask-alone"),
+        pytest.param({"references": ("a.jpg",) * 17}, "17 references given", id="17-references"),
+    ],
+)
+def test_invalid_request_has_a_plain_message(fields: dict[str, Any], expected: str) -> None:
+    """Each invalid request is refused with one plain-language message naming the problem."""
+    assert expected in _message(**fields)
+
+
+def test_limits_are_the_documented_ones() -> None:
+    """A request takes 1–10 images and prompts up to 32,000 characters (OpenAI's limit)."""
+    assert (MAX_N, MAX_PROMPT_CHARS) == (10, 32_000)
+    assert ImageRequest(prompt="x" * 32_000, n=10).n == 10
+    with pytest.raises(ValidationError):
+        ImageRequest(prompt="x" * 32_001)
+
+
+def test_size_and_ratio_are_normalised() -> None:
+    """Sizes are written WxH whatever the separator and spacing; ratios lose their spaces."""
+    assert ImageRequest(prompt="x", size=" 1792 X 1024 ").size == "1792x1024"
+    assert ImageRequest(prompt="x", size="1024×768").size == "1024x768"
+    assert ImageRequest(prompt="x", aspect_ratio="16 : 9").aspect_ratio == "16:9"
+    assert ImageRequest(prompt="x", size="auto").size == "auto"
+
+
+def test_parse_size_and_ratio_values() -> None:
+    """parse_size gives (width, height); parse_aspect_ratio gives width/height, decimals allowed."""
+    assert parse_size("1792x1024") == (1792, 1024)
+    assert parse_aspect_ratio("16:9") == pytest.approx(16 / 9)
+    assert parse_aspect_ratio("9:19.5") == pytest.approx(9 / 19.5)
+    with pytest.raises(ValueError, match="each side must be 64–8192"):
+        parse_size("10000x1024")
+
+
+def test_mode_follows_references() -> None:
+    """A request is in `reference` mode exactly when it carries reference images."""
+    assert ImageRequest(prompt="x").mode == "text"
+    assert ImageRequest(prompt="x", references=("a.jpg",), mask="m.png").mode == "reference"
+
+
+def test_unknown_field_and_bad_enum_are_refused() -> None:
+    """A misspelt field or an unknown quality is an error, not silently ignored."""
+    with pytest.raises(ValidationError, match="extra"):
+        ImageRequest(prompt="x", sise="1024x1024")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="quality"):
+        ImageRequest(prompt="x", quality="ultra")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="seed"):
+        ImageRequest(prompt="x", seed=-1)
