@@ -1,0 +1,410 @@
+"""The Replicate backend with the real `replicate` SDK over real HTTP against the emulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from imagerelay.backends.base import Call, CallResult, Delivered
+from imagerelay.backends.replicate import ReplicateBackend
+from imagerelay.catalog import ModelSpec, ProviderSpec, ReferenceLimits, load_catalog
+from imagerelay.emulator import Emulator, Fault
+from imagerelay.errors import (
+    ArgumentRejected,
+    AuthenticationFailed,
+    ConnectionFailed,
+    ContentBlocked,
+    DownloadFailed,
+    EmptyResult,
+    MalformedResponse,
+    ModelUnavailable,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    ReadTimedOut,
+    ServerError,
+)
+from imagerelay.imaging import probe
+from imagerelay.references import ImageLimits, PreparedImage, load_reference, prepare
+from imagerelay.settings import ProviderSettings
+from tests.images import BLUE, RED, jpeg_bytes, write
+
+CATALOG = load_catalog()
+REPLICATE = CATALOG.provider("replicate")
+SCHNELL = "black-forest-labs/flux-schnell"
+PRO = "black-forest-labs/flux-1.1-pro"
+KONTEXT = "black-forest-labs/flux-kontext-pro"
+CREATE = "replicate.create"
+#: Quick polls and a short deadline; `Prefer: wait=1` (the shortest) keeps creates from holding long.
+FAST = {"poll_interval": 0.05, "prediction_deadline": 2.0, "wait_seconds": 1}
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+@pytest.fixture
+async def backend(
+    emulator: Emulator, http: httpx.AsyncClient, test_keys: dict[str, str]
+) -> AsyncIterator[ReplicateBackend]:
+    b = make_backend(emulator, http, test_keys["replicate"])
+    yield b
+    await b.aclose()
+
+
+def make_backend(
+    emulator: Emulator,
+    http: httpx.AsyncClient,
+    key: str | None,
+    provider: ProviderSpec = REPLICATE,
+    **kw: Any,
+) -> ReplicateBackend:
+    settings = ProviderSettings(base_url=emulator.base_url("replicate"), **{**FAST, **kw})
+    return ReplicateBackend(provider, settings, SecretStr(key) if key else None, http)
+
+
+def call(model: str | ModelSpec = SCHNELL, n: int = 1, provider: ProviderSpec = REPLICATE, **kw: Any) -> Call:
+    spec = model if isinstance(model, ModelSpec) else provider.models[model]
+    return Call(model=spec, provider=provider, prompt="a lighthouse", n=n, **kw)
+
+
+async def run(
+    b: ReplicateBackend, c: Call, log: list[Any] | None = None
+) -> tuple[list[Delivered], CallResult]:
+    """Make `c`; `log` (if given) records events and deliveries in the order they happened."""
+    got: list[Delivered] = []
+    log = [] if log is None else log
+
+    async def deliver(image: Delivered) -> None:
+        got.append(image)
+        log.append(("image", len(image.data)))
+
+    result = await b.generate(c, deliver, lambda kind, value: log.append((kind, value)))
+    return got, result
+
+
+def reference(tmp_path: Path, size: tuple[int, int] = (96, 64)) -> PreparedImage:
+    ref = load_reference(write(tmp_path, "ref.jpg", jpeg_bytes(size, BLUE)))
+    return prepare(ref, ImageLimits(accept=frozenset({"image/jpeg", "image/png"})), label="reference 1")
+
+
+# -- success -----------------------------------------------------------------------------------
+
+
+async def test_text_call_maps_inputs_and_delivers_each_output(
+    backend: ReplicateBackend, emulator: Emulator
+) -> None:
+    """A list-output model: canonical params under the model's names, n → num_outputs, Prefer: wait."""
+    events: list[Any] = []
+    c = call(
+        n=2, params={"aspect_ratio": "16:9", "seed": 42, "output_format": "jpg"}, extras={"go_fast": True}
+    )
+    images, result = await run(backend, c, events)
+    [req] = emulator.requests_for(CREATE)
+    assert req.path == "/replicate/v1/models/black-forest-labs/flux-schnell/predictions"
+    assert req.json == {
+        "input": {
+            "prompt": "a lighthouse",
+            "num_outputs": 2,
+            "aspect_ratio": "16:9",
+            "seed": 42,
+            "output_format": "jpg",
+            "go_fast": True,
+        }
+    }
+    assert req.headers["prefer"] == "wait=1"
+    assert len(images) == 2
+    for img in images:
+        info = probe(img.data)
+        assert (info.format, info.width, info.height) == ("jpeg", 1344, 768)
+    assert result.prediction_id is not None
+    assert events[0] == ("prediction", result.prediction_id)  # recorded before any image
+    assert [e[0] for e in events[1:]] == ["image", "image"]
+    assert result.reported_cost_usd is None  # Replicate reports no cost: the relay uses its estimate
+    assert result.sent == req.json["input"]
+
+
+async def test_single_url_model_sends_no_num_outputs(backend: ReplicateBackend, emulator: Emulator) -> None:
+    """flux-1.1-pro takes no `n` and returns one URL string: one image is delivered."""
+    images, result = await run(backend, call(PRO, params={"aspect_ratio": "1:1"}))
+    assert emulator.requests_for(CREATE)[0].json == {
+        "input": {"prompt": "a lighthouse", "aspect_ratio": "1:1"}
+    }
+    assert len(images) == 1
+    assert result.images == 1
+    assert probe(images[0].data).format == "webp"
+
+
+async def test_small_reference_goes_inline_as_data_uri(
+    backend: ReplicateBackend, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A reference under inline_max_bytes goes in the model's reference field as a data URI."""
+    ref = reference(tmp_path)
+    images, result = await run(backend, call(KONTEXT, references=(ref,)))
+    sent = emulator.requests_for(CREATE)[0].json["input"]
+    assert sent["input_image"] == ref.data_uri()
+    assert emulator.requests_for("replicate.files") == []
+    assert result.sent["input_image"].startswith("<data URI, ")
+    info = probe(images[0].data)
+    assert info.width > info.height  # kontext follows the landscape reference: it arrived
+
+
+async def test_large_reference_is_uploaded_first(
+    emulator: Emulator, http: httpx.AsyncClient, test_keys: dict[str, str], tmp_path: Path
+) -> None:
+    """A reference at or over inline_max_bytes goes up through /v1/files; its urls.get is sent."""
+    ref = reference(tmp_path)
+    small_limit = REPLICATE.model_copy(
+        update={"reference_limits": ReferenceLimits(inline_max_bytes=len(ref.data))}
+    )
+    b = make_backend(emulator, http, test_keys["replicate"], provider=small_limit)
+    try:
+        images, result = await run(b, call(KONTEXT, provider=small_limit, references=(ref,)))
+    finally:
+        await b.aclose()
+    [upload] = emulator.requests_for("replicate.files")
+    assert upload.files == [("content", "reference-1.jpg", "image/jpeg", len(ref.data))]
+    url = emulator.requests_for(CREATE)[0].json["input"]["input_image"]
+    assert url.startswith(emulator.base_url("replicate") + "/files/")
+    assert emulator.fetch_local(url) == ref.data
+    assert len(images) == 1
+    assert url in result.sent["input_image"]
+
+
+async def test_slow_prediction_is_polled_to_success(backend: ReplicateBackend, emulator: Emulator) -> None:
+    """Unfinished after Prefer: wait → polled by id until it succeeds; exactly one create."""
+    emulator.script(CREATE, Fault(prediction="slow", seconds=1.3))
+    images, result = await run(backend, call(n=2))
+    routes = [r.route for r in emulator.requests if r.route != "files"]
+    assert routes[0] == CREATE
+    assert routes.count(CREATE) == 1
+    assert routes.count("replicate.get") >= 2
+    assert len(images) == 2
+    assert result.prediction_id == emulator.requests_for("replicate.get")[0].path.rsplit("/", 1)[1]
+
+
+async def test_failed_polls_just_poll_again(backend: ReplicateBackend, emulator: Emulator) -> None:
+    """A poll that is dropped, 503s or is throttled is followed by another poll, never a second create."""
+    emulator.script(CREATE, Fault(prediction="slow", seconds=1.3))
+    emulator.script(
+        "replicate.get", Fault(drop=True), Fault(status=503), Fault(status=429, headers={"retry-after": "0"})
+    )
+    images, _ = await run(backend, call())
+    assert len(emulator.requests_for(CREATE)) == 1
+    assert len(emulator.requests_for("replicate.get")) >= 4
+    assert len(images) == 1
+
+
+async def test_resume_polls_the_id_without_creating(
+    backend: ReplicateBackend, emulator: Emulator, test_keys: dict[str, str]
+) -> None:
+    """A call with resume_id re-attaches to that prediction: no create, its output delivered."""
+    async with httpx.AsyncClient() as raw:
+        made = await raw.post(
+            emulator.base_url("replicate") + f"/models/{SCHNELL}/predictions",
+            json={"input": {"prompt": "a lighthouse", "num_outputs": 2}},
+            headers={"authorization": f"Bearer {test_keys['replicate']}"},
+        )
+    pid = made.json()["id"]
+    events: list[Any] = []
+    images, result = await run(backend, call(n=2, resume_id=pid), events)
+    assert len(emulator.requests_for(CREATE)) == 1  # only the one made above
+    assert emulator.requests_for("replicate.get")[0].path.endswith(f"/predictions/{pid}")
+    assert len(images) == 2
+    assert result.prediction_id == pid
+    assert events[0] == ("prediction", pid)
+
+
+# -- the end of a prediction ---------------------------------------------------------------------
+
+
+async def test_stuck_prediction_is_cancelled_at_the_deadline(
+    emulator: Emulator, http: httpx.AsyncClient, test_keys: dict[str, str]
+) -> None:
+    """Still running at prediction_deadline → cancelled, ModelUnavailable carrying the prediction id."""
+    b = make_backend(emulator, http, test_keys["replicate"], prediction_deadline=1.3)
+    emulator.script(CREATE, Fault(prediction="stuck"))
+    try:
+        with pytest.raises(ModelUnavailable, match=r"did not finish in 1\.3s; cancelled") as info:
+            await run(b, call())
+    finally:
+        await b.aclose()
+    [cancel] = emulator.requests_for("replicate.cancel")
+    assert info.value.request_id is not None
+    assert cancel.path.endswith(f"/predictions/{info.value.request_id}/cancel")
+    assert len(emulator.requests_for(CREATE)) == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        pytest.param(Fault(blocked=True), ContentBlocked, id="failed-nsfw"),
+        pytest.param(
+            Fault(prediction="failed", error="CUDA out of memory"), ArgumentRejected, id="failed-other"
+        ),
+        pytest.param(Fault(prediction="canceled"), ServerError, id="canceled"),
+        pytest.param(Fault(prediction="aborted"), ServerError, id="aborted-at-create"),
+        pytest.param(Fault(prediction="aborted", seconds=1.2), ServerError, id="aborted-while-polled"),
+        pytest.param(Fault(empty=True), EmptyResult, id="empty-output"),
+        pytest.param(Fault(truncate=True), DownloadFailed, id="truncated-image"),
+    ],
+)
+async def test_terminal_status_maps_to_typed_outcome(
+    backend: ReplicateBackend, emulator: Emulator, fault: Fault, expected: type[ProviderError]
+) -> None:
+    """How a prediction ends decides the outcome; the error carries the prediction id."""
+    emulator.script(CREATE, fault)
+    with pytest.raises(expected) as info:
+        await run(backend, call())
+    assert type(info.value) is expected
+    assert info.value.request_id is not None
+    assert len(emulator.requests_for(CREATE)) == 1
+
+
+async def test_expired_output_url_is_download_failed(backend: ReplicateBackend, emulator: Emulator) -> None:
+    """An output URL that no longer answers → DownloadFailed (the image was made but is lost)."""
+    emulator.script("files", Fault(expired=True, times=2))
+    with pytest.raises(DownloadFailed, match="expired"):
+        await run(backend, call())
+
+
+async def test_images_before_a_failed_download_are_delivered(
+    backend: ReplicateBackend, emulator: Emulator
+) -> None:
+    """Bytes first: the first output is delivered before the second one's download fails."""
+    emulator.script("files", Fault(expired=False, times=1), Fault(expired=True, times=2))
+    log: list[Any] = []
+    with pytest.raises(DownloadFailed):
+        await run(backend, call(n=2), log)
+    assert [e[0] for e in log] == ["prediction", "image"]
+
+
+# -- the error seam on create ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        pytest.param(Fault(status=500), ServerError, id="500"),
+        pytest.param(Fault(status=503), ServerError, id="503"),
+        pytest.param(Fault(status=402), QuotaExhausted, id="402"),
+        pytest.param(Fault(status=403), AuthenticationFailed, id="403"),
+        pytest.param(Fault(status=422), ArgumentRejected, id="422"),
+        pytest.param(Fault(drop=True), ConnectionFailed, id="dropped"),
+        pytest.param(Fault(malformed=True), MalformedResponse, id="malformed-json"),
+    ],
+)
+async def test_create_fault_maps_to_typed_outcome(
+    backend: ReplicateBackend, emulator: Emulator, fault: Fault, expected: type[ProviderError]
+) -> None:
+    """Each scripted create fault ends as its typed outcome after exactly one create (no SDK retry)."""
+    emulator.script(CREATE, fault)
+    with pytest.raises(expected) as info:
+        await run(backend, call())
+    assert type(info.value) is expected
+    assert info.value.__cause__ is not None
+    assert len(emulator.requests_for(CREATE)) == 1
+
+
+async def test_throttled_create_carries_retry_after(backend: ReplicateBackend, emulator: Emulator) -> None:
+    """429 → RateLimited with retry_after from the problem+json body's `retry_after`."""
+    emulator.script(CREATE, Fault(status=429, headers={"retry-after": "7"}))
+    with pytest.raises(RateLimited) as info:
+        await run(backend, call())
+    assert info.value.retry_after == 7.0
+    assert info.value.status == 429
+
+
+async def test_create_read_timeout_may_be_billed(backend: ReplicateBackend, emulator: Emulator) -> None:
+    """A create that does not answer in time → ReadTimedOut(maybe_billed=True): it may exist."""
+    emulator.script(CREATE, Fault(latency=2.0))
+    with pytest.raises(ReadTimedOut) as info:
+        await run(backend, call())
+    assert info.value.maybe_billed is True
+
+
+async def test_bad_token_names_the_variable_never_the_token(
+    emulator: Emulator, http: httpx.AsyncClient
+) -> None:
+    """A refused token → AuthenticationFailed naming REPLICATE_API_TOKEN; the token shows nowhere."""
+    token = "r8_wrong_token_1234567890"
+    b = make_backend(emulator, http, token)
+    try:
+        with pytest.raises(AuthenticationFailed) as info:
+            await run(b, call())
+    finally:
+        await b.aclose()
+    assert "REPLICATE_API_TOKEN" in str(info.value)
+    for shown in (str(info.value), repr(info.value), repr(b)):
+        assert token not in shown
+    assert info.value.status == 401
+
+
+async def test_missing_token_fails_before_sending(emulator: Emulator, http: httpx.AsyncClient) -> None:
+    """No token → AuthenticationFailed naming the variable; the SDK never falls back to the environment."""
+    b = make_backend(emulator, http, None)
+    with pytest.raises(AuthenticationFailed, match="REPLICATE_API_TOKEN"):
+        await run(b, call())
+    assert emulator.requests == []
+
+
+async def test_unknown_model_is_unavailable(backend: ReplicateBackend, emulator: Emulator) -> None:
+    """A model Replicate does not know → 404 → ModelUnavailable (fall back to the next model)."""
+    gone = REPLICATE.models[SCHNELL].model_copy(update={"id": "black-forest-labs/flux-retired"})
+    with pytest.raises(ModelUnavailable) as info:
+        await run(backend, call(gone))
+    assert info.value.status == 404
+    assert emulator.requests_for(CREATE)[0].path.endswith("/flux-retired/predictions")
+
+
+# -- through the CLI, in the sandbox -------------------------------------------------------------
+
+ACTIVE = [m.id for m in REPLICATE.models.values() if m.unavailable_reason(date.today()) is None]
+
+
+def _cli(tmp_path: Path, *args: str) -> dict[str, Any]:
+    from imagerelay.cli import app
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["generate", "a lighthouse", *args, "--env", "sandbox", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    [receipt_path] = out.glob("*.json")
+    receipt: dict[str, Any] = json.loads(receipt_path.read_text())
+    [saved] = receipt["images"]
+    assert Path(saved["path"]).is_file()
+    assert probe(Path(saved["path"]).read_bytes()).width == saved["width"]
+    [attempt] = receipt["attempts"]
+    assert attempt["outcome"] == "success"
+    assert attempt["prediction_id"]
+    assert receipt["provider"] == "replicate"
+    return receipt
+
+
+@pytest.mark.parametrize("model", ACTIVE)
+def test_cli_generates_with_each_model(tmp_path: Path, model: str) -> None:
+    """`generate --provider replicate:MODEL --env sandbox` saves an image and its receipt (exit 0)."""
+    receipt = _cli(tmp_path, "--provider", f"replicate:{model}")
+    assert receipt["model"] == model
+    assert receipt["cost_usd"] == REPLICATE.models[model].price.per_image
+
+
+def test_cli_generates_with_the_provider_and_a_reference(tmp_path: Path) -> None:
+    """`--provider replicate` alone, then with `--reference a.jpg`, both save an image with a receipt."""
+    _cli(tmp_path / "text", "--provider", "replicate")
+    ref = write(tmp_path, "ref.jpg", jpeg_bytes((96, 64), RED))
+    receipt = _cli(tmp_path / "ref", "--provider", "replicate", "--reference", str(ref))
+    sent = receipt["attempts"][0]["sent"]
+    field = REPLICATE.models[receipt["model"]].wire("reference")
+    assert sent[field].startswith("<data URI, ")
