@@ -197,6 +197,8 @@ class ReplicateBackend(Backend):
         try:
             with self._sdk_errors(model, box):
                 try:
+                    # `Prefer: wait=N` holds the answer up to N s; the SDK sets this request's read
+                    # timeout to N + 0.5 s itself, so `settings.timeout` does not apply here.
                     await client.models.predictions.async_create(
                         model=call.model.path or model,
                         input=inp,
