@@ -7,17 +7,19 @@ variables the catalog names (`XAI_API_KEY`, `OPENAI_API_KEY`, `REPLICATE_API_TOK
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -227,8 +229,49 @@ def load_settings(env: str | None = None, **overrides: Any) -> Settings:
         return Settings(env=env, **{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, layers)) from exc
+    except SettingsError as exc:  # a list or table in an IMAGERELAY_* variable that is not JSON
+        raise ConfigError(_describe_unparsable_env()) from exc
     finally:
         _FILES.reset(token)
+
+
+def _describe_unparsable_env() -> str:
+    culprits = sorted(
+        var
+        for var, value in os.environ.items()
+        if var.upper().startswith("IMAGERELAY_")
+        and _wants_json(var[len("IMAGERELAY_") :].lower().split("__"))
+        and not _is_json(value)
+    )
+    where = "environment variable " + " or ".join(culprits) if culprits else "an IMAGERELAY_* variable"
+    return (
+        f"{where}: a list or table must be written as JSON, "
+        """e.g. IMAGERELAY_ROUTING__TEXT='["openai:gpt-image-2"]': fix the value"""
+    )
+
+
+def _wants_json(path: list[str]) -> bool:
+    """Whether the setting at `path` (as an IMAGERELAY_* variable names it) is a list or a table."""
+    ann: Any = Settings
+    for part in path:
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            field = ann.model_fields.get(part)
+            if field is None:
+                return False
+            ann = field.annotation
+        elif get_origin(ann) is dict:
+            ann = get_args(ann)[1]
+        else:
+            return False
+    return get_origin(ann) in (list, dict) or (isinstance(ann, type) and issubclass(ann, BaseModel))
+
+
+def _is_json(value: str) -> bool:
+    try:
+        json.loads(value)
+    except ValueError:
+        return False
+    return True
 
 
 def load_keys(key_envs: dict[str, str], dotenv_path: Path | None = None) -> dict[str, SecretStr]:

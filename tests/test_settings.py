@@ -1,0 +1,272 @@
+"""Settings: the layers and their order, the user's own directory, every error by name, and keys."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from imagerelay.errors import ConfigError
+from imagerelay.settings import load_keys, load_settings
+
+KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
+FAKE_XAI_KEY = "xai-FAKEFAKEFAKE1234567890abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No IMAGERELAY_* variable or key from the outside, and a working directory without config/."""
+    for var in list(os.environ):
+        if var.upper().startswith("IMAGERELAY_") or var in KEY_VARS.values():
+            monkeypatch.delenv(var)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty user config directory, named by IMAGERELAY_CONFIG_DIR."""
+    d = tmp_path / "my-config"
+    d.mkdir()
+    monkeypatch.setenv("IMAGERELAY_CONFIG_DIR", str(d))
+    return d
+
+
+# -- environments ------------------------------------------------------------------------------
+
+
+def test_default_environment_is_development() -> None:
+    """With no argument and no IMAGERELAY_ENV the environment is development, with its $0.50 cap."""
+    settings = load_settings()
+    assert settings.env == "development"
+    assert settings.budget.max_cost_per_request == 0.50
+    assert settings.sandbox is False
+
+
+def test_environment_from_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IMAGERELAY_ENV picks the environment: production has 4 attempts and a 600 s cooldown."""
+    monkeypatch.setenv("IMAGERELAY_ENV", "production")
+    settings = load_settings()
+    assert settings.env == "production"
+    assert (settings.retry.attempts, settings.retry.cooldown) == (4, 600.0)
+
+
+def test_argument_beats_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An explicit environment argument wins over IMAGERELAY_ENV."""
+    monkeypatch.setenv("IMAGERELAY_ENV", "production")
+    settings = load_settings("sandbox")
+    assert settings.env == "sandbox"
+    assert settings.sandbox is True
+
+
+def test_precedence_cli_over_env_over_env_file_over_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """retry.attempts: default.toml 3 < production.toml 4 < IMAGERELAY_RETRY__ATTEMPTS 5 < CLI 9."""
+    assert load_settings("default").retry.attempts == 3
+    assert load_settings("production").retry.attempts == 4
+    monkeypatch.setenv("IMAGERELAY_RETRY__ATTEMPTS", "5")
+    assert load_settings("production").retry.attempts == 5
+    settings = load_settings("production", retry={"attempts": 9})
+    assert settings.retry.attempts == 9
+    assert settings.retry.cooldown == 600.0  # a CLI override of one key keeps the file's siblings
+
+
+def test_env_file_keeps_default_siblings() -> None:
+    """production.toml overrides some retry keys; the rest still come from default.toml."""
+    retry = load_settings("production").retry
+    assert (retry.attempts, retry.cooldown) == (4, 600.0)
+    assert (retry.backoff_initial, retry.deadline) == (0.5, 900.0)
+
+
+def test_nested_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`__` nests: a provider's base URL and a routing list come from IMAGERELAY_* variables."""
+    monkeypatch.setenv("IMAGERELAY_PROVIDERS__XAI__BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("IMAGERELAY_ROUTING__TEXT", '["openai:gpt-image-2"]')
+    settings = load_settings()
+    xai = settings.provider("xai")
+    assert xai.base_url == "http://127.0.0.1:9/v1"
+    assert (xai.timeout, xai.max_requests_per_minute) == (300.0, 60)  # siblings from default.toml
+    assert settings.routing.text == ["openai:gpt-image-2"]
+    assert settings.routing.reference[0] == "xai:grok-imagine-image"  # development.toml untouched
+
+
+def test_cli_override_of_one_key_keeps_the_rest() -> None:
+    """A CLI override of output.dir keeps output.embed_metadata from the files."""
+    settings = load_settings(output={"dir": "elsewhere"})
+    assert settings.output.dir == Path("elsewhere")
+    assert settings.output.embed_metadata is True
+
+
+# -- the user's own directory -------------------------------------------------------------------
+
+
+def test_user_dir_overrides_one_key_and_keeps_siblings(user_dir: Path) -> None:
+    """A user development.toml setting retry.attempts changes only that key of the section."""
+    (user_dir / "development.toml").write_text("[retry]\nattempts = 7\n\n[providers.xai]\ntimeout = 30\n")
+    settings = load_settings()
+    assert settings.retry.attempts == 7
+    assert (settings.retry.cooldown, settings.retry.backoff_initial) == (300.0, 0.5)
+    assert settings.provider("xai").timeout == 30
+    assert settings.provider("xai").max_requests_per_minute == 60
+    assert settings.routing.text[0] == "xai:grok-imagine-image"  # shipped development.toml kept
+    assert settings.budget.max_cost_per_request == 0.50
+
+
+def test_local_config_dir_is_the_user_dir(tmp_path: Path) -> None:
+    """Without IMAGERELAY_CONFIG_DIR, ./config in the working directory is merged over the shipped one."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "default.toml").write_text("[budget]\nmax_cost_per_batch = 1.25\n")
+    assert load_settings("production").budget.max_cost_per_batch == 1.25
+
+
+def test_user_dir_can_add_an_environment(user_dir: Path) -> None:
+    """An environment of one's own (staging.toml) is merged over the shipped default.toml."""
+    (user_dir / "staging.toml").write_text('[routing]\ntext = ["replicate:black-forest-labs/flux-schnell"]\n')
+    settings = load_settings("staging")
+    assert settings.env == "staging"
+    assert settings.routing.text == ["replicate:black-forest-labs/flux-schnell"]
+    assert settings.retry.attempts == 3
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def test_unknown_environment_names_the_choices() -> None:
+    """An environment with no file is a ConfigError that lists the environments there are."""
+    with pytest.raises(ConfigError) as info:
+        load_settings("staging")
+    message = str(info.value)
+    assert "'staging'" in message
+    for name in ("development", "production", "sandbox"):
+        assert name in message
+
+
+def test_environment_name_with_a_path_is_refused() -> None:
+    """An environment name cannot reach outside the config directory."""
+    with pytest.raises(ConfigError, match="not a plain name"):
+        load_settings("../etc/passwd")
+
+
+def test_broken_toml_names_the_file(user_dir: Path) -> None:
+    """Broken TOML in the user's directory is a ConfigError naming that file."""
+    path = user_dir / "development.toml"
+    path.write_text("[retry\nattempts = 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(path) in str(info.value)
+    assert "not valid TOML" in str(info.value)
+
+
+def test_unknown_key_names_key_and_file(user_dir: Path) -> None:
+    """A misspelt key is a ConfigError naming the key and the file it is in."""
+    path = user_dir / "default.toml"
+    path.write_text("[retry]\natempts = 5\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "'retry.atempts'" in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_unknown_section_names_it(user_dir: Path) -> None:
+    """A misspelt section is a ConfigError too, not silently ignored."""
+    (user_dir / "development.toml").write_text("[retyr]\nattempts = 5\n")
+    with pytest.raises(ConfigError, match="unknown setting 'retyr'"):
+        load_settings()
+
+
+def test_bad_value_in_file_names_setting_and_file(user_dir: Path) -> None:
+    """A value of the wrong type in a file names the setting and the file."""
+    path = user_dir / "default.toml"
+    path.write_text("[providers.xai]\ntimeout = -1\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "providers.xai.timeout" in str(info.value)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "toml",
+    ['[providers.xai]\napi_key = "xai-in-a-file"\n', 'api_key = "xai-in-a-file"\n'],
+    ids=["provider-section", "top-level"],
+)
+def test_api_key_in_config_is_refused(user_dir: Path, toml: str) -> None:
+    """An api_key in a config file is refused: keys come only from the environment or .env."""
+    (user_dir / "development.toml").write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "never read from config files" in message
+    assert "XAI_API_KEY" in message
+    assert "xai-in-a-file" not in message
+
+
+def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IMAGERELAY_RETRY__ATTEMPTS=many is a ConfigError naming that variable."""
+    monkeypatch.setenv("IMAGERELAY_RETRY__ATTEMPTS", "many")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "environment variable IMAGERELAY_RETRY__ATTEMPTS" in str(info.value)
+
+
+def test_unknown_environment_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A misspelt nested variable (IMAGERELAY_RETRY__ATEMPTS) is refused by name."""
+    monkeypatch.setenv("IMAGERELAY_RETRY__ATEMPTS", "5")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "IMAGERELAY_RETRY__ATEMPTS" in str(info.value)
+    assert "retry.atempts" in str(info.value)
+
+
+def test_list_variable_that_is_not_json_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IMAGERELAY_ROUTING__TEXT without JSON brackets is a ConfigError naming it, with an example."""
+    monkeypatch.setenv("IMAGERELAY_PROVIDERS__XAI__BASE_URL", "http://127.0.0.1:9/v1")  # fine, not JSON
+    monkeypatch.setenv("IMAGERELAY_ROUTING__TEXT", "xai:grok-imagine-image")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert message.startswith("environment variable IMAGERELAY_ROUTING__TEXT:")
+    assert "JSON" in message
+    assert "BASE_URL" not in message
+
+
+# -- keys --------------------------------------------------------------------------------------
+
+
+def test_keys_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_keys reads each provider's key from the variable the catalog names."""
+    monkeypatch.setenv("XAI_API_KEY", FAKE_XAI_KEY)
+    keys = load_keys(KEY_VARS)
+    assert set(keys) == {"xai"}
+    assert keys["xai"].get_secret_value() == FAKE_XAI_KEY
+
+
+def test_keys_from_dotenv_and_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A .env in the working directory supplies keys; a variable in the environment beats it."""
+    (tmp_path / ".env").write_text(
+        "XAI_API_KEY=xai-from-dotenv\nOPENAI_API_KEY=sk-from-dotenv\nREPLICATE_API_TOKEN=\n"
+    )
+    monkeypatch.setenv("XAI_API_KEY", "xai-from-environment")
+    keys = load_keys(KEY_VARS)
+    assert keys["xai"].get_secret_value() == "xai-from-environment"
+    assert keys["openai"].get_secret_value() == "sk-from-dotenv"
+    assert "replicate" not in keys  # an empty value is no key
+
+
+def test_blank_key_is_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key variable holding only spaces counts as unset; surrounding spaces are trimmed."""
+    monkeypatch.setenv("XAI_API_KEY", "   ")
+    monkeypatch.setenv("OPENAI_API_KEY", "  sk-padded  ")
+    keys = load_keys(KEY_VARS)
+    assert "xai" not in keys
+    assert keys["openai"].get_secret_value() == "sk-padded"
+
+
+def test_keys_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither the settings' repr nor a key's repr/str shows the key."""
+    monkeypatch.setenv("XAI_API_KEY", FAKE_XAI_KEY)
+    settings = load_settings()
+    keys = load_keys(KEY_VARS)
+    assert isinstance(keys["xai"], SecretStr)
+    for text in (repr(settings), str(settings), repr(keys), str(keys["xai"]), settings.model_dump_json()):
+        assert FAKE_XAI_KEY not in text
+        assert "FAKEFAKE" not in text
