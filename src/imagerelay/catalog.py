@@ -251,6 +251,18 @@ def _first_error(exc: ValidationError) -> str:
     return f"{loc}: {err['msg']}"
 
 
+def _culprit(exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]]) -> str | None:
+    """The last file (shipped, then the user's) that sets the key the first error is about."""
+    loc = exc.errors()[0]["loc"]
+    for path, data in reversed(layers):
+        node: Any = data
+        for part in loc:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            return str(path)
+    return None
+
+
 def load_catalog(extra_dirs: list[Path] | None = None) -> Catalog:
     """Read `providers/*.toml` (shipped), merged with the user's overrides, into a `Catalog`."""
     dirs = [shipped_dir("providers")]
@@ -259,11 +271,14 @@ def load_catalog(extra_dirs: list[Path] | None = None) -> Catalog:
         dirs.append(user / "providers")
     dirs.extend(extra_dirs or [])
     raw: dict[str, dict[str, Any]] = {}
+    layers: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
     for d in dirs:
         if not d.is_dir():
             continue
         for path in sorted(d.glob("*.toml")):
-            raw[path.stem] = deep_merge(raw.get(path.stem, {}), _read_toml(path))
+            layer = _read_toml(path)
+            layers.setdefault(path.stem, []).append((path, layer))
+            raw[path.stem] = deep_merge(raw.get(path.stem, {}), layer)
     providers: dict[str, ProviderSpec] = {}
     for name, data in raw.items():
         models = data.get("models", {})
@@ -276,7 +291,8 @@ def load_catalog(extra_dirs: list[Path] | None = None) -> Catalog:
         try:
             providers[name] = ProviderSpec.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(f"providers/{name}.toml: {_first_error(exc)}: fix the catalog entry") from exc
+            where = _culprit(exc, layers[name]) or f"providers/{name}.toml"
+            raise ConfigError(f"{where}: {_first_error(exc)}: fix the catalog entry") from exc
     order = {"xai": 0, "openai": 1, "replicate": 2}
     return Catalog(dict(sorted(providers.items(), key=lambda kv: (order.get(kv[0], 9), kv[0]))))
 
