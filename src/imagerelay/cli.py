@@ -254,18 +254,25 @@ def _plan(settings: Settings, req: Any, max_cost: float | None) -> Plan:
 def _run_generate(settings: Settings, req: Any, max_cost: float | None) -> Receipt:
     import asyncio
 
+    from .ledger import Ledger
     from .relay import Relay
 
+    # Every generation gets a row in the output directory's ledger (history, gallery, budgets).
+    ledger = Ledger.open(settings.output.dir)
+
     async def run() -> Receipt:
-        async with Relay(settings) as relay:
+        async with Relay(settings, on_receipt=[ledger.record_receipt]) as relay:
             return await relay.generate(req, max_cost=max_cost)
 
-    if sys.stderr.isatty():
-        from rich.console import Console
+    try:
+        if sys.stderr.isatty():
+            from rich.console import Console
 
-        with Console(stderr=True).status(f"generating {req.n} image(s)…"):
-            return asyncio.run(run())
-    return asyncio.run(run())
+            with Console(stderr=True).status(f"generating {req.n} image(s)…"):
+                return asyncio.run(run())
+        return asyncio.run(run())
+    finally:
+        ledger.close()
 
 
 def _show_plan(p: Plan, as_json: bool) -> None:
@@ -401,6 +408,158 @@ def emulator_serve(
     except OSError as exc:
         _err(f"error: cannot listen on 127.0.0.1:{port} ({exc.strerror}): pass another --port")
         raise typer.Exit(2) from None
+
+
+@app.command()
+def batch(
+    manifest: Annotated[Path, typer.Argument(help="Items to generate: a .toml, .csv or .jsonl file.")],
+    out: OutOpt = None,
+    env: EnvOpt = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, max=64, help="Items generated at once.")
+    ] = 4,
+    max_cost: Annotated[
+        float | None,
+        typer.Option("--max-cost", min=0, help="Budget for the whole batch, every run included (USD)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one summary object on stdout.")] = False,
+) -> None:
+    """Generate every item of a manifest; run it again to resume where it stopped, paying nothing twice."""
+    import asyncio
+
+    from .batch import BatchSummary, PlainProgress, Reporter, RichProgress, run_batch
+    from .errors import ImageRelayError
+    from .ledger import Ledger
+    from .manifest import load_manifest
+    from .relay import Relay
+    from .store import Store
+
+    try:
+        settings = _settings(env, out)
+        relay = Relay(settings)
+        # Every item is checked (and planned) before anything is sent or any file is written.
+        items = load_manifest(manifest, plan=relay.plan)
+        Store(relay.out_dir).ensure()
+        ledger = Ledger.open(relay.out_dir)
+        ledger.lock()
+    except ImageRelayError as exc:
+        _fail(exc, as_json=as_json)
+    relay.on_receipt.append(ledger.record_receipt)
+    reporter: Reporter = RichProgress() if sys.stderr.isatty() else PlainProgress()
+
+    async def run() -> BatchSummary:
+        async with relay:
+            return await run_batch(
+                items, relay, ledger, concurrency=concurrency, max_cost=max_cost, reporter=reporter
+            )
+
+    try:
+        summary = asyncio.run(run())
+    except KeyboardInterrupt:
+        _err("interrupted: run the same command again to resume (finished images are kept)")
+        raise typer.Exit(130) from None
+    finally:
+        ledger.close()
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict()))
+    else:
+        for path in summary.saved:
+            typer.echo(path)
+    _err(
+        f"batch: {summary.done} done, {summary.skipped} already done, {summary.failed} failed, "
+        f"{summary.remaining} not started, of {summary.items}; ${summary.spent_usd:.4f} spent in this run "
+        f"(${summary.batch_spent_usd:.4f} on this batch)"
+    )
+    for failure in summary.failures:
+        _err(f"  failed: {failure['item']}: {failure['error']}")
+    if summary.stopped:
+        _err(f"budget: {summary.stopped}")
+    if summary.failed:
+        _err("run the same command again to retry the failed items")
+    _err(f"ledger: {summary.ledger}")
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def history(
+    out: OutOpt = None,
+    env: EnvOpt = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only from this date on: YYYY-MM-DD or an ISO date-time.")
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option("--provider", "-p", help="Only this provider, or PROVIDER:MODEL.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List past generations in an output directory, and what they cost."""
+    from .errors import ImageRelayError
+    from .ledger import Ledger
+
+    try:
+        directory = out if out is not None else _settings(env).output.dir
+        when = _parse_since(since)
+        with Ledger.open(directory, create=False) as ledger:
+            rows = ledger.generations(since=when, provider=provider)
+            ledger_path = str(ledger.path)
+    except ImageRelayError as exc:
+        _fail(exc, as_json=as_json)
+    total = sum(r.cost_usd for r in rows)
+    images = sum(r.images for r in rows)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "generations": [r.to_dict() for r in rows],
+                    "count": len(rows),
+                    "images": images,
+                    "total_usd": round(total, 6),
+                    "ledger": ledger_path,
+                }
+            )
+        )
+        return
+    for r in rows:
+        model = f"{r.provider}:{r.model}" if r.provider else "no image"
+        cost = f"${r.cost_usd:.4f}" + ("" if r.reported else "*")
+        prompt = " ".join(r.prompt.split())
+        prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
+        typer.echo(
+            f"{r.created_at[:16].replace('T', ' ')}  {model:<44} {r.images:>2} img  {cost:>10}  {prompt}"
+        )
+    typer.echo(
+        f"{len(rows)} generation(s), {images} image(s), ${total:.4f} in all"
+        + (" (* estimated)" if any(not r.reported for r in rows) else "")
+    )
+
+
+def _parse_since(value: str | None) -> Any:
+    from datetime import UTC, datetime
+
+    from .errors import InvalidRequest
+
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidRequest(f"--since {value!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+@app.command()
+def gallery(out: OutOpt = None, env: EnvOpt = None) -> None:
+    """Write DIR/gallery.html: a self-contained contact sheet of the output directory."""
+    from .errors import ImageRelayError
+    from .gallery import write_gallery
+
+    try:
+        directory = out if out is not None else _settings(env).output.dir
+        result = write_gallery(directory)
+    except ImageRelayError as exc:
+        _fail(exc)
+    _err(f"gallery of {result.images} image(s)")
+    typer.echo(str(result.path))
 
 
 def main() -> None:

@@ -1,0 +1,373 @@
+"""Batches: a manifest's items run over one shared Relay, recorded in the ledger as they go.
+
+- **Resumable.** Items already done are skipped; an item with some images saved asks only for the
+  rest; a Replicate prediction created before a crash is re-attached to by id. Each saved image
+  and each prediction id is written to the ledger the moment it exists, so a SIGKILL loses
+  neither.
+- **Rate-limited.** `concurrency` items run at once over ONE Relay, so every item shares the
+  per-provider rate limits and the slow-down after a 429.
+- **Budgeted.** Before an item starts, what the batch has spent (every run), what the running
+  items are estimated at and this item's estimate must fit the budget; when the next one would
+  not, no new item starts and the summary says how much was spent and how many remain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import GenerationFailed, ImageRelayError
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+    from .manifest import Manifest, ManifestItem
+    from .receipt import Receipt, SavedImage
+    from .relay import Relay
+
+__all__ = ["BatchSummary", "ItemOutcome", "PlainProgress", "Reporter", "RichProgress", "run_batch"]
+
+log = logging.getLogger("imagerelay")
+
+#: Temp files this old are left over from a killed writer (live ones last milliseconds).
+_STALE_TEMP_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """How one item ended in this run."""
+
+    item: ManifestItem
+    state: str  # done | failed
+    images: tuple[str, ...] = ()
+    cost_usd: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class BatchSummary:
+    """The result of one run of a batch. `done + skipped + failed + remaining == items`."""
+
+    items: int
+    done: int = 0  # finished in this run
+    failed: int = 0  # failed in this run (a rerun tries them again)
+    skipped: int = 0  # already done before this run
+    remaining: int = 0  # not started: over budget, or interrupted
+    spent_usd: float = 0.0  # in this run
+    batch_spent_usd: float = 0.0  # on this batch, every run included
+    failures: list[dict[str, str]] = field(default_factory=list)
+    ledger: str = ""
+    stopped: str | None = None  # why new items stopped being started
+    saved: list[str] = field(default_factory=list)  # images saved in this run
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every item is done, else 1."""
+        return 0 if self.done + self.skipped == self.items else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "items": self.items,
+            "done": self.done,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "remaining": self.remaining,
+            "spent_usd": round(self.spent_usd, 6),
+            "batch_spent_usd": round(self.batch_spent_usd, 6),
+            "failures": self.failures,
+            "stopped": self.stopped,
+            "ledger": self.ledger,
+        }
+
+
+class Reporter(Protocol):
+    """Shows a batch's progress."""
+
+    def start(self, total: int, already_done: int, spent_usd: float) -> None: ...
+
+    def item_finished(self, outcome: ItemOutcome, spent_usd: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+async def run_batch(
+    manifest: Manifest,
+    relay: Relay,
+    ledger: Ledger,
+    *,
+    concurrency: int = 4,
+    max_cost: float | None = None,
+    reporter: Reporter | None = None,
+) -> BatchSummary:
+    """Run every item of `manifest` not yet done; see the module docs.
+
+    `max_cost` is the batch budget in USD (None: `budget.max_cost_per_batch`, else no limit).
+    The relay must write into the ledger's directory; install `ledger.record_receipt` in its
+    `on_receipt` hooks so that finished receipts are recorded too.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    limit = max_cost if max_cost is not None else relay.settings.budget.max_cost_per_batch
+    _remove_stale_temp_files(ledger.directory)
+    records = ledger.sync_items(manifest.name, manifest.items)
+    summary = BatchSummary(items=len(manifest.items), ledger=str(ledger.path))
+    todo: list[tuple[ManifestItem, int]] = []
+    for item in manifest.items:
+        record = records[item.key]
+        if record.saved >= item.n:
+            summary.skipped += 1
+            if record.state != "done":  # all its images were saved before a crash cut it short
+                ledger.finish_item(item.key, "done")
+                ledger.close_predictions(item.key)
+        else:
+            todo.append((item, item.n - record.saved))
+    spent_before = ledger.batch_spent(manifest.name)
+    summary.batch_spent_usd = spent_before
+    if reporter is not None:
+        reporter.start(summary.items, summary.skipped, spent_before)
+
+    semaphore = asyncio.Semaphore(concurrency)
+    running: dict[str, float] = {}  # item key → its estimate, while it runs
+    tasks: set[asyncio.Task[None]] = set()
+
+    def spent() -> float:
+        return spent_before + summary.spent_usd
+
+    def finished(outcome: ItemOutcome) -> None:
+        summary.spent_usd += outcome.cost_usd
+        summary.batch_spent_usd = spent()
+        summary.saved.extend(outcome.images)
+        if outcome.state == "done":
+            summary.done += 1
+        else:
+            summary.failed += 1
+            summary.failures.append({"item": outcome.item.label, "error": outcome.error or "unknown"})
+        if reporter is not None:
+            reporter.item_finished(outcome, spent())
+
+    async def run_one(item: ManifestItem, missing: int, estimate: float, item_limit: float | None) -> None:
+        try:
+            finished(await _run_item(relay, ledger, item, missing, estimate, item_limit))
+        finally:
+            running.pop(item.key, None)
+            semaphore.release()
+
+    started = 0
+    try:
+        for item, missing in todo:
+            await semaphore.acquire()
+            request = item.request if missing == item.n else item.request.model_copy(update={"n": missing})
+            try:
+                estimate = relay.plan(request).estimate_usd
+            except ImageRelayError as exc:  # e.g. its pinned model is cooling down after failures
+                semaphore.release()
+                started += 1
+                ledger.finish_item(item.key, "failed", str(exc))
+                finished(ItemOutcome(item, "failed", error=str(exc)))
+                continue
+            item_limit = relay.settings.budget.max_cost_per_request
+            if limit is not None:
+                left = limit - spent() - sum(running.values())
+                if estimate > left + 1e-9:
+                    semaphore.release()
+                    summary.stopped = _budget_message(limit, spent(), estimate, len(todo) - started)
+                    break
+                # A fallback model may cost more than the first: never let one item overshoot.
+                item_limit = left if item_limit is None else min(item_limit, left)
+            running[item.key] = estimate
+            started += 1
+            task = asyncio.create_task(run_one(item, missing, estimate, item_limit))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        while tasks:
+            await asyncio.gather(*list(tasks))
+    finally:
+        for task in tasks:  # interrupted: the items go back to pending, to resume next time
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        summary.remaining = summary.items - summary.done - summary.failed - summary.skipped
+        if reporter is not None:
+            reporter.close()
+    return summary
+
+
+async def _run_item(
+    relay: Relay,
+    ledger: Ledger,
+    item: ManifestItem,
+    missing: int,
+    estimate: float,
+    item_limit: float | None,
+) -> ItemOutcome:
+    """Make the `missing` images of one item; record everything in the ledger as it happens."""
+    from .receipt import Receipt
+
+    receipt_id = uuid.uuid4().hex
+    request = item.request if missing == item.n else item.request.model_copy(update={"n": missing})
+    ledger.start_run(item.key, receipt_id, n=missing, estimate_usd=estimate)
+    resume = ledger.resumable_predictions(item.key)
+    saved: list[str] = []
+
+    def on_image(image: SavedImage, receipt: Receipt) -> None:
+        ledger.record_image(receipt.id, image)
+        saved.append(image.path)
+
+    def on_event(kind: str, value: Any) -> None:
+        if kind == "prediction" and isinstance(value, dict):
+            ledger.record_prediction(receipt_id, str(value.get("model")), str(value.get("value")))
+
+    receipt: Receipt | None = None
+    error: str | None = None
+    try:
+        receipt = await relay.generate(
+            request,
+            max_cost=item_limit,
+            on_image=on_image,
+            on_event=on_event,
+            resume=resume,
+            receipt_id=receipt_id,
+            name=item.name,
+        )
+    except asyncio.CancelledError:
+        ledger.finish_item(item.key, "pending", "interrupted")
+        raise
+    except GenerationFailed as exc:
+        receipt = exc.receipt if isinstance(exc.receipt, Receipt) else None
+        error = str(exc)
+    except ImageRelayError as exc:
+        error = str(exc)
+    except Exception as exc:  # a bug must cost one item, not the batch and its ledger
+        log.exception("batch item %s failed unexpectedly", item.label)
+        error = f"unexpected {type(exc).__name__}: {exc}"
+    record = ledger.item_records([item.key])[item.key]
+    cost = receipt.cost_usd if receipt is not None else 0.0
+    if record.saved >= item.n:
+        ledger.finish_item(item.key, "done")
+        ledger.close_predictions(item.key)
+        return ItemOutcome(item, "done", tuple(saved), cost)
+    if error is None:
+        short = item.n - record.saved
+        why = _last_error(receipt) if receipt is not None else None
+        error = f"{short} of {item.n} image(s) could not be made" + (f": {why}" if why else "")
+    ledger.finish_item(item.key, "failed", error)
+    return ItemOutcome(item, "failed", tuple(saved), cost, error)
+
+
+def _last_error(receipt: Receipt) -> str | None:
+    for attempt in reversed(receipt.attempts):
+        if attempt.error:
+            return attempt.error
+    return None
+
+
+def _budget_message(limit: float, spent: float, estimate: float, not_started: int) -> str:
+    return (
+        f"stopped at the ${limit:.2f} batch budget: ${spent:.4f} spent on this batch, the next item is "
+        f"estimated at ${estimate:.4f}; {not_started} item(s) not started — raise --max-cost "
+        "(or [budget] max_cost_per_batch) and run the same command again to continue"
+    )
+
+
+def _remove_stale_temp_files(directory: Path) -> None:
+    """Drop `.tmp-*` files a killed writer left behind (never a finished image: those are renamed)."""
+    cutoff = time.time() - _STALE_TEMP_SECONDS
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith(".tmp-") and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+
+
+# ---- progress ---------------------------------------------------------------------------------
+
+
+class PlainProgress:
+    """One line per finished item on stderr: for logs and pipes."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.total = 0
+        self.count = 0
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def start(self, total: int, already_done: int, spent_usd: float) -> None:
+        self.total, self.count = total, already_done
+        if already_done == total:
+            self._say(f"batch: all {total} item(s) already done (${spent_usd:.4f} spent); nothing to do")
+        elif already_done:
+            self._say(
+                f"batch: {already_done} of {total} item(s) already done (${spent_usd:.4f} spent); "
+                "running the rest"
+            )
+        else:
+            self._say(f"batch: {total} item(s)")
+
+    def item_finished(self, outcome: ItemOutcome, spent_usd: float) -> None:
+        self.count += 1
+        head = f"[{self.count}/{self.total}] {outcome.state:<6} {outcome.item.label}"
+        if outcome.state == "done":
+            self._say(
+                f"{head} ({len(outcome.images)} image(s), ${outcome.cost_usd:.4f}; spent ${spent_usd:.4f})"
+            )
+        else:
+            self._say(f"{head}: {outcome.error}")
+
+    def close(self) -> None:
+        pass
+
+
+class RichProgress:
+    """A progress bar on a terminal: items done and failed, spend so far, time left."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("batch"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed"),
+            TextColumn("${task.fields[spent]:.4f}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.task: Any = None
+        self.failed = 0
+
+    def start(self, total: int, already_done: int, spent_usd: float) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task(
+            "batch", total=total, completed=already_done, failed=0, spent=spent_usd
+        )
+
+    def item_finished(self, outcome: ItemOutcome, spent_usd: float) -> None:
+        if outcome.state != "done":
+            self.failed += 1
+            self.progress.console.print(f"failed: {outcome.item.label}: {outcome.error}", markup=False)
+        self.progress.update(self.task, advance=1, failed=self.failed, spent=spent_usd)
+
+    def close(self) -> None:
+        self.progress.stop()
