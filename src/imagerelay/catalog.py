@@ -8,7 +8,6 @@ the same name in `$IMAGERELAY_CONFIG_DIR/providers/`.
 from __future__ import annotations
 
 import math
-import tomllib
 from datetime import date
 from functools import cached_property
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
-from .paths import deep_merge, shipped_dir, user_config_dir
+from .paths import deep_merge, read_toml, shipped_dir, user_config_dir
 
 __all__ = [
     "Catalog",
@@ -233,16 +232,6 @@ class Catalog:
             raise ConfigError(f"unknown model {model!r} for {provider}: use one of {known}") from None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML ({exc}): fix the file") from exc
-    except OSError as exc:
-        raise ConfigError(f"{path} cannot be read ({exc.strerror}): check its permissions") from exc
-
-
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
@@ -276,7 +265,7 @@ def load_catalog(extra_dirs: list[Path] | None = None) -> Catalog:
         if not d.is_dir():
             continue
         for path in sorted(d.glob("*.toml")):
-            layer = _read_toml(path)
+            layer = read_toml(path)
             layers.setdefault(path.stem, []).append((path, layer))
             raw[path.stem] = deep_merge(raw.get(path.stem, {}), layer)
     providers: dict[str, ProviderSpec] = {}

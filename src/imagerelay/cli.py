@@ -216,26 +216,11 @@ def plan(
     as_json: JsonOpt = False,
 ) -> None:
     """Show which models would be tried, translated how, at what cost — and send nothing."""
-    from .errors import ImageRelayError
-
-    try:
-        req = _request(
-            prompt=prompt,
-            provider=provider,
-            references=tuple(reference or ()),
-            mask=mask,
-            n=n,
-            size=size,
-            aspect_ratio=aspect_ratio,
-            resolution=resolution,
-            quality=quality,
-            seed=seed,
-            output_format="jpeg" if format == "jpg" else format,
-            extras=_parse_extras(extra or []),
-        )
-        _show_plan(_plan(_settings(env), req, max_cost), as_json)
-    except ImageRelayError as exc:
-        _fail(exc, as_json=as_json)
+    generate(
+        prompt=prompt, provider=provider, reference=reference, mask=mask, n=n, size=size,
+        aspect_ratio=aspect_ratio, resolution=resolution, quality=quality, seed=seed, format=format,
+        out=None, env=env, max_cost=max_cost, extra=extra, dry_run=True, as_json=as_json,
+    )  # fmt: skip
 
 
 def _plan(settings: Settings, req: Any, max_cost: float | None) -> Plan:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any
 
-__all__ = ["deep_merge", "shipped_dir", "user_config_dir"]
+from .errors import ConfigError
+
+__all__ = ["deep_merge", "read_toml", "shipped_dir", "user_config_dir"]
 
 _PKG = Path(__file__).resolve().parent
 
@@ -39,3 +42,14 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict; a broken or unreadable file is a ConfigError naming it."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}): fix the file") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read ({exc.strerror}): check its permissions") from exc

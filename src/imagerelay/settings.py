@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -24,7 +23,7 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigError
-from .paths import shipped_dir, user_config_dir
+from .paths import read_toml, shipped_dir, user_config_dir
 
 __all__ = [
     "BudgetSettings",
@@ -168,16 +167,6 @@ def _config_files(env: str) -> list[Path]:
     return files
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML ({exc}): fix the file") from exc
-    except OSError as exc:
-        raise ConfigError(f"{path} cannot be read ({exc.strerror}): check its permissions") from exc
-
-
 def _describe(exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]]) -> str:
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"]]
@@ -208,7 +197,7 @@ class _TomlLayers(TomlConfigSettingsSource):
     """The config files, shipped first then the user's, merged key by key."""
 
     def _read_file(self, file_path: Any) -> dict[str, Any]:
-        return _read(Path(file_path))
+        return read_toml(Path(file_path))
 
 
 _FILES: ContextVar[tuple[Path, ...]] = ContextVar("imagerelay_config_files", default=())
@@ -223,7 +212,7 @@ def load_settings(env: str | None = None, **overrides: Any) -> Settings:
     if env != "default" and not any(p.stem == env for p in files):
         raise ConfigError(f"no configuration for environment {env!r}: use {ENVIRONMENTS_HINT}")
     # Read each layer once up front: a broken file is reported by name, before anything else.
-    layers = [(p, _read(p)) for p in files]
+    layers = [(p, read_toml(p)) for p in files]
     token = _FILES.set(tuple(files))
     try:
         return Settings(env=env, **{k: v for k, v in overrides.items() if v is not None})
