@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,20 +26,16 @@ from .backends import backend_class
 from .backends.base import Backend, Call, Delivered
 from .catalog import Catalog, load_catalog
 from .errors import (
-    AuthenticationFailed,
-    ContentBlocked,
     EmptyResult,
     GenerationFailed,
     ImageRelayError,
     InvalidRequest,
     Outcome,
     ProviderError,
-    QuotaExhausted,
     RateLimited,
-    ReadTimedOut,
-    TransientError,
 )
 from .planner import Candidate, Plan, plan_request
+from .policy import Action, Decision, decide
 from .ratelimit import RateLimiter
 from .receipt import Attempt, Receipt, ReferenceRecord, SavedImage
 from .request import ImageRequest
@@ -207,15 +202,6 @@ class Relay:
         return plan_request(
             req, self.settings, self.catalog, keys=keys, cooling=self.cooling(), max_cost=max_cost
         )
-
-    def _cool(self, cand: Candidate, error: ProviderError) -> None:
-        until = self._clock() + self.settings.retry.cooldown
-        why = f"{type(error).__name__}: {error.message}"[:200]
-        refs = [cand.ref]
-        if isinstance(error, AuthenticationFailed | QuotaExhausted):  # the key is shared by every model
-            refs = [m.ref for m in cand.provider.models.values()]
-        for ref in refs:
-            self._cooling[ref] = (until, why)
 
     # -- running ------------------------------------------------------------------------------
 
@@ -486,21 +472,25 @@ class Relay:
                     return
                 if delivered:  # ask again only for what is still missing
                     call = dataclasses.replace(call, n=min(call.n, run.remaining))
-                await self._after_failure(run, cand, exc, attempt, empties)
-                if isinstance(exc, EmptyResult):
-                    empties += 1
-                if isinstance(exc, TransientError):
-                    delay = self._backoff(exc, attempt)
-                    if self._clock() + delay > run.deadline:
-                        run.receipt.notes.append(f"{cand.ref}: deadline reached, not retried")
-                        raise _Stop from exc
-                    if isinstance(exc, RateLimited):
-                        # Every task using this provider waits, not just this one: the next
-                        # `acquire` (ours included) sleeps until the provider's wait is over.
-                        limiter.penalize(delay)
-                    else:
-                        await self._sleep(delay)
-                        wait = delay
+                decision = decide(
+                    exc,
+                    ref=cand.ref,
+                    key_env=cand.provider.key_env,
+                    attempt=attempt,
+                    empties=empties,
+                    time_left=run.deadline - self._clock(),
+                    retry=self.settings.retry,
+                    routing=self.settings.routing,
+                )
+                self._apply(run, cand, exc, decision)
+                empties += isinstance(exc, EmptyResult)
+                if isinstance(exc, RateLimited):
+                    # Every task using this provider waits, not just this one: the next
+                    # `acquire` (ours included) sleeps until the provider's wait is over.
+                    limiter.penalize(decision.delay)
+                elif decision.delay:
+                    await self._sleep(decision.delay)
+                    wait = decision.delay
                 continue
             duration = self._clock() - start
             run.remaining -= len(delivered)
@@ -532,56 +522,22 @@ class Relay:
             run.receipt.model = run.receipt.model or cand.model.id
             return
 
-    async def _after_failure(
-        self, run: _Run, cand: Candidate, exc: ProviderError, attempt: int, empties: int
-    ) -> None:
-        """Decide, for a failed attempt: return to retry the same model, or raise to move on/stop."""
-        retry = self.settings.retry
-        if isinstance(exc, ContentBlocked):
-            if self.settings.routing.on_content_blocked == "stop":
-                run.receipt.notes.append(
-                    f'{cand.ref}: content blocked; stopped (on_content_blocked = "stop")'
-                )
-                raise _Stop from exc
-            raise _NextCandidate from exc
-        if isinstance(exc, EmptyResult):
-            if empties < retry.empty_retries:
-                return
-            self._cool(cand, exc)
-            raise _NextCandidate from exc
-        if isinstance(exc, ReadTimedOut) and exc.maybe_billed:
-            run.receipt.notes.append(
-                f"{cand.ref}: no answer in time; not re-sent because the call may have been billed"
-            )
-            raise _NextCandidate from exc
-        if isinstance(exc, TransientError):
-            if attempt >= retry.attempts:
-                self._cool(cand, exc)
-                raise _NextCandidate from exc
-            if exc.retry_after is not None and exc.retry_after > retry.retry_after_cap:
-                run.receipt.notes.append(
-                    f"{cand.ref}: asked to wait {exc.retry_after:.0f}s, "
-                    f"over the {retry.retry_after_cap:.0f}s cap; moved on"
-                )
-                self._cool(cand, exc)
-                raise _NextCandidate from exc
-            return
-        if exc.outcome == Outcome.REQUEST:
+    def _apply(self, run: _Run, cand: Candidate, exc: ProviderError, decision: Decision) -> None:
+        """Carry out a decision: notes, warnings, cooldown; raise to move on or stop."""
+        if decision.note and decision.note not in run.receipt.notes:
+            run.receipt.notes.append(decision.note)
+        if decision.warning:
+            log.warning(decision.warning)
+        if decision.cool:
+            until = self._clock() + self.settings.retry.cooldown
+            why = f"{type(exc).__name__}: {exc.message}"[:200]
+            models = cand.provider.models.values() if decision.cool_provider else [cand.model]
+            for model in models:
+                self._cooling[model.ref] = (until, why)
+        if decision.action == Action.STOP:
             raise _Stop from exc
-        # Provider-condemning: bad key, no credit, retired, argument rejected.
-        if isinstance(exc, AuthenticationFailed):
-            msg = f"{cand.provider.name}: the key in {cand.provider.key_env} was refused; falling back"
-            log.warning(msg)
-            run.receipt.notes.append(msg)
-        self._cool(cand, exc)
-        raise _NextCandidate from exc
-
-    def _backoff(self, exc: TransientError, attempt: int) -> float:
-        retry = self.settings.retry
-        if exc.retry_after is not None:
-            return min(exc.retry_after, retry.retry_after_cap)
-        base = min(retry.backoff_max, retry.backoff_initial * 2 ** (attempt - 1))
-        return float(base * (1 + retry.jitter * random.random()))
+        if decision.action == Action.NEXT:
+            raise _NextCandidate from exc
 
     def _save(self, run: _Run, cand: Candidate, image: Delivered) -> SavedImage:
         """Bytes first: write the delivered image before anything else can fail."""
