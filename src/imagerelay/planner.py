@@ -12,7 +12,7 @@ from datetime import date
 from typing import Any
 
 from .catalog import Catalog, ModelSpec, ProviderSpec, SizeRule, nearest_ratio
-from .errors import InvalidRequest
+from .errors import InvalidRequest, MissingKey
 from .request import ImageRequest, parse_aspect_ratio, parse_size
 from .settings import Settings
 
@@ -140,6 +140,12 @@ def plan_request(
     is cooling down. A model pinned with PROVIDER:MODEL that cannot serve the request is an
     `InvalidRequest` naming why, not an empty plan.
     """
+    unknown = sorted(set(request.extras) - set(catalog.providers))
+    if unknown:
+        raise InvalidRequest(
+            f"extras for unknown provider {unknown[0]!r}: use {', '.join(catalog.providers)} "
+            "(PROVIDER.FIELD=VALUE)"
+        )
     today = today or date.today()
     have_keys = set(keys)
     cooling = cooling or {}
@@ -160,6 +166,9 @@ def plan_request(
             reason = f"estimated ${cand.estimate_usd:.4f}, over the ${limit:.4f} limit"
             over_budget = True
         if pinned and not over_budget:
+            if reason == _no_key(catalog.providers[model.provider]):
+                key_env = catalog.providers[model.provider].key_env
+                raise MissingKey(f"{model.ref} needs an API key: set {key_env} in the environment or .env")
             raise InvalidRequest(f"{model.ref} cannot serve this request: {reason}")
         excluded.append(Exclusion(model.ref, reason, over_budget))
         return None
@@ -205,7 +214,7 @@ def _exclusion(
     if not settings.provider(model.provider).enabled:
         return f"provider {model.provider} is disabled in the configuration"
     if model.provider not in have_keys:
-        return f"no key: set {provider.key_env}"
+        return _no_key(provider)
     if mode == "reference":
         if not model.supports("reference"):
             return "cannot take reference images (text only)"
@@ -220,17 +229,24 @@ def _exclusion(
     return None
 
 
+def _no_key(provider: ProviderSpec) -> str:
+    return f"no key: set {provider.key_env}"
+
+
 def translate(request: ImageRequest, model: ModelSpec, provider: ProviderSpec, *, as_mode: str) -> Candidate:
     """The request as `model` can take it, with a note for everything mapped or dropped."""
     notes: list[str] = []
     params: dict[str, Any] = {}
     _shape(request, model, params, notes)
 
-    if request.resolution and "resolution" not in params:
+    if request.resolution and params.get("resolution") != request.resolution:
         if model.accepts("resolution") and request.resolution in model.resolutions:
             params["resolution"] = request.resolution
         else:
-            notes.append(f"resolution {request.resolution} dropped: {model.id} has no resolution tiers")
+            offers = (
+                f"offers {', '.join(model.resolutions)}" if model.resolutions else "has no resolution tiers"
+            )
+            notes.append(f"resolution {request.resolution} dropped: {model.id} {offers}")
     if request.quality:
         if model.accepts("quality") and request.quality in model.qualities:
             params["quality"] = request.quality
@@ -265,6 +281,10 @@ def translate(request: ImageRequest, model: ModelSpec, provider: ProviderSpec, *
             extras[key] = value
         else:
             notes.append(f"extra {model.provider}.{key} dropped: {model.id} does not take it")
+    for other, fields in request.extras.items():  # meant for another provider: say so, send nothing
+        if other != model.provider and fields:
+            names = ", ".join(f"{other}.{key}" for key in fields)
+            notes.append(f"extra {names} not sent: {model.id} is not a {other} model")
 
     per_call = max(1, model.max_n if model.accepts("n") else 1)
     calls = [min(per_call, request.n - i) for i in range(0, request.n, per_call)]
@@ -348,10 +368,12 @@ def _shape(request: ImageRequest, model: ModelSpec, params: dict[str, Any], note
         params["aspect_ratio"] = ratio
         change = [] if ratio == label else [ratio]
         if w and model.accepts("resolution") and model.resolutions:
-            tier = _tier(model, max(w, h))
-            if request.resolution is None:
-                params["resolution"] = tier
-            change.append(f"@{params.get('resolution', tier)}")
+            # An explicit resolution wins over the tier the size suggests; the note says which.
+            tier: str = request.resolution or ""
+            if tier not in model.resolutions:
+                tier = _tier(model, max(w, h))
+            params["resolution"] = tier
+            change.append(f"@{tier}")
         if change:
             notes.append(f"{label} → {' '.join(change)}: {model.id} takes aspect ratios, not sizes")
         return
@@ -384,7 +406,24 @@ def _distance(size: tuple[int, int], target: float, pixels: int) -> tuple[float,
 
 
 def _fit_rule(rule: SizeRule, w: int, h: int, target: float) -> str:
-    """Snap to the free-size rule: sides multiples of `multiple`, ratio and side limits kept."""
+    """Snap to the free-size rule: sides multiples of `multiple`, ratio and side limits kept.
+
+    A size that already follows the rule is kept as it is.
+    """
+    m = rule.multiple
+
+    def follows(sw: int, sh: int) -> bool:
+        long, short = max(sw, sh), min(sw, sh)
+        return (
+            sw % m == 0
+            and sh % m == 0
+            and rule.min_ratio <= sw / sh <= rule.max_ratio
+            and long <= rule.max_long
+            and short <= rule.max_short
+        )
+
+    if w and h and follows(w, h):
+        return f"{w}x{h}"
     ratio = min(max(target, rule.min_ratio), rule.max_ratio)
     area = (w * h) if w else 1024 * 1024
     width = math.sqrt(area * ratio)
@@ -392,9 +431,16 @@ def _fit_rule(rule: SizeRule, w: int, h: int, target: float) -> str:
     long_cap, short_cap = rule.max_long, rule.max_short
     if width >= height:
         scale = min(1.0, long_cap / width, short_cap / height)
+        w_cap, h_cap = long_cap, short_cap
     else:
         scale = min(1.0, long_cap / height, short_cap / width)
-    m = rule.multiple
-    sw = max(m, int(width * scale) // m * m)
-    sh = max(m, int(height * scale) // m * m)
+        w_cap, h_cap = short_cap, long_cap
+    # Round to the nearest multiple (flooring turned 240.0 computed as 239.99… into 224), stay
+    # within the side limits, then pull the longer side in if rounding pushed the ratio out.
+    sw = min(max(m, round(width * scale / m) * m), w_cap // m * m)
+    sh = min(max(m, round(height * scale / m) * m), h_cap // m * m)
+    if sw / sh > rule.max_ratio:
+        sw = max(m, math.floor(sh * rule.max_ratio / m) * m)
+    elif sw / sh < rule.min_ratio:
+        sh = max(m, math.floor(sw / rule.min_ratio / m) * m)
     return f"{sw}x{sh}"
