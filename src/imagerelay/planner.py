@@ -169,7 +169,10 @@ def plan_request(
             if reason == _no_key(catalog.providers[model.provider]):
                 key_env = catalog.providers[model.provider].key_env
                 raise MissingKey(f"{model.ref} needs an API key: set {key_env} in the environment or .env")
-            raise InvalidRequest(f"{model.ref} cannot serve this request: {reason}")
+            raise InvalidRequest(
+                f"{model.ref} cannot serve this request ({reason}): pin another model "
+                f"(see `imagerelay providers`) or pass --provider {model.provider}"
+            )
         excluded.append(Exclusion(model.ref, reason, over_budget))
         return None
 
