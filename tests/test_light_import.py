@@ -1,0 +1,116 @@
+"""Light to start: importing the package and asking the CLI for help load no SDK and no Pillow; and
+the public API (`imagerelay.__all__`) is exactly what it is meant to be."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import imagerelay
+
+HEAVY = ("openai", "replicate", "httpx2", "PIL", "pillow_heif")
+
+PUBLIC = [
+    "ArgumentRejected",
+    "AuthenticationFailed",
+    "BudgetExceeded",
+    "ConfigError",
+    "ContentBlocked",
+    "EmptyResult",
+    "GenerationFailed",
+    "ImageRelayError",
+    "ImageRequest",
+    "InvalidReference",
+    "InvalidRequest",
+    "Plan",
+    "ProviderError",
+    "Receipt",
+    "Relay",
+    "TransientError",
+    "UserError",
+    "__version__",
+    "agenerate",
+    "generate",
+    "load_catalog",
+    "load_settings",
+]
+
+
+def _loaded_after(code: str) -> tuple[set[str], str]:
+    """Top-level modules loaded by `code` in a fresh interpreter, and what it printed."""
+    script = textwrap.dedent(code) + textwrap.dedent(
+        """
+        import json as _json, sys as _sys
+        _sys.__stderr__.write("\\nMODULES " + _json.dumps(sorted({m.split(".")[0] for m in _sys.modules})))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    head, _, modules = proc.stderr.rpartition("\nMODULES ")
+    return set(json.loads(modules)), proc.stdout + head
+
+
+def test_import_loads_no_sdk_and_no_pillow() -> None:
+    """`import imagerelay` loads none of the SDKs, Pillow, or even pydantic."""
+    loaded, _ = _loaded_after("import imagerelay")
+    assert "imagerelay" in loaded
+    assert not loaded & {*HEAVY, "pydantic", "typer"}
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["generate", "--help"], []], ids=["help", "generate-help", "bare"]
+)
+def test_cli_help_loads_no_sdk_and_no_pillow(argv: list[str]) -> None:
+    """`imagerelay --help` (and a command's help, and no arguments) prints help without the SDKs or Pillow."""
+    loaded, output = _loaded_after(
+        f"""
+        import sys
+        sys.argv = ["imagerelay", *{argv!r}]
+        from imagerelay.cli import main
+        try:
+            main()
+        except SystemExit as exc:
+            assert exc.code in (0, None), exc.code
+        """
+    )
+    assert "Usage" in output
+    assert "typer" in loaded
+    assert not loaded & set(HEAVY)
+
+
+def test_public_names_are_pinned() -> None:
+    """`imagerelay.__all__` is exactly the documented public API, sorted."""
+    assert imagerelay.__all__ == PUBLIC
+    assert sorted(dir(imagerelay)) == sorted(PUBLIC)
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_every_public_name_resolves(name: str) -> None:
+    """Each name in `__all__` resolves to a real object from the module that defines it."""
+    value = getattr(imagerelay, name)
+    assert value is not None
+    if name != "__version__":
+        assert value.__module__.startswith("imagerelay.")
+
+
+def test_errors_are_one_tree() -> None:
+    """Every public error derives from ImageRelayError; user errors exit 2, the rest 1."""
+    values = [getattr(imagerelay, n) for n in PUBLIC]
+    errors = [v for v in values if isinstance(v, type) and issubclass(v, BaseException)]
+    assert len(errors) >= 12
+    for err in errors:
+        assert issubclass(err, imagerelay.ImageRelayError)
+    assert imagerelay.ConfigError.exit_code == imagerelay.InvalidRequest.exit_code == 2
+    assert imagerelay.GenerationFailed.exit_code == imagerelay.BudgetExceeded.exit_code == 1
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    """A name outside the public API raises AttributeError, as for any module."""
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        imagerelay.Nope  # noqa: B018
