@@ -116,6 +116,12 @@ CASES = [
         env={"IMAGERELAY_CONFIG_DIR": "{ws}/withkey"},
     ),
     Case(
+        "config-dir-missing",
+        ("generate", "a fox", *SANDBOX_DRY),
+        ("IMAGERELAY_CONFIG_DIR", "not a directory", "create it"),
+        env={"IMAGERELAY_CONFIG_DIR": "{ws}/no-such-dir"},
+    ),
+    Case(
         "bad-env-value",
         ("generate", "a fox", *SANDBOX_DRY),
         ("environment variable IMAGERELAY_RETRY__ATTEMPTS", "fix the value"),

@@ -270,3 +270,14 @@ def test_keys_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
     for text in (repr(settings), str(settings), repr(keys), str(keys["xai"]), settings.model_dump_json()):
         assert FAKE_XAI_KEY not in text
         assert "FAKEFAKE" not in text
+
+
+def test_config_dir_that_is_not_a_directory_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """IMAGERELAY_CONFIG_DIR naming no directory is a ConfigError, not silently no overrides."""
+    monkeypatch.setenv("IMAGERELAY_CONFIG_DIR", str(tmp_path / "my-confg"))
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "IMAGERELAY_CONFIG_DIR" in str(info.value)
+    assert "my-confg" in str(info.value)

@@ -23,10 +23,18 @@ def shipped_dir(kind: str) -> Path:
 
 
 def user_config_dir() -> Path | None:
-    """The user's own config directory: `$IMAGERELAY_CONFIG_DIR`, else `./config` when present."""
+    """The user's own config directory: `$IMAGERELAY_CONFIG_DIR`, else `./config` when present.
+
+    A variable naming no directory is a ConfigError: a typo must not silently mean "no overrides".
+    """
     env = os.environ.get("IMAGERELAY_CONFIG_DIR")
     if env:
-        return Path(env).expanduser()
+        path = Path(env).expanduser()
+        if not path.is_dir():
+            raise ConfigError(
+                f"IMAGERELAY_CONFIG_DIR is '{env}', which is not a directory: create it or fix the variable"
+            )
+        return path
     local = Path.cwd() / "config"
     if local.is_dir() and local.resolve() != shipped_dir("config").resolve():
         return local
