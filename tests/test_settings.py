@@ -281,3 +281,26 @@ def test_config_dir_that_is_not_a_directory_is_refused(
         load_settings()
     assert "IMAGERELAY_CONFIG_DIR" in str(info.value)
     assert "my-confg" in str(info.value)
+
+
+def test_bad_list_item_in_file_names_the_file(user_dir: Path) -> None:
+    """A wrong item inside a list (routing.text = [1]) names the file that holds it."""
+    path = user_dir / "default.toml"
+    path.write_text("[routing]\ntext = [1]\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value).startswith(f"{path}: routing.text.0")
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("IMAGERELAY_ROUTING__TEXT", "[1]"), ("IMAGERELAY_ROUTING", '{"text": [1]}')],
+)
+def test_bad_list_item_in_variable_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str
+) -> None:
+    """A wrong item inside a list set by a variable (or its enclosing table) names that variable."""
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value).startswith(f"environment variable {var}: routing.text.0")

@@ -172,15 +172,12 @@ def _describe(exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]]) -
     loc = [str(p) for p in err["loc"]]
     dotted = ".".join(loc)
     where = "the settings"
-    var = "IMAGERELAY_" + "__".join(p.upper() for p in loc)
-    if var in os.environ:  # the environment overrides every file, so it is the culprit
+    var = _env_culprit(loc)
+    if var is not None:  # the environment overrides every file, so it is the culprit
         where = f"environment variable {var}"
     else:
         for path, data in reversed(layers):
-            node: Any = data
-            for part in loc:
-                node = node.get(part) if isinstance(node, dict) else None
-            if node is not None:
+            if _lookup(data, loc) is not None:
                 where = str(path)
                 break
     if err["type"] == "extra_forbidden":
@@ -191,6 +188,37 @@ def _describe(exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]]) -
             )
         return f"{where}: unknown setting {dotted!r}: remove it or check its spelling"
     return f"{where}: {dotted}: {err['msg']}: fix the value"
+
+
+def _lookup(node: Any, parts: list[str]) -> Any:
+    """The value at `parts` (table keys, list indices) inside `node`, or None."""
+    for part in parts:
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _env_culprit(loc: list[str]) -> str | None:
+    """The IMAGERELAY_* variable that set the value at `loc`: the variable for that very setting,
+    or one for an enclosing list or table (`IMAGERELAY_ROUTING__TEXT='[1]'`) whose JSON holds it."""
+    names = {k.upper(): k for k in os.environ if k.upper().startswith("IMAGERELAY_")}
+    for i in range(len(loc), 0, -1):
+        var = names.get("IMAGERELAY_" + "__".join(p.upper() for p in loc[:i]))
+        if var is None:
+            continue
+        if i == len(loc):
+            return var
+        try:
+            value = json.loads(os.environ[var])
+        except ValueError:
+            continue
+        if _lookup(value, loc[i:]) is not None:
+            return var
+    return None
 
 
 class _TomlLayers(TomlConfigSettingsSource):
