@@ -532,3 +532,23 @@ def test_no_describe_for_a_pinned_model(catalog: Catalog) -> None:
     settings = _settings(reference_fallback="describe")
     plan = _plan(catalog, settings, provider=GPT2, references=("a.jpg",))
     assert plan.describe == []
+
+
+@pytest.mark.parametrize("max_cost", [-1.0, float("nan")], ids=["negative", "nan"])
+def test_invalid_cost_limit_is_refused(catalog: Catalog, max_cost: float) -> None:
+    """A negative or NaN cost limit is an InvalidRequest, not a plan with every model over budget."""
+    with pytest.raises(InvalidRequest, match="cost limit must be 0 or more"):
+        _plan(catalog, max_cost=max_cost)
+
+
+def test_zero_cost_limit_excludes_everything_as_over_budget(catalog: Catalog) -> None:
+    """max_cost 0 is a valid limit: every paid model is left out as over budget."""
+    plan = _plan(catalog, max_cost=0.0)
+    assert plan.candidates == []
+    assert all(e.over_budget for e in plan.excluded)
+
+
+def test_model_listed_twice_is_planned_once(catalog: Catalog) -> None:
+    """A [routing] list naming a model twice plans it once, at its first place."""
+    settings = _settings(text=[GROK, SCHNELL, GROK])
+    assert _refs(_plan(catalog, settings)) == [GROK, SCHNELL]

@@ -105,7 +105,8 @@ def _order(request: ImageRequest, settings: Settings, catalog: Catalog, mode: st
                 f"[routing] {mode} lists {ref!r}, which is not in the catalog: use provider:model "
                 "as `imagerelay providers` lists them"
             )
-        listed.append(spec.models[model])
+        if spec.models[model] not in listed:  # a model listed twice is still tried once
+            listed.append(spec.models[model])
     choice = request.provider.strip() or "auto"
     if choice == "auto":
         rest = [m for m in catalog.models if m not in listed] if routing.allow_unlisted else []
@@ -146,6 +147,8 @@ def plan_request(
             f"extras for unknown provider {unknown[0]!r}: use {', '.join(catalog.providers)} "
             "(PROVIDER.FIELD=VALUE)"
         )
+    if max_cost is not None and not max_cost >= 0:  # `not >=` also catches NaN
+        raise InvalidRequest(f"the cost limit must be 0 or more (got {max_cost}): pass --max-cost 0.25, say")
     today = today or date.today()
     have_keys = set(keys)
     cooling = cooling or {}
