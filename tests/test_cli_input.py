@@ -83,6 +83,21 @@ CASES = [
         ("give --size or --aspect-ratio, not both",),
     ),
     Case(
+        "seed-negative",
+        ("generate", "a fox", "--seed", "-1", *SANDBOX_DRY),
+        ("seed: Input should be greater than or equal to 0",),
+    ),
+    Case(
+        "format-gif",
+        ("generate", "a fox", "--format", "gif", *SANDBOX_DRY),
+        ("output_format: Input should be 'png', 'jpeg' or 'webp'",),
+    ),
+    Case(
+        "max-cost-negative",
+        ("generate", "a fox", "--max-cost", "-1", *SANDBOX_DRY),
+        ("cost limit must be 0 or more", "--max-cost"),
+    ),
+    Case(
         "unknown-provider",
         ("generate", "a fox", "--provider", "stability", *SANDBOX_DRY),
         ("unknown provider 'stability'", "use one of auto, xai, openai, replicate"),

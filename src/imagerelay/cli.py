@@ -118,7 +118,7 @@ def _request(**fields: Any) -> Any:
         err = exc.errors()[0]
         msg = str(err.get("ctx", {}).get("error") or err["msg"]).removeprefix("Value error, ")
         loc = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "literal_error":
+        if loc and not err.get("ctx", {}).get("error"):  # pydantic's own words: say which option
             msg = f"{loc}: {err['msg']}"
         raise InvalidRequest(msg) from None
 
