@@ -386,3 +386,12 @@ def test_env_option_reads_imagerelay_env() -> None:
     result = CliRunner().invoke(app, ["config", "show", "--json"], env={"IMAGERELAY_ENV": "production"})
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["retry"]["attempts"] == 4
+
+
+def test_config_show_never_shows_most_of_a_short_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short key is reported as set without any of its characters (its tail would be most of it)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-abcd")
+    result = CliRunner().invoke(app, ["config", "show", "--env", "development", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert "abcd" not in result.stdout
+    assert json.loads(result.stdout)["keys"]["OPENAI_API_KEY"] == "set"

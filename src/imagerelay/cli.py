@@ -372,10 +372,15 @@ def config_show(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
         _fail(exc, as_json=as_json)
     data = settings.model_dump(mode="json")
     keys = load_keys({p.name: p.key_env for p in catalog.providers.values()})
+
+    def masked(name: str) -> str:
+        if name not in keys:
+            return "not set"
+        secret = keys[name].get_secret_value()
+        return f"set (…{secret[-4:]})" if len(secret) >= 16 else "set"  # a short key's tail is most of it
+
     data["keys"] = {
-        p.key_env: ("set (…" + keys[p.name].get_secret_value()[-4:] + ")" if p.name in keys else "not set")
-        if not settings.sandbox
-        else "not needed (sandbox)"
+        p.key_env: masked(p.name) if not settings.sandbox else "not needed (sandbox)"
         for p in catalog.providers.values()
     }
     typer.echo(json.dumps(data, indent=None if as_json else 2))
