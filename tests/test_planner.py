@@ -552,3 +552,12 @@ def test_model_listed_twice_is_planned_once(catalog: Catalog) -> None:
     """A [routing] list naming a model twice plans it once, at its first place."""
     settings = _settings(text=[GROK, SCHNELL, GROK])
     assert _refs(_plan(catalog, settings)) == [GROK, SCHNELL]
+
+
+def test_describe_candidate_left_out_keeps_its_reason(catalog: Catalog) -> None:
+    """A text model considered only for the describe fallback, and left out, says why."""
+    settings = _settings(reference_fallback="describe")
+    plan = _plan(catalog, settings, keys=("xai", "openai"), references=("a.jpg",) * 4)
+    assert [c.ref for c in plan.describe] == [GROK]
+    assert _reasons(plan)[SCHNELL] == "no key: set REPLICATE_API_TOKEN"
+    assert [e.ref for e in plan.excluded].count(GROK) == 1

@@ -195,8 +195,8 @@ def plan_request(
             if cand:
                 cand.notes.insert(0, "reference described in words by a vision model, not matched")
                 describe.append(cand)
-            else:  # keep one exclusion per model: the reference-mode reason already says why
-                del excluded[before:]
+            elif any(e.ref == model.ref for e in excluded[:before]):
+                del excluded[before:]  # one exclusion per model: the reference-mode reason says why
     return Plan(request=request, candidates=candidates, excluded=excluded, describe=describe)
 
 
