@@ -561,3 +561,19 @@ def test_describe_candidate_left_out_keeps_its_reason(catalog: Catalog) -> None:
     assert [c.ref for c in plan.describe] == [GROK]
     assert _reasons(plan)[SCHNELL] == "no key: set REPLICATE_API_TOKEN"
     assert [e.ref for e in plan.excluded].count(GROK) == 1
+
+
+def test_deprecated_models_left_out_when_not_allowed(catalog: Catalog) -> None:
+    """With allow_deprecated false, deprecated models are excluded naming their shutdown date."""
+    settings = _settings(allow_unlisted=True, allow_deprecated=False)
+    plan = _plan(catalog, settings)
+    assert "openai:gpt-image-1.5" not in _refs(plan)
+    assert _reasons(plan)["openai:gpt-image-1.5"] == "deprecated (shuts down 2026-12-01)"
+
+
+def test_disabled_provider_is_left_out(catalog: Catalog) -> None:
+    """A provider disabled in the configuration is left out with that reason, key or not."""
+    settings = load_settings("development", providers={"xai": {"enabled": False}})
+    plan = _plan(catalog, settings)
+    assert GROK not in _refs(plan)
+    assert _reasons(plan)[GROK] == "provider xai is disabled in the configuration"
