@@ -179,6 +179,13 @@ CASES = [
         ("Invalid value for '-n'", "--help"),
         runner=False,
     ),
+    Case(
+        "unknown-option",
+        ("generate", "a fox", "--bogus", *SANDBOX_DRY),
+        ("No such option: --bogus", "imagerelay generate --help"),
+        runner=False,
+    ),
+    Case("missing-prompt", ("generate",), ("Missing argument", "imagerelay generate --help"), runner=False),
 ]
 
 
