@@ -182,10 +182,10 @@ CASES = [
     Case(
         "unknown-option",
         ("generate", "a fox", "--bogus", *SANDBOX_DRY),
-        ("No such option: --bogus", "imagerelay generate --help"),
+        ("No such option: --bogus", "generate --help"),
         runner=False,
     ),
-    Case("missing-prompt", ("generate",), ("Missing argument", "imagerelay generate --help"), runner=False),
+    Case("missing-prompt", ("generate",), ("Missing argument", "generate --help"), runner=False),
 ]
 
 
