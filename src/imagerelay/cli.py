@@ -79,8 +79,14 @@ def _setup_logging(level: str) -> None:
     import logging
 
     logger = logging.getLogger("imagerelay")
-    if not logger.handlers:
+    ours = [h for h in logger.handlers if h.get_name() == "imagerelay-cli"]
+    if ours:  # called again in one process (tests, scripts): write to today's stderr, not a closed one
+        for handler in ours:
+            if isinstance(handler, logging.StreamHandler):
+                handler.stream = sys.stderr  # not setStream(): it flushes the old, maybe closed, one
+    elif not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
+        handler.set_name("imagerelay-cli")
         handler.setFormatter(logging.Formatter("imagerelay: %(levelname)s: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(level.upper())
