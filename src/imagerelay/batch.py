@@ -116,6 +116,7 @@ async def run_batch(
         raise ValueError("concurrency must be at least 1")
     limit = max_cost if max_cost is not None else relay.settings.budget.max_cost_per_batch
     _remove_stale_temp_files(ledger.directory)
+    ledger.adopt_orphans()
     records = ledger.sync_items(manifest.name, manifest.items)
     summary = BatchSummary(items=len(manifest.items), ledger=str(ledger.path))
     todo: list[tuple[ManifestItem, int]] = []
@@ -152,9 +153,11 @@ async def run_batch(
         if reporter is not None:
             reporter.item_finished(outcome, spent())
 
-    async def run_one(item: ManifestItem, missing: int, estimate: float, item_limit: float | None) -> None:
+    async def run_one(
+        item: ManifestItem, missing: int, estimate: float, planned: str | None, item_limit: float | None
+    ) -> None:
         try:
-            finished(await _run_item(relay, ledger, item, missing, estimate, item_limit))
+            finished(await _run_item(relay, ledger, item, missing, estimate, planned, item_limit))
         finally:
             running.pop(item.key, None)
             semaphore.release()
@@ -165,13 +168,15 @@ async def run_batch(
             await semaphore.acquire()
             request = item.request if missing == item.n else item.request.model_copy(update={"n": missing})
             try:
-                estimate = relay.plan(request).estimate_usd
+                plan = relay.plan(request)
             except ImageRelayError as exc:  # e.g. its pinned model is cooling down after failures
                 semaphore.release()
                 started += 1
                 ledger.finish_item(item.key, "failed", str(exc))
                 finished(ItemOutcome(item, "failed", error=str(exc)))
                 continue
+            estimate = plan.estimate_usd
+            planned = plan.candidates[0].ref if plan.candidates else None
             item_limit = relay.settings.budget.max_cost_per_request
             if limit is not None:
                 left = limit - spent() - sum(running.values())
@@ -183,7 +188,7 @@ async def run_batch(
                 item_limit = left if item_limit is None else min(item_limit, left)
             running[item.key] = estimate
             started += 1
-            task = asyncio.create_task(run_one(item, missing, estimate, item_limit))
+            task = asyncio.create_task(run_one(item, missing, estimate, planned, item_limit))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         while tasks:
@@ -205,6 +210,7 @@ async def _run_item(
     item: ManifestItem,
     missing: int,
     estimate: float,
+    planned: str | None,
     item_limit: float | None,
 ) -> ItemOutcome:
     """Make the `missing` images of one item; record everything in the ledger as it happens."""
@@ -212,7 +218,7 @@ async def _run_item(
 
     receipt_id = uuid.uuid4().hex
     request = item.request if missing == item.n else item.request.model_copy(update={"n": missing})
-    ledger.start_run(item.key, receipt_id, n=missing, estimate_usd=estimate)
+    ledger.start_run(item.key, receipt_id, n=missing, estimate_usd=estimate, planned=planned)
     resume = ledger.resumable_predictions(item.key)
     saved: list[str] = []
 

@@ -17,8 +17,10 @@ last one. Paths are stored relative to the directory, so the directory can be mo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -40,6 +42,8 @@ log = logging.getLogger("imagerelay")
 LEDGER_NAME = "imagerelay.sqlite3"
 _LOCK_NAME = ".imagerelay-batch.lock"
 _VERSION = 1
+#: The end of an image's name, as `Store.stem` makes it: the request id's first 8 hex digits, the index.
+_STEM_ID = re.compile(r"-([0-9a-f]{8})-\d+\.(?:jpg|png|webp|gif)$")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations (
@@ -94,7 +98,8 @@ CREATE TABLE IF NOT EXISTS runs (
     item_key TEXT NOT NULL,
     started_at TEXT NOT NULL,
     n INTEGER NOT NULL,
-    estimate_per_image REAL NOT NULL
+    estimate_per_image REAL NOT NULL,
+    planned_model TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_item ON runs (item_key);
 CREATE TABLE IF NOT EXISTS predictions (
@@ -382,13 +387,15 @@ class Ledger:
             records[key] = ItemRecord(key, state, attempts, saved.get(key, 0), error)
         return records
 
-    def start_run(self, item_key: str, receipt_id: str, *, n: int, estimate_usd: float) -> None:
-        """Record that a call for `item_key` starts now, under `receipt_id`."""
+    def start_run(
+        self, item_key: str, receipt_id: str, *, n: int, estimate_usd: float, planned: str | None = None
+    ) -> None:
+        """Record that a call for `item_key` starts now, under `receipt_id`, most likely on `planned`."""
         now = _now()
         with _transaction(self._conn):
             self._conn.execute(
-                "INSERT INTO runs VALUES (?,?,?,?,?)",
-                (receipt_id, item_key, now, n, estimate_usd / max(1, n)),
+                "INSERT INTO runs VALUES (?,?,?,?,?,?)",
+                (receipt_id, item_key, now, n, estimate_usd / max(1, n), planned),
             )
             self._conn.execute(
                 "UPDATE items SET state = 'running', attempts = attempts + 1, updated_at = ? WHERE key = ?",
@@ -441,6 +448,58 @@ class Ledger:
         """Settle every open prediction of an item (e.g. once it is done)."""
         with _transaction(self._conn):
             self._conn.execute("UPDATE predictions SET closed = 1 WHERE item_key = ?", (item_key,))
+
+    def adopt_orphans(self) -> int:
+        """Record images that a killed run saved but had no time to record; returns how many.
+
+        Between an image's rename into place and its ledger row lies an instant; a kill that lands
+        there leaves a complete image the ledger does not know. Its name carries its request's id
+        (see `Store.stem`), so it is found and counted rather than paid for again.
+        """
+        from .imaging import CorruptImage, probe
+
+        rows = self._conn.execute(
+            """SELECT receipt_id, item_key, planned_model FROM runs r
+               WHERE NOT EXISTS (SELECT 1 FROM generations g WHERE g.receipt_id = r.receipt_id)"""
+        ).fetchall()
+        runs = {rid[:8]: (rid, key, planned) for rid, key, planned in rows}
+        if not runs:
+            return 0
+        known = {path for (path,) in self._conn.execute("SELECT path FROM images")}
+        adopted = 0
+        with os.scandir(self.directory) as entries:
+            names = [e.name for e in entries if not e.name.startswith(".") and e.is_file()]
+        for name in names:
+            match = _STEM_ID.search(name)
+            if match is None or match.group(1) not in runs or name in known:
+                continue
+            receipt_id, item_key, planned = runs[match.group(1)]
+            try:
+                data = (self.directory / name).read_bytes()
+                info = probe(data)
+            except (OSError, CorruptImage):
+                continue
+            provider, _, model = (planned or "unknown:unknown").partition(":")
+            with _transaction(self._conn):
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        name,
+                        receipt_id,
+                        item_key,
+                        None,
+                        provider,
+                        model,
+                        hashlib.sha256(data).hexdigest(),
+                        info.width,
+                        info.height,
+                        info.format,
+                        len(data),
+                        _now(),
+                    ),
+                )
+            adopted += 1
+        return adopted
 
     def batch_spent(self, batch: str) -> float:
         """USD spent on a batch's items so far, every run included.
