@@ -43,6 +43,7 @@ from .settings import Settings, load_keys, load_settings
 from .store import Store
 
 if TYPE_CHECKING:
+    from .imaging import ImageInfo
     from .references import PreparedImage, Reference
 
 __all__ = ["OnImage", "Relay"]
@@ -545,12 +546,13 @@ class Relay:
 
         index = len(run.receipt.images) + 1
         stem = run.store.stem(run.name or run.request.prompt, run.receipt.id, index)
+        info: ImageInfo | None
         try:
             info = probe(image.data)
             fmt, width, height = info.format, info.width, info.height
         except CorruptImage:
-            fmt, width, height = _format_of(image.mime), 0, 0
-        path = run.store.write_image(image.data, stem=stem, fmt=fmt)
+            info, fmt, width, height = None, _format_of(image.mime), 0, 0
+        path = run.store.write_image(image.data, stem=stem, fmt=fmt, info=info)
         digest = hashlib.sha256(image.data).hexdigest()
         saved = SavedImage(
             path=str(path),

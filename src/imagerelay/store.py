@@ -17,9 +17,13 @@ import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import OutputError
 from .receipt import Receipt, SavedImage
+
+if TYPE_CHECKING:
+    from .imaging import ImageInfo
 
 __all__ = ["Store", "atomic_write", "slugify"]
 
@@ -65,6 +69,9 @@ class Store:
         self.embed_metadata = embed_metadata
         #: Called with each finished receipt (e.g. to add a ledger row).
         self.on_receipt: list[Callable[[Receipt], None]] = []
+        # What the caller already decoded about each written image, so that embedding the
+        # metadata does not decode the whole image again.
+        self._infos: dict[Path, ImageInfo] = {}
 
     def ensure(self) -> None:
         """Create the directory and prove it is writable — before any money is spent."""
@@ -86,8 +93,11 @@ class Store:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         return f"{stamp}-{slugify(prompt)}-{receipt_id[:8]}-{index}"
 
-    def write_image(self, data: bytes, *, stem: str, fmt: str) -> Path:
-        """Write delivered bytes at once; returns the path. Nothing else happens before this."""
+    def write_image(self, data: bytes, *, stem: str, fmt: str, info: ImageInfo | None = None) -> Path:
+        """Write delivered bytes at once; returns the path. Nothing else happens before this.
+
+        `info` is what `imaging.probe` found in `data`, when the caller has it already.
+        """
         path = self.out_dir / f"{stem}.{_EXT.get(fmt, fmt)}"
         # The slug cannot contain separators, but refuse anything that resolves outside anyway.
         if path.resolve().parent != self.out_dir.resolve():
@@ -96,6 +106,8 @@ class Store:
             atomic_write(path, data)
         except OSError as exc:
             raise OutputError(f"cannot write '{path}' ({exc.strerror}): check the output directory") from exc
+        if info is not None:
+            self._infos[path] = info
         return path
 
     def finalize(self, receipt: Receipt) -> list[str]:
@@ -139,7 +151,7 @@ class Store:
         from .imaging import embed_metadata, probe
 
         data = path.read_bytes()
-        info = probe(data)
+        info = self._infos.pop(path, None) or probe(data)
         fields = {
             "provider": image.provider,
             "model": image.model,
