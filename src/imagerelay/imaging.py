@@ -37,6 +37,7 @@ __all__ = [
     "NotAnImage",
     "embed_metadata",
     "human_bytes",
+    "human_bytes_over",
     "image_size",
     "mask_png",
     "normalize",
@@ -281,6 +282,15 @@ def human_bytes(n: int) -> str:
     return f"{n} bytes"
 
 
+def human_bytes_over(n: int, limit: int) -> tuple[str, str]:
+    """`n` and `limit` for "is N, over the LIMIT limit": exact byte counts when rounding would
+    show both the same ("100 MiB, over the 100 MiB limit" explains nothing)."""
+    shown, cap = human_bytes(n), human_bytes(limit)
+    if shown == cap:
+        return f"{n:,} bytes", f"{limit:,} bytes"
+    return shown, cap
+
+
 def _needs_8bit(mode: str) -> bool:
     """Pixels no provider should be sent even in a format it takes: CMYK, 16/32-bit, float."""
     return mode in ("CMYK", "I", "F") or mode.startswith("I;16")
@@ -480,9 +490,8 @@ def normalize(
                 note(f"{_DISPLAY_BY_MIME[mime]} quality lowered to {quality} to fit {human_bytes(max_bytes)}")
                 break
     if len(out) > max_bytes:
-        raise DoesNotFit(
-            f"{human_bytes(len(out))} even at {im.width}x{im.height}, over the {human_bytes(max_bytes)} limit"
-        )
+        size, cap = human_bytes_over(len(out), max_bytes)
+        raise DoesNotFit(f"{size} even at {im.width}x{im.height}, over the {cap} limit")
     return out, mime, notes
 
 

@@ -19,7 +19,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from .errors import InvalidReference
-from .imaging import human_bytes
+from .imaging import human_bytes, human_bytes_over
 
 if TYPE_CHECKING:
     import httpx
@@ -165,10 +165,8 @@ async def _fetch(
                     )
                 declared = resp.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
-                    raise InvalidReference(
-                        f"{what} is {human_bytes(int(declared))}, over the {human_bytes(max_bytes)} "
-                        "limit: use a smaller image"
-                    )
+                    size, cap = human_bytes_over(int(declared), max_bytes)
+                    raise InvalidReference(f"{what} is {size}, over the {cap} limit: use a smaller image")
                 body = bytearray()
                 async for chunk in resp.aiter_bytes():
                     body += chunk

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from . import imaging
 from .errors import InvalidReference
-from .imaging import ImageInfo, human_bytes
+from .imaging import ImageInfo, human_bytes, human_bytes_over
 
 if TYPE_CHECKING:
     import httpx
@@ -135,9 +135,9 @@ def load_reference(source: str | os.PathLike[str], *, label: str = "reference") 
     if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
         raise InvalidReference(f"{what} is not a regular file: pass the path of an image file")
     if st.st_size > MAX_REFERENCE_FILE_BYTES:
+        size, cap = human_bytes_over(st.st_size, MAX_REFERENCE_FILE_BYTES)
         raise InvalidReference(
-            f"{what} is {human_bytes(st.st_size)}, over the {human_bytes(MAX_REFERENCE_FILE_BYTES)} "
-            "limit for a reference: downscale or recompress it first"
+            f"{what} is {size}, over the {cap} limit for a reference: downscale or recompress it first"
         )
     try:
         with path.open("rb") as f:
