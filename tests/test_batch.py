@@ -346,6 +346,8 @@ def test_cli_json_summary_plain_progress_and_exit_codes(
     [
         (None, ["missing.toml"], "manifest 'missing.toml' not found"),
         ("broken", ["m.toml"], "is not valid TOML"),
+        ("broken", ["b.jsonl"], "line 2: not valid JSON (Expecting ',' delimiter at column 15)"),
+        ("broken", ["b.csv"], "line 2: the prompt is missing"),
         ("file", ["m.jsonl", "--out", "taken"], "output path 'taken' is a file"),
         ("file", ["m.jsonl", "--out", "taken/sub"], "is not writable"),
         (None, ["m.jsonl", "--concurrency", "0"], "--concurrency"),
@@ -360,10 +362,13 @@ def test_cli_bad_input_is_one_line_and_exit_2(
     args: list[str],
     expected: str,
 ) -> None:
-    """A missing or broken manifest, or an --out that is a file or cannot be made, is one line, exit 2."""
+    """A missing or broken manifest (TOML, JSON Lines, CSV), or an --out that is a file or cannot be
+    made, is one line naming the problem, exit 2, and nothing is sent."""
     jsonl(tmp_path / "m.jsonl", {"prompt": "a"})
     if setup == "broken":
         (tmp_path / "m.toml").write_text("[[items]\n")
+        (tmp_path / "b.jsonl").write_text('{"prompt": "a"}\n{"prompt": "b"\n')
+        (tmp_path / "b.csv").write_text("prompt,n\n,2\n")
     if setup == "file":
         (tmp_path / "taken").write_text("not a directory")
     code, out, err = cli(capsys, monkeypatch, "batch", *args)

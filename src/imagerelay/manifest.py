@@ -133,9 +133,13 @@ def load_manifest(path: Path | str, *, plan: Planner | None = None) -> Manifest:
     if not entries and not problems:
         raise ManifestError(f"manifest '{path}' has no items: add at least one item with a prompt")
     items = _build(path, defaults, entries, problems, plan)
+    if len(problems) == 1:  # one line, as every other input error
+        raise ManifestError(
+            f"manifest '{path}', {problems[0]}; nothing was sent: fix it and run again", problems
+        )
     if problems:
         listing = "\n".join(f"  {p}" for p in problems)
-        count = sum(1 for p in problems if not p.startswith(("defaults", "manifest")))
+        count = sum(1 for p in problems if not p.startswith(("defaults", "top level")))
         raise ManifestError(
             f"manifest '{path}' has {count or len(problems)} bad item(s); nothing was sent:\n{listing}\n"
             "fix them and run the batch again",
@@ -175,7 +179,7 @@ def _parse_toml(path: Path, text: str, problems: list[str]) -> tuple[dict[str, A
         raise ManifestError(f"manifest '{path}' is not valid TOML ({exc}): fix the file") from None
     for key in data:
         if key not in ("defaults", "items"):
-            problems.append(f"manifest: unknown top-level key {key!r}: use a [defaults] table and [[items]]")
+            problems.append(f"top level: unknown key {key!r}: use a [defaults] table and [[items]]")
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         problems.append("defaults: must be a table ([defaults])")
