@@ -44,7 +44,7 @@ _STALE_TEMP_SECONDS = 600.0
 #: body it holds. One that lives through two young collections (a call in flight) lands in the
 #: oldest generation, which Python collects only when it has grown by a quarter: in a long batch
 #: that is thousands of responses, gigabytes of image bodies with real providers. Collecting
-#: every few items keeps memory flat for ~10 ms each time.
+#: every few items keeps memory flat for a few milliseconds each time.
 _COLLECT_EVERY = 25
 
 
