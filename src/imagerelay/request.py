@@ -105,6 +105,16 @@ class ImageRequest(BaseModel):
     def _refs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         if len(v) > 16:
             raise ValueError(f"{len(v)} references given; no model takes more than 16")
+        for i, source in enumerate(v, 1):
+            if not source.strip():  # Path("") is ".", which would be refused as "a directory"
+                raise ValueError(f"reference {i} is an empty string: pass the path of an image file or a URL")
+        return v
+
+    @field_validator("mask")
+    @classmethod
+    def _mask(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():  # an empty --mask was silently ignored
+            raise ValueError("the mask is an empty string: pass the path of a PNG mask, or leave --mask out")
         return v
 
     @model_validator(mode="after")
