@@ -74,7 +74,9 @@ async def test_thirty_items_with_faults_end_done_or_failed_for_a_reason(
     items = [{"prompt": f"item {i:02}", "n": 1 + (i % 3 == 0), "name": f"post-{i:02}"} for i in range(30)]
     manifest = load_manifest(jsonl(tmp_path / "week.jsonl", *items))
     out = tmp_path / "out"
-    relay = relay_for(emulator, out, {"xai": test_keys["xai"]}, retry={"attempts": 5})
+    relay = relay_for(
+        emulator, out, {"xai": test_keys["xai"]}, retry={"attempts": 8}
+    )  # more than all the transient faults together
     summary, counts, spent = await run(manifest, relay, out, concurrency=4)
 
     assert (summary.items, summary.done, summary.failed, summary.remaining) == (30, 29, 1, 0)
