@@ -155,7 +155,12 @@ class OpenAIBackend(Backend):
         """Bare base64 → verified image bytes; a truncated or corrupt image is MalformedResponse."""
         from ..imaging import CorruptImage, probe
 
-        where: dict[str, Any] = {"provider": self.provider.name, "model": model, "request_id": request_id}
+        where: dict[str, Any] = {
+            "provider": self.provider.name,
+            "model": model,
+            "request_id": request_id,
+            "status": 200,  # only a 200 answer's images are decoded
+        }
         # GPT-image sends bare base64; a data URI is accepted too, in case that ever changes.
         payload = b64.split(",", 1)[1] if b64.startswith("data:") else b64
         try:

@@ -97,7 +97,7 @@ class XAIBackend(Backend):
         items = data.get("data")
         if not isinstance(items, list):
             raise MalformedResponse(
-                "xai answered 200 without a `data` list", provider="xai", model=call.model.id
+                "xai answered 200 without a `data` list", provider="xai", model=call.model.id, status=200
             )
         delivered = 0
         for item in items:
@@ -129,7 +129,10 @@ class XAIBackend(Backend):
                 probe(raw)
             except CorruptImage as exc:
                 raise MalformedResponse(
-                    f"xai:{model} sent an image that does not decode ({exc})", provider="xai", model=model
+                    f"xai:{model} sent an image that does not decode ({exc})",
+                    provider="xai",
+                    model=model,
+                    status=200,
                 ) from exc
             return Delivered(data=raw, mime=item.get("mime_type"), revised_prompt=revised)
         if isinstance(item.get("url"), str) and item["url"]:
@@ -158,7 +161,7 @@ class XAIBackend(Backend):
             text = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as exc:
             raise MalformedResponse(
-                "xai chat answer has no message content", provider="xai", model=model
+                "xai chat answer has no message content", provider="xai", model=model, status=200
             ) from exc
         if not isinstance(text, str) or not text.strip():
             raise EmptyResult("xai vision answered with an empty description", provider="xai", model=model)
@@ -181,7 +184,7 @@ class XAIBackend(Backend):
                 ) from exc
             if not isinstance(data, dict):
                 raise MalformedResponse(
-                    "xai answered 200 with a non-object body", provider="xai", model=model
+                    "xai answered 200 with a non-object body", provider="xai", model=model, status=200
                 )
             return data
         raise await self._error(resp, model)
@@ -238,7 +241,7 @@ def _decode_data_uri(value: str, model: str) -> bytes:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise MalformedResponse(
-            f"xai:{model} sent b64_json that is not base64", provider="xai", model=model
+            f"xai:{model} sent b64_json that is not base64", provider="xai", model=model, status=200
         ) from exc
 
 
