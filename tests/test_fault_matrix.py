@@ -136,9 +136,9 @@ def _cells() -> list[Cell]:
     cells += [
         # xAI and OpenAI decode the image from the POST's body: a cut image is a malformed answer.
         Cell("xai", "truncated-image", (("xai.generations", Fault(truncate=True)),),
-             "MalformedResponse", "transient", None, "retry", 2),
+             "MalformedResponse", "transient", 200, "retry", 2),
         Cell("openai", "truncated-image", (("openai.generations", Fault(truncate=True)),),
-             "MalformedResponse", "transient", None, "retry", 2),
+             "MalformedResponse", "transient", 200, "retry", 2),
         # Replicate: the prediction's output is cut; fetched twice, still cut → a new prediction.
         Cell("replicate", "truncated-image", (("replicate.create", Fault(truncate=True)),),
              "DownloadFailed", "transient", None, "retry", 2),
