@@ -204,9 +204,10 @@ class ReplicateBackend(Backend):
                         input=inp,
                         wait=min(self.settings.wait_seconds, 60),
                     )
-                except ValueError as exc:
-                    # The SDK's model cannot parse newer statuses (`aborted`) and raises on a body
-                    # that is not JSON; the raw answer below decides either way.
+                except (ValueError, TypeError) as exc:
+                    # The SDK's model cannot parse newer statuses (`aborted`), raises ValueError on a
+                    # body that is not JSON and TypeError on JSON that is not an object; the raw
+                    # answer below decides in every case.
                     if "response" not in box:
                         raise ArgumentRejected(
                             f"replicate SDK refused the request for {model!r}: {exc}",
