@@ -124,6 +124,9 @@ def _cells() -> list[Cell]:
                  "ConnectionFailed", "transient", None, "retry", 2),
             Cell(p, "malformed-json", ((route, Fault(malformed=True)),),
                  "MalformedResponse", "transient", 200, "retry", 2),
+            # JSON, but not an object: no field of it can be read.
+            Cell(p, "json-not-an-object", ((route, Fault(body="[1, 2]")),),
+                 "MalformedResponse", "transient", 200, "retry", 2),
             Cell(p, "unsupported-argument", ((route, UNSUPPORTED_ARGUMENT[p]),),
                  "ArgumentRejected", "provider", 422 if p == "replicate" else 400, "fallback", 1),
             Cell(p, "bad-key", (), "AuthenticationFailed", "provider", unauthorised, "fallback", 1,
