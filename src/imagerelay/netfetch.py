@@ -36,8 +36,13 @@ _ALLOW_HINT = "use a public https URL, or set references.allow_private_urls = tr
 
 
 def shown_url(url: str) -> str:
-    """The URL for a message: without a query string (signed URLs carry tokens there), capped."""
+    """The URL for a message: without a query string (signed URLs carry tokens there) or a
+    `user:password@` part, capped."""
     base, sep, _ = url.partition("?")
+    scheme, slashes, rest = base.partition("://")
+    authority, slash, path = rest.partition("/")
+    if slashes and "@" in authority:
+        base = f"{scheme}://…@{authority.rpartition('@')[2]}{slash}{path}"
     base = base if len(base) <= 120 else base[:117] + "..."
     return base + ("?…" if sep else "")
 
