@@ -302,3 +302,47 @@ async def test_no_key_in_errors_reprs_or_tracebacks(emu: Emulator, tmp_path: Pat
     assert isinstance(exc.receipt, Receipt)
     assert_no_secret(exc.receipt.model_dump_json(), "the failure's receipt")
     assert_dir_clean(tmp_path / "out")
+
+
+URL_PASSWORD = "pw-" + "".join(random.Random(7).choices(_ALNUM, k=24))
+URL_TOKEN = "sig-" + "".join(random.Random(8).choices(_ALNUM, k=32))
+
+
+@pytest.mark.parametrize(
+    "host", ["10.0.0.5", "169.254.169.254", "127.0.0.1:1", "[fd00::1]:8443"], ids=lambda h: h
+)
+def test_credentials_in_a_reference_url_never_shown(
+    host: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A refused reference URL is named in the error without its user:password@ part or query token."""
+    monkeypatch.chdir(tmp_path)
+    url = f"https://reader:{URL_PASSWORD}@{host}/photo.jpg?X-Amz-Signature={URL_TOKEN}"
+    code, out, err = run(capsys, monkeypatch, "generate", "a fox", "-r", url, "--out", str(tmp_path / "o"))
+    assert code == 2
+    assert "photo.jpg" in err  # the URL is still recognisable …
+    assert f"…@{host}" in err
+    for secret in (URL_PASSWORD, URL_TOKEN, "reader:"):
+        assert secret not in out + err  # … without what authenticates it
+    assert_dir_clean(tmp_path / "o")
+
+
+async def test_credentials_in_a_reference_url_stay_out_of_the_receipt(emu: Emulator, tmp_path: Path) -> None:
+    """A reference fetched from a URL with credentials and a signed query leaves neither in the receipt."""
+    from tests.images import jpeg_bytes
+
+    hosted = emu.host_file("xai", jpeg_bytes(), "image/jpeg", "photo.jpg")
+    url = hosted.replace("http://", f"http://reader:{URL_PASSWORD}@") + f"?sig={URL_TOKEN}"
+    settings = emulator_settings(
+        emu, routing={"reference": ["xai:grok-imagine-image"]}, references={"allow_private_urls": True}
+    )
+    async with Relay(settings, keys=KEYS, out_dir=tmp_path / "out") as relay:
+        receipt = await relay.generate("the same, at night", references=(url,))
+    assert receipt.images
+    for secret in (URL_PASSWORD, URL_TOKEN):
+        assert secret not in receipt.model_dump_json()
+        for path in (tmp_path / "out").rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
