@@ -40,7 +40,7 @@ from .ratelimit import RateLimiter
 from .receipt import Attempt, Receipt, ReferenceRecord, SavedImage
 from .request import ImageRequest
 from .settings import Settings, load_keys, load_settings
-from .store import Store
+from .store import Store, provenance
 
 if TYPE_CHECKING:
     from .imaging import ImageInfo
@@ -546,22 +546,34 @@ class Relay:
 
         index = len(run.receipt.images) + 1
         stem = run.store.stem(run.name or run.request.prompt, run.receipt.id, index)
-        info: ImageInfo | None
-        try:
-            info = probe(image.data)
-            fmt, width, height = info.format, info.width, info.height
-        except CorruptImage:
-            info, fmt, width, height = None, _format_of(image.mime), 0, 0
-        path = run.store.write_image(image.data, stem=stem, fmt=fmt, info=info)
-        digest = hashlib.sha256(image.data).hexdigest()
+        info: ImageInfo | None = image.info
+        if info is None:
+            try:
+                info = probe(image.data)
+            except CorruptImage:
+                info = None
+        fmt = info.format if info else _format_of(image.mime)
+        delivered = hashlib.sha256(image.data).hexdigest()
+        label = provenance(
+            run.receipt,
+            provider=cand.provider.name,
+            model=cand.model.id,
+            stem=stem,
+            delivered_sha256=delivered,
+        )
+        path, written, note = run.store.write_image(
+            image.data, stem=stem, fmt=fmt, info=info, provenance=label
+        )
+        if note:
+            run.receipt.notes.append(note)
         saved = SavedImage(
             path=str(path),
-            sha256=digest,
-            delivered_sha256=digest,
-            width=width,
-            height=height,
+            sha256=delivered if written is image.data else hashlib.sha256(written).hexdigest(),
+            delivered_sha256=delivered,
+            width=info.width if info else 0,
+            height=info.height if info else 0,
             format=fmt,
-            bytes=len(image.data),
+            bytes=len(written),
             provider=cand.provider.name,
             model=cand.model.id,
         )

@@ -9,7 +9,6 @@ fails, the plain image is still there.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import tempfile
@@ -20,12 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import OutputError
-from .receipt import Receipt, SavedImage
+from .receipt import Receipt
 
 if TYPE_CHECKING:
     from .imaging import ImageInfo
 
-__all__ = ["Store", "atomic_write", "slugify"]
+__all__ = ["Store", "atomic_write", "provenance", "slugify"]
 
 _EXT = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif"}
 
@@ -71,7 +70,6 @@ class Store:
         self.on_receipt: list[Callable[[Receipt], None]] = []
         # What the caller already decoded about each written image, so that embedding the
         # metadata does not decode the whole image again.
-        self._infos: dict[Path, ImageInfo] = {}
 
     def ensure(self) -> None:
         """Create the directory and prove it is writable — before any money is spent."""
@@ -93,38 +91,45 @@ class Store:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         return f"{stamp}-{slugify(prompt)}-{receipt_id[:8]}-{index}"
 
-    def write_image(self, data: bytes, *, stem: str, fmt: str, info: ImageInfo | None = None) -> Path:
-        """Write delivered bytes at once; returns the path. Nothing else happens before this.
+    def write_image(
+        self,
+        data: bytes,
+        *,
+        stem: str,
+        fmt: str,
+        info: ImageInfo | None = None,
+        provenance: tuple[str, dict[str, str]] | None = None,
+    ) -> tuple[Path, bytes, str | None]:
+        """Write delivered bytes at once, in one durable write; returns (path, bytes on disk, note).
 
-        `info` is what `imaging.probe` found in `data`, when the caller has it already.
+        With `provenance` (description, fields) and `info` (what `imaging.probe` found), the
+        summary is embedded first — a pure byte splice that never re-encodes pixels. If that
+        fails for any reason the delivered bytes are written unchanged and the note says why:
+        nothing may stand between a paid-for image and the disk.
         """
         path = self.out_dir / f"{stem}.{_EXT.get(fmt, fmt)}"
         # The slug cannot contain separators, but refuse anything that resolves outside anyway.
         if path.resolve().parent != self.out_dir.resolve():
             raise OutputError(f"refusing to write outside the output directory: {path}")
+        out, note = data, None
+        if self.embed_metadata and provenance is not None and info is not None:
+            from .imaging import embed_metadata
+
+            description, fields = provenance
+            try:
+                out = embed_metadata(data, info, description=description, fields=fields)
+            except Exception as exc:
+                note = f"metadata not embedded in {path.name}: {type(exc).__name__}: {exc}"
         try:
-            atomic_write(path, data)
+            atomic_write(path, out)
         except OSError as exc:
             raise OutputError(f"cannot write '{path}' ({exc.strerror}): check the output directory") from exc
-        if info is not None:
-            self._infos[path] = info
-        return path
+        return path, out, note
 
-    def finalize(self, receipt: Receipt) -> list[str]:
-        """Embed a summary in each image, write its sidecar receipt, run the hooks.
-
-        Returns notes about anything that could not be done (the images stay on disk regardless).
-        """
-        notes: list[str] = []
+    def finalize(self, receipt: Receipt) -> None:
+        """Write the sidecar receipt beside each image, then run the hooks."""
         for image in receipt.images:
-            path = Path(image.path)
-            if self.embed_metadata:
-                try:
-                    self._embed(path, image, receipt)
-                except Exception as exc:  # the plain image is already safe on disk
-                    notes.append(f"metadata not embedded in {path.name}: {type(exc).__name__}: {exc}")
-            image.receipt_path = str(path.with_suffix(".json"))
-        receipt.notes.extend(notes)
+            image.receipt_path = str(Path(image.path).with_suffix(".json"))
         body = receipt.model_dump_json(indent=2).encode()
         for image in receipt.images:
             assert image.receipt_path is not None
@@ -134,7 +139,6 @@ class Store:
                 receipt.notes.append(f"receipt not written for {Path(image.path).name}: {exc.strerror}")
         for hook in self.on_receipt:
             hook(receipt)
-        return notes
 
     def write_failure_receipt(self, receipt: Receipt) -> Path | None:
         """Keep a receipt of a request that produced nothing (attempts and costs still matter)."""
@@ -147,24 +151,19 @@ class Store:
             hook(receipt)
         return path
 
-    def _embed(self, path: Path, image: SavedImage, receipt: Receipt) -> None:
-        from .imaging import embed_metadata, probe
 
-        data = path.read_bytes()
-        info = self._infos.pop(path, None) or probe(data)
-        fields = {
-            "provider": image.provider,
-            "model": image.model,
-            "prompt": receipt.prompt,
-            "seed": "" if receipt.seed is None else str(receipt.seed),
-            "receipt": path.with_suffix(".json").name,
-            "sha256_delivered": image.delivered_sha256 or image.sha256,
-            "created": receipt.created_at,
-            "receipt_id": receipt.id,
-        }
-        description = f"{receipt.prompt} — generated by {image.provider}:{image.model} via imagerelay"
-        new = embed_metadata(data, info, description=description, fields=fields)
-        atomic_write(path, new)
-        image.delivered_sha256 = image.delivered_sha256 or image.sha256
-        image.bytes = len(new)
-        image.sha256 = hashlib.sha256(new).hexdigest()
+def provenance(
+    receipt: Receipt, *, provider: str, model: str, stem: str, delivered_sha256: str
+) -> tuple[str, dict[str, str]]:
+    """The description and fields embedded in an image: who made it, from what, where its receipt is."""
+    fields = {
+        "provider": provider,
+        "model": model,
+        "prompt": receipt.prompt,
+        "seed": "" if receipt.seed is None else str(receipt.seed),
+        "receipt": f"{stem}.json",
+        "sha256_delivered": delivered_sha256,
+        "created": receipt.created_at,
+        "receipt_id": receipt.id,
+    }
+    return f"{receipt.prompt} — generated by {provider}:{model} via imagerelay", fields

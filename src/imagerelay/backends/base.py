@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pydantic import SecretStr
 
     from ..catalog import ModelSpec, ProviderSpec
+    from ..imaging import ImageInfo
     from ..references import PreparedImage
     from ..settings import ProviderSettings
 
@@ -67,6 +68,8 @@ class Delivered:
     data: bytes
     mime: str | None = None
     revised_prompt: str | None = None
+    #: What `imaging.probe` found when the backend verified the bytes (saves decoding them again).
+    info: ImageInfo | None = None
 
 
 @dataclass
@@ -197,11 +200,11 @@ async def download_image(
                 data = b"".join(chunks)
                 mime = resp.headers.get("content-type", "").split(";")[0] or None
         try:
-            probe(data)
+            info = probe(data)
         except CorruptImage as exc:
             last = exc
             continue
-        return Delivered(data=data, mime=mime)
+        return Delivered(data=data, mime=mime, info=info)
     raise DownloadFailed(
         f"{provider}:{model} sent an image that does not decode ({last}): truncated or corrupt",
         provider=provider,

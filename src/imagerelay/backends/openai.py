@@ -35,6 +35,7 @@ from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent, retry_
 if TYPE_CHECKING:
     import openai
 
+    from ..imaging import ImageInfo
     from ..references import PreparedImage
 
 __all__ = ["OpenAIBackend"]
@@ -131,8 +132,8 @@ class OpenAIBackend(Backend):
         for item in parsed.data or []:
             if not item.b64_json:
                 continue
-            data = self._decode(item.b64_json, model, request_id)
-            await deliver(Delivered(data=data, mime=_MIME.get(str(fmt))))
+            data, info = self._decode(item.b64_json, model, request_id)
+            await deliver(Delivered(data=data, mime=_MIME.get(str(fmt)), info=info))
             delivered += 1
         if delivered == 0:
             raise EmptyResult(
@@ -151,7 +152,7 @@ class OpenAIBackend(Backend):
             usage=usage,
         )
 
-    def _decode(self, b64: str, model: str, request_id: str | None) -> bytes:
+    def _decode(self, b64: str, model: str, request_id: str | None) -> tuple[bytes, ImageInfo]:
         """Bare base64 → verified image bytes; a truncated or corrupt image is MalformedResponse."""
         from ..imaging import CorruptImage, probe
 
@@ -168,12 +169,12 @@ class OpenAIBackend(Backend):
         except (binascii.Error, ValueError) as exc:
             raise MalformedResponse(f"openai:{model} sent b64_json that is not base64", **where) from exc
         try:
-            probe(data)
+            info = probe(data)
         except CorruptImage as exc:
             raise MalformedResponse(
                 f"openai:{model} sent an image that does not decode ({exc})", **where
             ) from exc
-        return data
+        return data, info
 
     # -- the one seam where the SDK's exceptions become typed outcomes ----------------------------
 

@@ -365,7 +365,7 @@ class ReplicateBackend(Backend):
             raise MalformedResponse(
                 f"replicate:{model} sent an output data URI that does not decode", **kw
             ) from exc
-        return Delivered(data=data, mime=info.mime or head.removeprefix("data:").split(";")[0])
+        return Delivered(data=data, mime=info.mime or head.removeprefix("data:").split(";")[0], info=info)
 
     # -- the one seam where Replicate's answers become typed outcomes ---------------------------
 

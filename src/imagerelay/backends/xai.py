@@ -126,7 +126,7 @@ class XAIBackend(Backend):
         if isinstance(item.get("b64_json"), str) and item["b64_json"]:
             raw = _decode_data_uri(item["b64_json"], model)
             try:
-                probe(raw)
+                info = probe(raw)
             except CorruptImage as exc:
                 raise MalformedResponse(
                     f"xai:{model} sent an image that does not decode ({exc})",
@@ -134,12 +134,14 @@ class XAIBackend(Backend):
                     model=model,
                     status=200,
                 ) from exc
-            return Delivered(data=raw, mime=item.get("mime_type"), revised_prompt=revised)
+            return Delivered(data=raw, mime=item.get("mime_type"), revised_prompt=revised, info=info)
         if isinstance(item.get("url"), str) and item["url"]:
             got = await download_image(
                 self.http, item["url"], provider="xai", model=model, timeout=self.settings.download_timeout
             )
-            return Delivered(data=got.data, mime=got.mime or item.get("mime_type"), revised_prompt=revised)
+            return Delivered(
+                data=got.data, mime=got.mime or item.get("mime_type"), revised_prompt=revised, info=got.info
+            )
         return None
 
     async def describe(self, image: PreparedImage, *, model: str, instruction: str) -> str:

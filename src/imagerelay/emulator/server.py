@@ -135,6 +135,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs expect
     server_version = "imagerelay-emulator"
     timeout = 120  # idle keep-alive connections do not hold a thread forever
+    # Small answers after a pause would otherwise wait ~40 ms for delayed ACKs (Nagle).
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:
