@@ -252,9 +252,28 @@ def _pil_mime(pil_format: str) -> str:
 def probe(data: bytes, *, max_pixels: int = MAX_PIXELS) -> ImageInfo:
     """Verify that `data` is a complete, decodable image of sane size and describe it.
 
-    Raises NotAnImage, ImageTooLarge or CorruptImage (truncated/corrupt).
+    Raises NotAnImage, ImageTooLarge or CorruptImage (truncated/corrupt). Every delivered image
+    passes through here, so the two common formats are checked the cheap way: a JPEG is decoded
+    at 1/8 scale (libjpeg still reads every entropy-coded byte, so truncation fails just the same)
+    and a PNG has every chunk's CRC checked through IEND instead of inflating its pixels.
     """
-    return _describe(open_image(data, max_pixels=max_pixels))
+    from PIL import Image
+
+    im = _open(data, max_pixels)
+    info = _describe(im)  # from the header, before any reduced decode changes the size
+    try:
+        with _bomb_guard():
+            if im.format == "PNG":
+                im.verify()
+            else:
+                if im.format == "JPEG":
+                    im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+                im.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(info.width, info.height, max_pixels) from exc
+    except _DECODE_ERRORS as exc:
+        raise CorruptImage(f"truncated or corrupt ({exc})") from exc
+    return info
 
 
 def _describe(im: Image.Image) -> ImageInfo:
