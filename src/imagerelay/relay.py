@@ -123,6 +123,7 @@ class Relay:
         self._limiters: dict[str, RateLimiter] = {}
         self._cooling: dict[str, tuple[float, str]] = {}
         self._prepared: dict[tuple[str, str], PreparedImage] = {}
+        self._ensured: set[Path] = set()
         self._emulator: Any = None
 
     def __repr__(self) -> str:
@@ -228,7 +229,9 @@ class Relay:
         await self.open()
         store = Store(self.out_dir, embed_metadata=self.settings.output.embed_metadata)
         store.on_receipt = self.on_receipt
-        store.ensure()
+        if self.out_dir not in self._ensured:  # once per relay: it is a mkdir and a probe file
+            store.ensure()
+            self._ensured.add(self.out_dir)
         refs = await self._load_references(req)
         plan = self.plan(req, max_cost=max_cost)
         receipt = Receipt(
