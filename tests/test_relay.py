@@ -345,3 +345,31 @@ async def test_mask_of_another_size_is_refused_before_spending(
         with pytest.raises(InvalidReference, match="same size"):
             await relay.generate("fill it", references=(str(ref_jpg),), mask=str(mask))
     assert emulator.requests == []
+
+
+async def test_fields_given_beside_a_request_are_validated(
+    emulator: Emulator, tmp_path: Path, test_keys: dict[str, str]
+) -> None:
+    """generate(request, n=0) is refused like ImageRequest(n=0), before anything is sent."""
+    from imagerelay.errors import InvalidRequest
+    from imagerelay.request import ImageRequest
+
+    async with make_relay(emulator, tmp_path, test_keys) as relay:
+        with pytest.raises(InvalidRequest, match="n must be between"):
+            await relay.generate(ImageRequest(prompt="a fox"), n=0)
+    assert emulator.requests == []
+
+
+async def test_pinned_model_cooling_down_is_a_failure_not_bad_input(
+    emulator: Emulator, tmp_path: Path, test_keys: dict[str, str]
+) -> None:
+    """A pinned model skipped because it just failed ends as GenerationFailed (exit 1), not bad input."""
+    emulator.script("xai.generations", Fault(status=503, times=None))
+    pinned = "xai:grok-imagine-image"
+    async with make_relay(emulator, tmp_path, test_keys, retry={"attempts": 1}) as relay:
+        with pytest.raises(GenerationFailed):
+            await relay.generate("a fox", provider=pinned)
+        with pytest.raises(GenerationFailed, match="cooling down") as info:
+            await relay.generate("a fox", provider=pinned)
+    assert info.value.exit_code == 1
+    assert len(emulator.requests_for("xai.generations")) == 1

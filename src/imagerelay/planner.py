@@ -60,6 +60,8 @@ class Exclusion:
     ref: str
     reason: str
     over_budget: bool = False
+    #: Left out only for now: it failed recently and is cooling down.
+    cooling: bool = False
 
 
 @dataclass
@@ -168,7 +170,8 @@ def plan_request(
                 return cand
             reason = f"estimated ${cand.estimate_usd:.4f}, over the ${limit:.4f} limit"
             over_budget = True
-        if pinned and not over_budget:
+        is_cooling = model.ref in cooling and reason == cooling[model.ref]
+        if pinned and not over_budget and not is_cooling:
             if reason == _no_key(catalog.providers[model.provider]):
                 key_env = catalog.providers[model.provider].key_env
                 raise MissingKey(f"{model.ref} needs an API key: set {key_env} in the environment or .env")
@@ -176,7 +179,7 @@ def plan_request(
                 f"{model.ref} cannot serve this request ({reason}): pin another model "
                 f"(see `imagerelay providers`) or pass --provider {model.provider}"
             )
-        excluded.append(Exclusion(model.ref, reason, over_budget))
+        excluded.append(Exclusion(model.ref, reason, over_budget, is_cooling))
         return None
 
     for model in _order(request, settings, catalog, mode):

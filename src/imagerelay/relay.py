@@ -170,12 +170,9 @@ class Relay:
             name: self.settings.provider(name).model_copy(update={"base_url": emu.base_url(name)})
             for name in self.catalog.providers
         }
-        self.settings = self.settings.model_copy(
-            update={
-                "providers": providers,
-                "references": self.settings.references.model_copy(update={"allow_private_urls": True}),
-            }
-        )
+        # Reference URLs keep the environment's rules: the sandbox is offline, not a licence to
+        # fetch private addresses.
+        self.settings = self.settings.model_copy(update={"providers": providers})
         # Never send real keys to the stand-in: every provider gets a placeholder.
         self._keys = {name: SecretStr(f"sandbox-{name}") for name in self.catalog.providers}
 
@@ -612,11 +609,14 @@ def _format_of(mime: str | None) -> str:
 
 def _as_request(request: ImageRequest | str, fields: dict[str, Any]) -> ImageRequest:
     if isinstance(request, ImageRequest):
-        if fields:
-            return request.model_copy(update=fields)
-        return request
+        if not fields:
+            return request
+        # model_copy(update=…) would skip validation: build a new request from both instead.
+        data = {**request.model_dump(), **fields}
+    else:
+        data = {"prompt": request, **fields}
     try:
-        return ImageRequest(prompt=request, **fields)
+        return ImageRequest(**data)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
@@ -657,6 +657,14 @@ def _raise_empty_plan(plan: Plan, receipt: Receipt, limit: float | None) -> None
     if any(e.over_budget for e in plan.excluded):
         raise BudgetExceeded(
             f"no candidate fits the budget of ${limit} ({reasons}): raise --max-cost or ask for fewer images"
+        )
+    if plan.excluded and all(e.cooling or e.over_budget for e in plan.excluded):
+        # Not the user's mistake: every model that could serve it failed moments ago.
+        raise GenerationFailed(
+            f"every model that could serve this request is cooling down after failing ({reasons}): "
+            "try again later, or pin another model",
+            [],
+            receipt,
         )
     section = "reference" if plan.request.mode == "reference" else "text"
     raise InvalidRequest(
