@@ -27,21 +27,29 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._next = 0.0
+        self._hold_until = 0.0
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> float:
         """Wait for this request's slot; returns the seconds waited."""
-        if self.interval <= 0 and self._next <= self._clock():
+        now = self._clock()
+        if self.interval <= 0 and self._next <= now and self._hold_until <= now:
             return 0.0
-        async with self._lock:
-            now = self._clock()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        wait = start - now
-        if wait > 0:
-            await self._sleep(wait)
-        return max(0.0, wait)
+        waited = 0.0
+        while True:
+            async with self._lock:
+                now = self._clock()
+                start = max(now, self._next, self._hold_until)
+                self._next = start + self.interval
+                hold_seen = self._hold_until
+            if start > now:
+                await self._sleep(start - now)
+                waited += start - now
+            if self._hold_until <= hold_seen:
+                return waited
+            # A 429 arrived while we waited: queue again behind it, so the tasks held back do
+            # not all start at once when the pause ends.
 
     def penalize(self, seconds: float) -> None:
-        """No request starts for `seconds` from now."""
-        self._next = max(self._next, self._clock() + max(0.0, seconds))
+        """No request starts for `seconds` from now, including those already waiting."""
+        self._hold_until = max(self._hold_until, self._clock() + max(0.0, seconds))
