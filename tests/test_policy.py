@@ -79,9 +79,9 @@ def test_retry_after_is_honoured_and_capped() -> None:
     assert "over the 60s cap" in over.note
 
 
-def test_wait_past_the_deadline_stops() -> None:
-    """A retry whose wait would end after the request's deadline is not attempted."""
-    assert run(ConnectionFailed("x"), time_left=0.1).action == Action.STOP
+def test_wait_past_the_deadline_moves_on() -> None:
+    """A retry whose wait would end after the request's deadline is not attempted: next model."""
+    assert run(ConnectionFailed("x"), time_left=0.1).action == Action.NEXT
 
 
 def test_bad_key_cools_the_whole_provider_and_warns() -> None:

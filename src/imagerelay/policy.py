@@ -99,7 +99,8 @@ def decide(
             )
         delay = backoff(exc, attempt, retry, rand)
         if delay > time_left:
-            return Decision(Action.STOP, note=f"{ref}: deadline reached, not retried")
+            # Waiting would outlast the request; another model may answer at once.
+            return Decision(Action.NEXT, note=f"{ref}: retrying would pass the request's deadline; moved on")
         return Decision(Action.RETRY, delay=delay)
     if exc.outcome == Outcome.REQUEST:
         return Decision(Action.STOP)

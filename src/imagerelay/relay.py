@@ -403,6 +403,10 @@ class Relay:
 
     async def _try(self, run: _Run, cand: Candidate, prompt: str, refs: Any) -> bool:
         """Run `cand` for the images still missing; True when none are missing any more."""
+        if self._clock() >= run.deadline:
+            note = f"request deadline ({self.settings.retry.deadline:.0f}s) reached before {cand.ref}"
+            run.receipt.notes.append(note)
+            raise _Stop
         try:
             images, mask = self._prepare(cand, refs, run) if refs else ((), None)
         except ImageRelayError as exc:
