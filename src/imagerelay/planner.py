@@ -384,7 +384,12 @@ def _shape(request: ImageRequest, model: ModelSpec, params: dict[str, Any], note
             params["resolution"] = tier
             change.append(f"@{tier}")
         if change:
-            notes.append(f"{label} → {' '.join(change)}: {model.id} takes aspect ratios, not sizes")
+            why = (
+                f"{model.id} takes aspect ratios, not sizes"
+                if w
+                else f"the nearest aspect ratio {model.id} offers"
+            )
+            notes.append(f"{label} → {' '.join(change)}: {why}")
         return
     notes.append(f"{label} dropped: {model.id} has a fixed output size")
 
