@@ -115,3 +115,25 @@ def test_history_bad_input_is_one_line_exit_2(
     assert expected in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_history_does_not_print_terminal_escapes(tmp_path: Path) -> None:
+    """A prompt holding an escape sequence is listed without its control characters."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    prompt = "red \x1b[2J\x1b]0;owned\x07 fox"
+    made = subprocess.run(
+        [sys.executable, "-m", "imagerelay.cli", "generate", prompt, "--env", "sandbox", "--out", str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "imagerelay.cli", "history", "--out", str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0
+    assert "\x1b" not in listed.stdout
+    assert "\x07" not in listed.stdout
+    assert "red" in listed.stdout

@@ -518,7 +518,8 @@ def history(
     for r in rows:
         model = f"{r.provider}:{r.model}" if r.provider else "no image"
         cost = f"${r.cost_usd:.4f}" + ("" if r.reported else "*")
-        prompt = " ".join(r.prompt.split())
+        # Control characters (terminal escape sequences among them) are not printed as given.
+        prompt = " ".join("".join(c if c.isprintable() else " " for c in r.prompt).split())
         prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
         typer.echo(
             f"{r.created_at[:16].replace('T', ' ')}  {model:<44} {r.images:>2} img  {cost:>10}  {prompt}"
