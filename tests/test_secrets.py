@@ -346,3 +346,19 @@ async def test_credentials_in_a_reference_url_stay_out_of_the_receipt(emu: Emula
         for path in (tmp_path / "out").rglob("*"):
             if path.is_file():
                 assert secret.encode() not in path.read_bytes(), path
+
+
+def test_key_pasted_into_routing_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key set by mistake as a routing entry is refused without printing it back."""
+    from imagerelay.catalog import load_catalog
+    from imagerelay.errors import ConfigError
+    from imagerelay.planner import plan_request
+    from imagerelay.request import ImageRequest
+    from imagerelay.settings import load_settings
+
+    key = "xai-" + "Q7" * 20
+    monkeypatch.setenv("IMAGERELAY_ROUTING__TEXT", f'["{key}"]')
+    settings = load_settings("development")
+    with pytest.raises(ConfigError) as info:
+        plan_request(ImageRequest(prompt="x"), settings, load_catalog(), keys={"xai"})
+    assert key[:12] not in str(info.value)

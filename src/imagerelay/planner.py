@@ -103,8 +103,11 @@ def _order(request: ImageRequest, settings: Settings, catalog: Catalog, mode: st
         if not sep or spec is None or model not in spec.models:
             from .errors import ConfigError
 
+            # Echo only what looks like provider:model: a key pasted into the wrong variable
+            # must not be printed back.
+            shown = repr(ref) if sep and len(ref) <= 80 else f"entry {listed_refs.index(ref) + 1}"
             raise ConfigError(
-                f"[routing] {mode} lists {ref!r}, which is not in the catalog: use provider:model "
+                f"[routing] {mode} lists {shown}, which is not in the catalog: use provider:model "
                 "as `imagerelay providers` lists them"
             )
         if spec.models[model] not in listed:  # a model listed twice is still tried once
