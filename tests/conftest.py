@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ import pytest
 from imagerelay.emulator import Emulator
 
 TEST_KEYS = {"xai": "xai-test-0000", "openai": "sk-test-0000", "replicate": "r8_test0000"}
+#: The environment variable each provider's API key is read from.
+KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
 
 _LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -94,3 +97,21 @@ def emulator() -> Iterator[Emulator]:
         emu.stop()
     if emu.errors:
         pytest.fail("the emulator crashed while answering:\n" + "\n".join(emu.errors))
+
+
+@pytest.fixture
+def cli_emulator(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Emulator:
+    """The `emulator`, with the CLI pointed at it through the environment; the cwd is `tmp_path`.
+
+    For every provider: its base URL, 6000 requests a minute and its key from TEST_KEYS; retries
+    back off 0.01 s at first and 0.02 s at most. A test adds what it needs with `monkeypatch.setenv`.
+    """
+    monkeypatch.chdir(tmp_path)
+    for p, var in KEY_VARS.items():
+        prefix = f"IMAGERELAY_PROVIDERS__{p.upper()}__"
+        monkeypatch.setenv(prefix + "BASE_URL", emulator.base_url(p))
+        monkeypatch.setenv(prefix + "MAX_REQUESTS_PER_MINUTE", "6000")
+        monkeypatch.setenv(var, TEST_KEYS[p])
+    monkeypatch.setenv("IMAGERELAY_RETRY__BACKOFF_INITIAL", "0.01")
+    monkeypatch.setenv("IMAGERELAY_RETRY__BACKOFF_MAX", "0.02")
+    return emulator

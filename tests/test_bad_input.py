@@ -26,12 +26,12 @@ from pathlib import Path
 
 import pytest
 
-from imagerelay.cli import main
 from imagerelay.emulator import Emulator, Fault
 from imagerelay.errors import GenerationFailed
 from imagerelay.imaging import MAX_PIXELS, probe
 from imagerelay.receipt import Receipt
 from imagerelay.references import MAX_REFERENCE_FILE_BYTES
+from tests.clikit import run_cli
 from tests.images import (
     EMPTY_BYTES,
     TEXT_BYTES,
@@ -84,20 +84,6 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if var.startswith("IMAGERELAY_"):
             monkeypatch.delenv(var)
     return _make_workspace(tmp_path / "ws")
-
-
-def run(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> tuple[int, str, str]:
-    """Run the console entry point in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr("sys.argv", ["imagerelay", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @dataclass(frozen=True)
@@ -245,7 +231,7 @@ def test_refused_with_exit_2_and_one_line(
     args = [_fill(a, workspace) for a in case.args]
     if "--out" not in args:
         args += ["--out", str(workspace / "out")]
-    code, out, err = run(capsys, monkeypatch, *args)
+    code, out, err = run_cli(capsys, monkeypatch, *args)
     _assert_one_line_refusal(code, out, err, case, workspace)
     images = [p for p in (workspace / "out").glob("*") if p.suffix not in (".json", ".sqlite3")]
     assert images == []
@@ -265,7 +251,7 @@ def test_read_only_directory_by_permission(
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        code, out, err = run(capsys, monkeypatch, "generate", "a fox", "--out", str(locked), *SANDBOX)
+        code, out, err = run_cli(capsys, monkeypatch, "generate", "a fox", "--out", str(locked), *SANDBOX)
     finally:
         locked.chmod(0o700)
     case = Case("locked", (), ("locked", "pass --out with a writable directory"))
@@ -329,7 +315,7 @@ def test_convertible_reference_is_converted_and_noted(
     ref = workspace / name
     ref.write_bytes(make())
     out_dir = workspace / "out"
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys, monkeypatch, "generate", "the same, at night", "-r", str(ref), "--out", str(out_dir),
         "--json", *SANDBOX,
     )  # fmt: skip
@@ -405,7 +391,7 @@ def test_bomb_from_a_provider_through_the_cli_falls_back(
         monkeypatch.setenv(var, test_keys[p])
     monkeypatch.setenv("IMAGERELAY_RETRY__ATTEMPTS", "1")
     monkeypatch.setenv("IMAGERELAY_ROUTING__TEXT", json.dumps([PRIMARY["openai"], PRIMARY["xai"]]))
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys, monkeypatch, "generate", "a lighthouse", "--out", str(workspace / "o"), "--json"
     )
     assert code == 0, err

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 from imagerelay.batch import BatchSummary, PlainProgress, run_batch
-from imagerelay.cli import main
 from imagerelay.emulator import Emulator, Fault
 from imagerelay.imaging import probe
 from imagerelay.ledger import LEDGER_NAME, Ledger
 from imagerelay.manifest import Manifest, load_manifest
 from imagerelay.relay import Relay
+from tests.clikit import run_cli
 from tests.relaykit import emulator_settings
 
 KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
@@ -289,42 +289,17 @@ def test_sigkill_mid_batch_then_rerun_loses_nothing_and_pays_nothing_twice(
 # ---- the command line ---------------------------------------------------------------------------
 
 
-def cli(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> tuple[int, str, str]:
-    """Run the console entry point in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr("sys.argv", ["imagerelay", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def against(
-    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, test_keys: dict[str, str], tmp_path: Path
-) -> Emulator:
-    """The CLI pointed at the emulator through the environment, with the test keys."""
-    monkeypatch.chdir(tmp_path)
-    for p, var in KEY_VARS.items():
-        monkeypatch.setenv(f"IMAGERELAY_PROVIDERS__{p.upper()}__BASE_URL", emulator.base_url(p))
-        monkeypatch.setenv(f"IMAGERELAY_PROVIDERS__{p.upper()}__MAX_REQUESTS_PER_MINUTE", "6000")
-        monkeypatch.setenv(var, test_keys[p])
-    monkeypatch.setenv("IMAGERELAY_RETRY__BACKOFF_INITIAL", "0.01")
-    return emulator
-
-
 def test_cli_json_summary_plain_progress_and_exit_codes(
-    against: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """--json prints one summary object; progress goes to stderr as plain lines; a failed item
     exits 1 and a rerun that finishes it exits 0."""
-    against.script("xai.generations", Fault(blocked=True))
+    cli_emulator.script("xai.generations", Fault(blocked=True))
     path = jsonl(tmp_path / "m.jsonl", {"prompt": "first", "name": "one"}, {"prompt": "second"})
-    code, out, err = cli(capsys, monkeypatch, "batch", str(path), "--out", "out", "-c", "1", "--json")
+    code, out, err = run_cli(capsys, monkeypatch, "batch", str(path), "--out", "out", "-c", "1", "--json")
     summary = json.loads(out)
     assert code == 1
     assert {k: summary[k] for k in ("items", "done", "failed", "skipped", "remaining")} == {
@@ -337,7 +312,7 @@ def test_cli_json_summary_plain_progress_and_exit_codes(
     assert "[2/2] done   second" in err
     assert "Traceback" not in err
 
-    code, out, err = cli(capsys, monkeypatch, "batch", str(path), "--out", "out")
+    code, out, err = run_cli(capsys, monkeypatch, "batch", str(path), "--out", "out")
     assert code == 0
     assert "1 done, 1 already done, 0 failed" in err
     assert [Path(line).suffix for line in out.split()] == [".jpg"]
@@ -356,7 +331,7 @@ def test_cli_json_summary_plain_progress_and_exit_codes(
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(
-    against: Emulator,
+    cli_emulator: Emulator,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
@@ -373,12 +348,12 @@ def test_cli_bad_input_is_one_line_and_exit_2(
         (tmp_path / "b.csv").write_text("prompt,n\n,2\n")
     if setup == "file":
         (tmp_path / "taken").write_text("not a directory")
-    code, out, err = cli(capsys, monkeypatch, "batch", *args)
+    code, out, err = run_cli(capsys, monkeypatch, "batch", *args)
     assert code == 2
     assert out == ""
     assert expected in err
     assert len(err.strip().splitlines()) == 1
-    assert against.requests == []
+    assert cli_emulator.requests == []
 
 
 def test_plain_progress_lines() -> None:

@@ -7,42 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from imagerelay.cli import main
 from imagerelay.emulator import Emulator, Fault
 from imagerelay.imaging import probe, read_metadata
+from tests.clikit import run_cli
 from tests.images import RED, jpeg_bytes, write
 
-PROVIDERS = ("xai", "openai", "replicate")
 KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
-
-
-def run(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> tuple[int, str, str]:
-    """Run the console entry point in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr("sys.argv", ["imagerelay", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def against(
-    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, test_keys: dict[str, str], tmp_path: Path
-) -> Emulator:
-    """Point every provider at the emulator through the environment, with the test keys."""
-    monkeypatch.chdir(tmp_path)
-    for p in PROVIDERS:
-        monkeypatch.setenv(f"IMAGERELAY_PROVIDERS__{p.upper()}__BASE_URL", emulator.base_url(p))
-        monkeypatch.setenv(f"IMAGERELAY_PROVIDERS__{p.upper()}__MAX_REQUESTS_PER_MINUTE", "6000")
-        monkeypatch.setenv(KEY_VARS[p], test_keys[p])
-    monkeypatch.setenv("IMAGERELAY_RETRY__BACKOFF_INITIAL", "0.01")
-    monkeypatch.setenv("IMAGERELAY_RETRY__BACKOFF_MAX", "0.02")
-    return emulator
 
 
 def test_sandbox_generate_saves_image_and_receipt(
@@ -51,7 +21,7 @@ def test_sandbox_generate_saves_image_and_receipt(
     """--env sandbox needs no key: the image path goes to stdout, the image carries its provenance."""
     for var in KEY_VARS.values():
         monkeypatch.delenv(var, raising=False)
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys, monkeypatch, "generate", "a lighthouse", "--env", "sandbox", "--out", str(tmp_path)
     )
     assert code == 0, err
@@ -72,7 +42,7 @@ def test_json_output_is_exactly_one_receipt_object(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """With --json, stdout is one JSON object holding images, attempts, notes and cost_usd."""
-    code, out, _ = run(
+    code, out, _ = run_cli(
         capsys, monkeypatch, "generate", "a lighthouse", "--env", "sandbox", "--out", str(tmp_path),
         "--size", "1792x1024", "--json",
     )  # fmt: skip
@@ -87,7 +57,7 @@ def test_reference_generation_in_sandbox_uses_the_reference(
 ) -> None:
     """A sandbox edit is drawn from the reference: a red reference gives a reddish image."""
     ref = write(tmp_path, "red.jpg", jpeg_bytes((120, 80), RED))
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys, monkeypatch, "generate", "same, at night", "--env", "sandbox", "--out", str(tmp_path / "o"),
         "--reference", str(ref), "--json",
     )  # fmt: skip
@@ -103,35 +73,35 @@ def test_reference_generation_in_sandbox_uses_the_reference(
 
 
 def test_dry_run_sends_nothing(
-    against: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    cli_emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--dry-run prints the plan with its cost and exclusions and sends no request at all."""
-    code, out, _ = run(capsys, monkeypatch, "generate", "a fox", "-n", "6", "--dry-run", "--json")
+    code, out, _ = run_cli(capsys, monkeypatch, "generate", "a fox", "-n", "6", "--dry-run", "--json")
     assert code == 0
     plan = json.loads(out)
     assert plan["candidates"][0]["model"] == "xai:grok-imagine-image"
     assert plan["estimate_usd"] > 0
-    assert against.requests == []
+    assert cli_emulator.requests == []
 
 
 def test_content_blocked_exits_1(
-    against: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    cli_emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A moderation refusal saves nothing and exits 1, saying so."""
-    against.script("xai.generations", Fault(blocked=True))
-    code, out, err = run(capsys, monkeypatch, "generate", "refused")
+    cli_emulator.script("xai.generations", Fault(blocked=True))
+    code, out, err = run_cli(capsys, monkeypatch, "generate", "refused")
     assert code == 1
     assert out == ""
     assert "content_blocked" in err
 
 
 def test_every_model_down_exits_1_with_each_reason(
-    against: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    cli_emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When every candidate fails, exit 1 and one line per attempt names the model and why."""
     for route in ("xai.generations", "openai.generations", "replicate.create"):
-        against.script(route, Fault(status=503, times=None))
-    code, _, err = run(capsys, monkeypatch, "generate", "a fox")
+        cli_emulator.script(route, Fault(status=503, times=None))
+    code, _, err = run_cli(capsys, monkeypatch, "generate", "a fox")
     assert code == 1
     assert "Traceback" not in err
     for model in (
@@ -143,11 +113,11 @@ def test_every_model_down_exits_1_with_each_reason(
 
 
 def test_bad_key_warns_and_falls_back(
-    against: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    cli_emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A refused xAI key falls back to the next model and warns on stderr naming XAI_API_KEY, not the key."""
     monkeypatch.setenv("XAI_API_KEY", "xai-0123456789abcdefWRONG")
-    code, out, err = run(capsys, monkeypatch, "generate", "a fox")
+    code, out, err = run_cli(capsys, monkeypatch, "generate", "a fox")
     assert code == 0
     assert out.strip()
     assert "XAI_API_KEY" in err

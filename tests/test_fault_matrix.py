@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 
 from imagerelay.backends.xai import XAIBackend
-from imagerelay.cli import main
 from imagerelay.emulator import Emulator, Fault
 from imagerelay.errors import GenerationFailed
 from imagerelay.imaging import probe
 from imagerelay.receipt import Receipt
+from tests.clikit import run_cli
 from tests.relaykit import Sleeps, make_relay
 
 PROVIDERS = ("xai", "openai", "replicate")
@@ -387,35 +387,14 @@ async def test_partial_delivery_with_nowhere_to_fall_back_is_still_a_result(
 # Exit codes through the real entry point, for a representative subset of the cells.
 
 
-def _cli(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> tuple[int, str, str]:
-    monkeypatch.setattr("sys.argv", ["imagerelay", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture
-def cli_env(
-    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, test_keys: dict[str, str], tmp_path: Path
-) -> Emulator:
-    """The CLI pointed at the emulator through the environment, with quick settings."""
-    monkeypatch.chdir(tmp_path)
+def cli_env(cli_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    """`cli_emulator` with this module's quick provider settings (FAST_PROVIDERS) on top."""
     for p in PROVIDERS:
         prefix = f"IMAGERELAY_PROVIDERS__{p.upper()}__"
-        monkeypatch.setenv(prefix + "BASE_URL", emulator.base_url(p))
-        monkeypatch.setenv(prefix + "MAX_REQUESTS_PER_MINUTE", "6000")
         for name, value in FAST_PROVIDERS[p].items():
             monkeypatch.setenv(prefix + name.upper(), str(value))
-        monkeypatch.setenv(KEY_VARS[p], test_keys[p])
-    monkeypatch.setenv("IMAGERELAY_RETRY__BACKOFF_INITIAL", "0.01")
-    monkeypatch.setenv("IMAGERELAY_RETRY__BACKOFF_MAX", "0.02")
-    return emulator
+    return cli_emulator
 
 
 CLI_CASES = [
@@ -452,7 +431,7 @@ def test_exit_code_through_cli(
         "IMAGERELAY_ROUTING__TEXT", json.dumps([PRIMARY[cell.provider], FALLBACK[cell.provider]])
     )
     out_dir = tmp_path / "out"
-    got, out, err = _cli(capsys, monkeypatch, "generate", "a lighthouse", "--out", str(out_dir), "--json")
+    got, out, err = run_cli(capsys, monkeypatch, "generate", "a lighthouse", "--out", str(out_dir), "--json")
     assert got == code, err
     assert "Traceback" not in err, err
     payload = json.loads(out)
@@ -482,7 +461,7 @@ def test_every_provider_down_exits_1_listing_each_attempt(
         cli_env.script(route, Fault(status=503, times=None))
     monkeypatch.setenv("IMAGERELAY_RETRY__ATTEMPTS", "2")
     monkeypatch.setenv("IMAGERELAY_ROUTING__TEXT", json.dumps(list(PRIMARY.values())))
-    code, out, err = _cli(capsys, monkeypatch, "generate", "a lighthouse", "--out", str(tmp_path / "out"))
+    code, out, err = run_cli(capsys, monkeypatch, "generate", "a lighthouse", "--out", str(tmp_path / "out"))
     assert code == 1
     assert out == ""
     assert "Traceback" not in err
@@ -498,7 +477,9 @@ def test_partial_delivery_exits_0_with_the_saved_image(
     """n=2 where only one image could be fetched exits 0, prints its path and notes the shortfall."""
     cli_env.script("files", Fault(), Fault(expired=True, times=None))
     monkeypatch.setenv("IMAGERELAY_ROUTING__TEXT", json.dumps([PRIMARY["replicate"]]))
-    code, out, err = _cli(capsys, monkeypatch, "generate", "two", "-n", "2", "--out", str(tmp_path / "out"))
+    code, out, err = run_cli(
+        capsys, monkeypatch, "generate", "two", "-n", "2", "--out", str(tmp_path / "out")
+    )
     assert code == 0, err
     paths = out.split()
     assert len(paths) == 1

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from imagerelay.batch import run_batch
-from imagerelay.cli import main
 from imagerelay.emulator import Emulator
 from imagerelay.gallery import GALLERY_NAME, write_gallery
 from imagerelay.ledger import LEDGER_NAME, Ledger
 from imagerelay.manifest import load_manifest
 from imagerelay.relay import Relay
 from imagerelay.store import Store
+from tests.clikit import run_cli
 from tests.images import RED, jpeg_bytes
 from tests.relaykit import emulator_settings
 
@@ -168,25 +168,11 @@ def test_gallery_cli_prints_the_path_and_refuses_a_missing_directory(
     """`imagerelay gallery` prints the page's path; a missing directory is one line, exit 2."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
-    code, out, _ = cli(capsys, monkeypatch, "gallery", "--out", "empty")
+    code, out, _ = run_cli(capsys, monkeypatch, "gallery", "--out", "empty")
     assert code == 0
     assert out.strip() == str(Path("empty") / GALLERY_NAME)
     assert "No images in" in (tmp_path / "empty" / GALLERY_NAME).read_text()
-    code, out, err = cli(capsys, monkeypatch, "gallery", "--out", "missing")
+    code, out, err = run_cli(capsys, monkeypatch, "gallery", "--out", "missing")
     assert (code, out) == (2, "")
     assert "output directory 'missing' does not exist" in err
     assert len(err.strip().splitlines()) == 1
-
-
-def cli(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> tuple[int, str, str]:
-    """Run the console entry point in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr("sys.argv", ["imagerelay", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err

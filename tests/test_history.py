@@ -7,47 +7,27 @@ from pathlib import Path
 
 import pytest
 
-from imagerelay.cli import main
 from imagerelay.emulator import Emulator
-
-KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
-
-
-def cli(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> tuple[int, str, str]:
-    """Run the console entry point in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr("sys.argv", ["imagerelay", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.clikit import run_cli
 
 
 @pytest.fixture
 def made(
-    emulator: Emulator,
+    cli_emulator: Emulator,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-    test_keys: dict[str, str],
     tmp_path: Path,
 ) -> Path:
     """An output directory with a generate run on xAI, one on Replicate, and a two-item batch."""
-    monkeypatch.chdir(tmp_path)
-    for p, var in KEY_VARS.items():
-        monkeypatch.setenv(f"IMAGERELAY_PROVIDERS__{p.upper()}__BASE_URL", emulator.base_url(p))
+    for p in ("xai", "openai", "replicate"):
         monkeypatch.setenv(f"IMAGERELAY_PROVIDERS__{p.upper()}__POLL_INTERVAL", "0.05")
-        monkeypatch.setenv(var, test_keys[p])
-    code, _, err = cli(capsys, monkeypatch, "generate", "a fox", "-n", "2", "--out", "out")
+    code, _, err = run_cli(capsys, monkeypatch, "generate", "a fox", "-n", "2", "--out", "out")
     assert code == 0, err
     pinned = "replicate:black-forest-labs/flux-schnell"
-    code, _, err = cli(capsys, monkeypatch, "generate", "a cat", "--provider", pinned, "--out", "out")
+    code, _, err = run_cli(capsys, monkeypatch, "generate", "a cat", "--provider", pinned, "--out", "out")
     assert code == 0, err
     (tmp_path / "m.jsonl").write_text('{"prompt": "item one"}\n{"prompt": "item two"}\n')
-    code, _, err = cli(capsys, monkeypatch, "batch", "m.jsonl", "--out", "out")
+    code, _, err = run_cli(capsys, monkeypatch, "batch", "m.jsonl", "--out", "out")
     assert code == 0, err
     return tmp_path / "out"
 
@@ -56,7 +36,7 @@ def test_history_lists_every_generation_and_the_total(
     made: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Single runs and batch items alike are listed, oldest first, with the total spend."""
-    code, out, _ = cli(capsys, monkeypatch, "history", "--out", str(made))
+    code, out, _ = run_cli(capsys, monkeypatch, "history", "--out", str(made))
     assert code == 0
     lines = out.splitlines()
     assert [line.split("  ")[-1] for line in lines[:-1]][:2] == ["a fox", "a cat"]
@@ -70,7 +50,7 @@ def test_history_json_and_filters(
     made: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--json is one object; --provider and --since narrow the rows and the total."""
-    code, out, _ = cli(capsys, monkeypatch, "history", "--out", str(made), "--json")
+    code, out, _ = run_cli(capsys, monkeypatch, "history", "--out", str(made), "--json")
     data = json.loads(out)
     assert code == 0
     assert (data["count"], data["images"], data["total_usd"]) == (4, 5, pytest.approx(0.083))
@@ -78,15 +58,17 @@ def test_history_json_and_filters(
     batch_rows = [g for g in data["generations"] if g["batch_item"]]
     assert len(batch_rows) == 2
 
-    _, out, _ = cli(capsys, monkeypatch, "history", "--out", str(made), "--json", "--provider", "replicate")
+    _, out, _ = run_cli(
+        capsys, monkeypatch, "history", "--out", str(made), "--json", "--provider", "replicate"
+    )
     assert [g["prompt"] for g in json.loads(out)["generations"]] == ["a cat"]
-    _, out, _ = cli(
+    _, out, _ = run_cli(
         capsys, monkeypatch, "history", "--out", str(made), "--json", "-p", "xai:grok-imagine-image-quality"
     )
     assert json.loads(out)["count"] == 0
-    _, out, _ = cli(capsys, monkeypatch, "history", "--out", str(made), "--json", "--since", "2000-01-01")
+    _, out, _ = run_cli(capsys, monkeypatch, "history", "--out", str(made), "--json", "--since", "2000-01-01")
     assert json.loads(out)["count"] == 4
-    _, out, _ = cli(
+    _, out, _ = run_cli(
         capsys, monkeypatch, "history", "--out", str(made), "--json", "--since", "2999-01-01T00:00"
     )
     assert json.loads(out) | {"ledger": ""} == {
@@ -110,7 +92,7 @@ def test_history_bad_input_is_one_line_exit_2(
 ) -> None:
     """A directory without a ledger, or a --since that is not a date, is one line and exit 2."""
     monkeypatch.chdir(tmp_path)
-    code, _out, err = cli(capsys, monkeypatch, "history", *args)
+    code, _out, err = run_cli(capsys, monkeypatch, "history", *args)
     assert code == 2
     assert expected in err
     assert len(err.strip().splitlines()) == 1

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from imagerelay.batch import run_batch
-from imagerelay.cli import main
 from imagerelay.emulator import Emulator, Fault
 from imagerelay.errors import OutputError
 from imagerelay.ledger import LEDGER_NAME, Ledger, LedgerError
@@ -19,37 +18,9 @@ from imagerelay.manifest import load_manifest
 from imagerelay.receipt import Receipt, SavedImage
 from imagerelay.relay import Relay
 from imagerelay.store import Store
+from tests.clikit import run_cli
 from tests.images import RED, jpeg_bytes
 from tests.relaykit import emulator_settings
-
-KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
-
-
-def cli(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> tuple[int, str, str]:
-    """Run the console entry point in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr("sys.argv", ["imagerelay", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def against(
-    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, test_keys: dict[str, str], tmp_path: Path
-) -> Emulator:
-    """The CLI pointed at the emulator through the environment, with the test keys."""
-    monkeypatch.chdir(tmp_path)
-    for p, var in KEY_VARS.items():
-        monkeypatch.setenv(f"IMAGERELAY_PROVIDERS__{p.upper()}__BASE_URL", emulator.base_url(p))
-        monkeypatch.setenv(var, test_keys[p])
-    monkeypatch.setenv("IMAGERELAY_RETRY__BACKOFF_INITIAL", "0.01")
-    return emulator
 
 
 def _image(path: Path) -> SavedImage:
@@ -62,13 +33,16 @@ def _image(path: Path) -> SavedImage:
 
 
 def test_generate_records_successes_and_failures(
-    against: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """`imagerelay generate` adds a ledger row per run, with its images — and a failed run too."""
-    code, out, _ = cli(capsys, monkeypatch, "generate", "a fox", "-n", "2", "--out", "out")
+    code, out, _ = run_cli(capsys, monkeypatch, "generate", "a fox", "-n", "2", "--out", "out")
     assert code == 0
-    against.script("xai.generations", Fault(blocked=True))
-    code, _, _ = cli(capsys, monkeypatch, "generate", "a blocked fox", "--out", "out")
+    cli_emulator.script("xai.generations", Fault(blocked=True))
+    code, _, _ = run_cli(capsys, monkeypatch, "generate", "a blocked fox", "--out", "out")
     assert code == 1
     with sqlite3.connect(tmp_path / "out" / LEDGER_NAME) as db:
         rows = db.execute(

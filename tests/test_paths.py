@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 import imagerelay
-from imagerelay.cli import main
 from imagerelay.emulator import Emulator, Fault
 from imagerelay.errors import GenerationFailed, InvalidRequest
 from imagerelay.imaging import probe
 from imagerelay.store import slugify
+from tests.clikit import run_cli
 from tests.relaykit import make_relay
 
 #: A saved name: ASCII letters, digits, dashes and dots only, never starting with a dot or a dash.
@@ -54,20 +54,6 @@ PROMPTS = [
     pytest.param("x:y*z?<a>|b\"c'", id="reserved-punctuation"),
     pytest.param("-rf --out /tmp", id="leading-dashes"),
 ]
-
-
-def run(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> tuple[int, str, str]:
-    """Run the console entry point in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr("sys.argv", ["imagerelay", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def files_under(root: Path) -> set[Path]:
@@ -105,7 +91,7 @@ def test_prompt_gives_a_safe_name_inside_out(
     """Whatever the prompt, the image and its receipt land inside --out under a short ASCII name."""
     out = tmp_path / "out"
     # `--` ends the options, so a prompt that starts with a dash is still the prompt.
-    code, stdout, err = run(
+    code, stdout, err = run_cli(
         capsys,
         monkeypatch,
         "generate",
@@ -148,7 +134,9 @@ def test_nul_in_prompt_is_refused(
 ) -> None:
     """A NUL byte cannot be in a prompt: exit 2, one line naming it, nothing written."""
     out = tmp_path / "out"
-    code, stdout, err = run(capsys, monkeypatch, "generate", prompt, "--env", "sandbox", "--out", str(out))
+    code, stdout, err = run_cli(
+        capsys, monkeypatch, "generate", prompt, "--env", "sandbox", "--out", str(out)
+    )
     assert code == 2
     assert stdout == ""
     assert err == "error: the prompt contains a NUL byte: remove it\n"

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from imagerelay.cli import main
 from imagerelay.emulator import Emulator, Fault
 from imagerelay.errors import GenerationFailed
 from imagerelay.imaging import read_metadata
 from imagerelay.receipt import Receipt
 from imagerelay.relay import Relay
+from tests.clikit import run_cli
 from tests.relaykit import Sleeps, emulator_settings
 
 _ALNUM = string.ascii_letters + string.digits
@@ -129,20 +129,6 @@ def cli(
     return emu
 
 
-def run(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> tuple[int, str, str]:
-    """Run the console entry point in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr("sys.argv", ["imagerelay", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _script(emu: Emulator, monkeypatch: pytest.MonkeyPatch, path: str, *, dotenv: bool) -> None:
     """Set up the failure of one path (keys from .env are written by the caller)."""
     if dotenv and path in ("bad-key", "every-key-refused"):
@@ -196,7 +182,7 @@ def _run_path(
 ) -> None:
     out_dir = tmp_path / "out"
     _script(emu, monkeypatch, path, dotenv=dotenv)
-    got, out, err = run(capsys, monkeypatch, *[a.replace("{out}", str(out_dir)) for a in args])
+    got, out, err = run_cli(capsys, monkeypatch, *[a.replace("{out}", str(out_dir)) for a in args])
     assert got == code, err
     assert_no_secret(out, "stdout")
     assert_no_secret(err, "stderr")
@@ -320,7 +306,9 @@ def test_credentials_in_a_reference_url_never_shown(
     """A refused reference URL is named in the error without its user:password@ part or query token."""
     monkeypatch.chdir(tmp_path)
     url = f"https://reader:{URL_PASSWORD}@{host}/photo.jpg?X-Amz-Signature={URL_TOKEN}"
-    code, out, err = run(capsys, monkeypatch, "generate", "a fox", "-r", url, "--out", str(tmp_path / "o"))
+    code, out, err = run_cli(
+        capsys, monkeypatch, "generate", "a fox", "-r", url, "--out", str(tmp_path / "o")
+    )
     assert code == 2
     assert "photo.jpg" in err  # the URL is still recognisable …
     assert f"…@{host}" in err
