@@ -258,7 +258,7 @@ def test_serve_prints_base_urls_and_stops_on_ctrl_c() -> None:
         assert "/openai/v1" in lines[2]
         assert "/replicate/v1" in lines[3]
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=5) == 0
+        assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
         proc.wait()
