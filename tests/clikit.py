@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from imagerelay.cli import main
@@ -24,3 +28,27 @@ def run_cli(
         code = int(exc.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def sandbox_generate(tmp_path: Path, provider: str, *args: str) -> dict[str, Any]:
+    """`imagerelay generate "a lighthouse" *args --env sandbox` via Typer's runner; returns the
+    receipt of its one image after checking that the image is on disk, decodes, came from
+    `provider` and that the last attempt succeeded."""
+    from typer.testing import CliRunner
+
+    from imagerelay.cli import app
+    from imagerelay.imaging import probe
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["generate", "a lighthouse", *args, "--env", "sandbox", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    [receipt_path] = out.glob("*.json")
+    receipt: dict[str, Any] = json.loads(receipt_path.read_text())
+    [saved] = receipt["images"]
+    assert Path(saved["path"]).is_file()
+    assert probe(Path(saved["path"]).read_bytes()).width == saved["width"]
+    assert receipt["attempts"][-1]["outcome"] == "success"
+    assert receipt["provider"] == provider
+    return receipt

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
@@ -12,7 +11,6 @@ import httpx
 import openai
 import pytest
 from pydantic import SecretStr
-from typer.testing import CliRunner
 
 from imagerelay.backends.base import Call, CallResult, Delivered
 from imagerelay.backends.openai import OpenAIBackend
@@ -35,6 +33,7 @@ from imagerelay.errors import (
 from imagerelay.imaging import probe
 from imagerelay.references import ImageLimits, PreparedImage, as_mask, load_reference, prepare
 from imagerelay.settings import ProviderSettings
+from tests.clikit import sandbox_generate
 from tests.images import BLUE, GREEN, RED, jpeg_bytes, rgba_png_bytes, write
 
 CATALOG = load_catalog()
@@ -327,20 +326,7 @@ ACTIVE = [m.id for m in OPENAI.models.values() if m.unavailable_reason(date.toda
 
 
 def _cli(tmp_path: Path, *args: str) -> dict[str, Any]:
-    from imagerelay.cli import app
-
-    out = tmp_path / "out"
-    result = CliRunner().invoke(
-        app, ["generate", "a lighthouse", *args, "--env", "sandbox", "--out", str(out)]
-    )
-    assert result.exit_code == 0, result.output
-    [receipt_path] = out.glob("*.json")
-    receipt: dict[str, Any] = json.loads(receipt_path.read_text())
-    [saved] = receipt["images"]
-    assert Path(saved["path"]).is_file()
-    assert probe(Path(saved["path"]).read_bytes()).width == saved["width"]
-    assert receipt["attempts"][-1]["outcome"] == "success"
-    assert receipt["provider"] == "openai"
+    receipt = sandbox_generate(tmp_path, "openai", *args)
     return receipt
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from typer.testing import CliRunner
 
 from imagerelay.backends.base import Call, CallResult, Delivered
 from imagerelay.backends.replicate import ReplicateBackend
@@ -35,6 +33,7 @@ from imagerelay.errors import (
 from imagerelay.imaging import probe
 from imagerelay.references import ImageLimits, PreparedImage, load_reference, prepare
 from imagerelay.settings import ProviderSettings
+from tests.clikit import sandbox_generate
 from tests.images import BLUE, RED, jpeg_bytes, write
 
 CATALOG = load_catalog()
@@ -373,22 +372,9 @@ ACTIVE = [m.id for m in REPLICATE.models.values() if m.unavailable_reason(date.t
 
 
 def _cli(tmp_path: Path, *args: str) -> dict[str, Any]:
-    from imagerelay.cli import app
-
-    out = tmp_path / "out"
-    result = CliRunner().invoke(
-        app, ["generate", "a lighthouse", *args, "--env", "sandbox", "--out", str(out)]
-    )
-    assert result.exit_code == 0, result.output
-    [receipt_path] = out.glob("*.json")
-    receipt: dict[str, Any] = json.loads(receipt_path.read_text())
-    [saved] = receipt["images"]
-    assert Path(saved["path"]).is_file()
-    assert probe(Path(saved["path"]).read_bytes()).width == saved["width"]
+    receipt = sandbox_generate(tmp_path, "replicate", *args)
     [attempt] = receipt["attempts"]
-    assert attempt["outcome"] == "success"
     assert attempt["prediction_id"]
-    assert receipt["provider"] == "replicate"
     return receipt
 
 
