@@ -373,3 +373,23 @@ async def test_pinned_model_cooling_down_is_a_failure_not_bad_input(
             await relay.generate("a fox", provider=pinned)
     assert info.value.exit_code == 1
     assert len(emulator.requests_for("xai.generations")) == 1
+
+
+async def test_receipt_on_disk_says_what_was_left_out_and_missing(
+    emulator: Emulator, tmp_path: Path, test_keys: dict[str, str]
+) -> None:
+    """The sidecar receipt names the models the plan left out and the images that could not be made."""
+    import json
+
+    emulator.script("replicate.create", Fault(), Fault(status=500, times=None))
+    keys = {k: v for k, v in test_keys.items() if k != "openai"}
+    async with make_relay(emulator, tmp_path, keys, retry={"attempts": 1}) as relay:
+        receipt = await relay.generate("foxes", n=6, provider="replicate:black-forest-labs/flux-schnell")
+        plan = relay.plan("foxes")
+    on_disk = json.loads(Path(receipt.images[0].receipt_path or "").read_text())
+    assert any("2 of 6 images could not be made" in n for n in on_disk["notes"])
+    assert "no key: set OPENAI_API_KEY" in {e.reason for e in plan.excluded}
+    assert on_disk["left_out"] == {}  # a pinned model leaves nothing out; an auto plan does:
+    async with make_relay(emulator, tmp_path, keys) as relay:
+        auto = await relay.generate("a fox")
+    assert auto.left_out["openai:gpt-image-2.6-flare"] == "no key: set OPENAI_API_KEY"

@@ -79,6 +79,8 @@ class Receipt(BaseModel):
     images: list[SavedImage] = Field(default_factory=list)
     attempts: list[Attempt] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    #: Models the plan left out, and why ("no key: set XAI_API_KEY", "retired on 2026-05-12" …).
+    left_out: dict[str, str] = Field(default_factory=dict)
     references: list[ReferenceRecord] = Field(default_factory=list)
     seed: int | None = None
     estimated_cost_usd: float = 0.0

@@ -248,6 +248,7 @@ class Relay:
                 for r in refs
             ],
             metadata=dict(req.metadata),
+            left_out={e.ref: e.reason for e in plan.excluded},
         )
         if not plan.candidates and not plan.describe:
             _raise_empty_plan(
@@ -279,12 +280,12 @@ class Relay:
             pass
         finally:
             if receipt.images:
+                if run.remaining > 0:
+                    receipt.notes.append(f"{run.remaining} of {req.n} images could not be made: see attempts")
                 store.finalize(receipt)
         if not receipt.images:
             store.write_failure_receipt(receipt)
             raise GenerationFailed(_failure_message(run, plan), run.failures, receipt)
-        if run.remaining > 0:
-            receipt.notes.append(f"{run.remaining} of {req.n} images could not be made: see attempts")
         return receipt
 
     async def _load_references(self, req: ImageRequest) -> list[Reference]:
