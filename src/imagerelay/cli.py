@@ -345,6 +345,8 @@ def providers(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
                     "sizes": list(m.sizes) + (["any WxH (rules)"] if m.size_rule else []),
                     "output_formats": list(m.output_formats),
                     "price": m.price.model_dump(exclude_defaults=True),
+                    # One 1024x1024 image at the default quality tier, as the planner estimates it.
+                    "estimate_usd_1024": round(m.price.estimate(quality=None, resolution=None), 5),
                     "key_env": p.key_env,
                     "key_set": settings.sandbox or p.name in keys,
                 }
@@ -354,14 +356,10 @@ def providers(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
         return
     for r in rows:
         key = "key set" if r["key_set"] else f"no key ({r['key_env']})"
-        price = r["price"]
-        cost = (
-            f"${price.get('per_image', 0):.3f}/image"
-            if price.get("basis", "image") == "image"
-            else "billed by tokens"
-        )
+        tokens = r["price"].get("basis") == "tokens"
+        cost = f"~${r['estimate_usd_1024']:.3f}/image" + (" (tokens)" if tokens else "")
         modes = "+".join(r["modes"])
-        typer.echo(f"{r['model']:<46} {r['status']:<34} {modes:<20} {cost:<18} {key}")
+        typer.echo(f"{r['model']:<46} {r['status']:<34} {modes:<20} {cost:<23} {key}")
 
 
 @config_app.command("show")
