@@ -242,6 +242,20 @@ def test_typo_key_in_provider_toml_is_a_config_error(tmp_path: Path, monkeypatch
     assert str(d / "xai.toml") in str(info.value)
 
 
+def test_misspelt_request_field_in_fields_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `fields` entry that is no request field (a typo) is refused, not silently never sent."""
+    d = tmp_path / "cfg" / "providers"
+    d.mkdir(parents=True)
+    (d / "xai.toml").write_text(
+        '[models."grok-imagine-image"]\nfields = { prompt = "prompt", aspect_ration = "x" }\n'
+    )
+    monkeypatch.setenv("IMAGERELAY_CONFIG_DIR", str(tmp_path / "cfg"))
+    with pytest.raises(ConfigError, match="aspect_ration"):
+        load_catalog()
+
+
 def test_broken_provider_toml_names_the_file(tmp_path: Path) -> None:
     """A provider file that is not TOML is a ConfigError naming the file."""
     d = tmp_path / "extra"

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
 from .paths import deep_merge, read_toml, shipped_dir, user_config_dir
@@ -55,7 +55,6 @@ class SizeRule(_Strict):
     max_ratio: float = 3.0
     max_long: int = 3840
     max_short: int = 2160
-    min_pixels: int = 0
 
 
 class Price(_Strict):
@@ -152,6 +151,17 @@ class ModelSpec(_Strict):
     price: Price = Field(default_factory=Price)
     notes: str = ""
 
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, v: dict[str, str]) -> dict[str, str]:
+        # A misspelt request field would otherwise make the model silently "not accept" it.
+        unknown = sorted(set(v) - set(CANONICAL_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"unknown request field(s) {unknown} in `fields`: use {', '.join(CANONICAL_FIELDS)}"
+            )
+        return v
+
     def accepts(self, field: str) -> bool:
         """Whether the model takes the canonical `field`."""
         return field in self.fields
@@ -199,7 +209,6 @@ class ProviderSpec(_Strict):
     key_env: str
     docs: str = ""
     reference_limits: ReferenceLimits = Field(default_factory=ReferenceLimits)
-    vision_model: str | None = None
     models: dict[str, ModelSpec] = Field(default_factory=dict)
 
 
