@@ -393,3 +393,19 @@ async def test_receipt_on_disk_says_what_was_left_out_and_missing(
     async with make_relay(emulator, tmp_path, keys) as relay:
         auto = await relay.generate("a fox")
     assert auto.left_out["openai:gpt-image-2.6-flare"] == "no key: set OPENAI_API_KEY"
+
+
+async def test_cost_counts_each_call_once_across_providers(
+    emulator: Emulator, tmp_path: Path, test_keys: dict[str, str]
+) -> None:
+    """Images split across a provider that reports no cost and one that does are each counted once:
+    the catalog estimate for the first, the reported figure for the second."""
+    # Replicate makes 4 of 6 in its first call and then fails; xAI (cost reported) makes the last 2.
+    emulator.script("replicate.create", Fault(), Fault(status=500, times=None))
+    routing = {"text": ["replicate:black-forest-labs/flux-schnell", "xai:grok-imagine-image"]}
+    async with make_relay(emulator, tmp_path, test_keys, routing=routing, retry={"attempts": 1}) as relay:
+        receipt = await relay.generate("foxes", n=6)
+    assert [i.provider for i in receipt.images] == ["replicate"] * 4 + ["xai"] * 2
+    assert receipt.reported_cost_usd == pytest.approx(2 * 0.02)
+    assert receipt.estimated_cost_usd == pytest.approx(4 * 0.003 + 2 * 0.02)
+    assert receipt.cost_usd == pytest.approx(4 * 0.003 + 2 * 0.02)

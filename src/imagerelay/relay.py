@@ -473,6 +473,7 @@ class Relay:
                 run.receipt.attempts.append(rec)
                 if delivered:
                     run.receipt.estimated_cost_usd += per_image * len(delivered)
+                    run.receipt.cost_usd += per_image * len(delivered)
                 wait = 0.0
                 if run.remaining <= 0:
                     return
@@ -514,15 +515,17 @@ class Relay:
                     sent=result.sent,
                 )
             )
-            run.receipt.estimated_cost_usd += per_image * len(delivered)
+            estimate = per_image * len(delivered)
+            run.receipt.estimated_cost_usd += estimate
             if result.reported_cost_usd is not None:
                 run.receipt.reported_cost_usd = (
                     run.receipt.reported_cost_usd or 0.0
                 ) + result.reported_cost_usd
-            run.receipt.cost_usd = (
-                run.receipt.reported_cost_usd
-                if run.receipt.reported_cost_usd is not None
-                else run.receipt.estimated_cost_usd
+            # Per call: the provider's figure when it gave one, else our estimate — so a request
+            # served partly by xAI (which reports cost) and partly by Replicate (which does not)
+            # is neither under- nor double-counted.
+            run.receipt.cost_usd += (
+                result.reported_cost_usd if result.reported_cost_usd is not None else estimate
             )
             run.receipt.provider = run.receipt.provider or cand.provider.name
             run.receipt.model = run.receipt.model or cand.model.id
