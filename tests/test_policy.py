@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from imagerelay.errors import (
     ArgumentRejected,
     AuthenticationFailed,
@@ -93,13 +91,19 @@ def test_bad_key_cools_the_whole_provider_and_warns() -> None:
     assert run(QuotaExhausted("no credit")).cool_provider
 
 
-@pytest.mark.parametrize("exc", [ArgumentRejected("bad"), ModelUnavailable("gone")])
-def test_model_condemning_outcomes_fall_back_for_that_model_only(exc: ProviderError) -> None:
-    """A rejected argument or a retired model moves on and cools that model, not its siblings."""
-    decision = run(exc)
+def test_retired_model_falls_back_and_cools_that_model_only() -> None:
+    """A retired/unknown model moves on and is cooled, but its siblings are not."""
+    decision = run(ModelUnavailable("gone"))
     assert decision.action == Action.NEXT
     assert decision.cool
     assert not decision.cool_provider
+
+
+def test_rejected_argument_falls_back_without_cooling() -> None:
+    """A 400 about this request's arguments moves on but keeps the model for other requests."""
+    decision = run(ArgumentRejected("Prompt must not contain X"))
+    assert decision.action == Action.NEXT
+    assert not decision.cool
 
 
 def test_backoff_is_exponential_with_bounded_jitter() -> None:

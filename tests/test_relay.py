@@ -409,3 +409,44 @@ async def test_cost_counts_each_call_once_across_providers(
     assert receipt.reported_cost_usd == pytest.approx(2 * 0.02)
     assert receipt.estimated_cost_usd == pytest.approx(4 * 0.003 + 2 * 0.02)
     assert receipt.cost_usd == pytest.approx(4 * 0.003 + 2 * 0.02)
+
+
+async def test_partial_delivery_names_the_model_that_delivered(
+    emulator: Emulator, tmp_path: Path, test_keys: dict[str, str]
+) -> None:
+    """An answer with one good and one broken image keeps the good one, credited to its model."""
+    import base64
+
+    good = "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes((64, 64), RED)).decode()
+    body = {"created": 1, "block_reason": None, "data": [{"b64_json": good}, {"b64_json": good[:40]}]}
+    emulator.script("xai.generations", Fault(body=body), Fault(status=500, times=None))
+    routing = {"text": ["xai:grok-imagine-image"]}
+    async with make_relay(emulator, tmp_path, test_keys, routing=routing, retry={"attempts": 2}) as relay:
+        receipt = await relay.generate("two foxes", n=2)
+    assert len(receipt.images) == 1
+    assert (receipt.provider, receipt.model) == ("xai", "grok-imagine-image")
+
+
+async def test_unusable_image_url_is_a_typed_failure_not_a_crash(
+    emulator: Emulator, tmp_path: Path, test_keys: dict[str, str]
+) -> None:
+    """An output URL httpx cannot fetch (ftp:, nonsense) ends as a typed outcome and a fallback."""
+    body = {"created": 1, "block_reason": None, "data": [{"url": "ftp://example.invalid/a.jpg"}]}
+    emulator.script("xai.generations", Fault(body=body, times=None))
+    async with make_relay(emulator, tmp_path, test_keys, retry={"attempts": 1}) as relay:
+        receipt = await relay.generate("a fox")
+    assert receipt.attempts[0].error_type == "ConnectionFailed"
+    assert receipt.provider != "xai"
+
+
+async def test_failed_key_check_does_not_condemn_the_key(
+    emulator: Emulator, tmp_path: Path, test_keys: dict[str, str]
+) -> None:
+    """When xAI's key check itself fails (503), a 400 counts as a rejected argument, not a bad key."""
+    emulator.script("xai.generations", Fault(status=400, body={"code": "x", "error": "bad"}))
+    emulator.script("xai.api_key", Fault(status=503))
+    async with make_relay(emulator, tmp_path, test_keys) as relay:
+        receipt = await relay.generate("a fox")
+        plan = relay.plan("a fox")
+    assert receipt.attempts[0].error_type == "ArgumentRejected"
+    assert plan.candidates[0].ref == "xai:grok-imagine-image"  # not cooled: the next request tries it

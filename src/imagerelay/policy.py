@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from .errors import (
+    ArgumentRejected,
     AuthenticationFailed,
     ContentBlocked,
     EmptyResult,
@@ -110,4 +111,7 @@ def decide(
     if isinstance(exc, AuthenticationFailed):
         provider = ref.split(":", 1)[0]
         warning = f"{provider}: the key in {key_env} was refused; falling back"
-    return Decision(Action.NEXT, cool=True, cool_provider=shared, note=warning, warning=warning)
+    # A rejected argument may be this request's alone (its prompt, an extra): later requests keep
+    # the model.
+    cool = not isinstance(exc, ArgumentRejected)
+    return Decision(Action.NEXT, cool=cool, cool_provider=shared, note=warning, warning=warning)

@@ -365,7 +365,7 @@ class Relay:
             text = await backend.describe(
                 image, model=vision.model, instruction=_DESCRIBE_INSTRUCTION.format(words=vision.max_words)
             )
-        except ProviderError as exc:
+        except ImageRelayError as exc:  # a config problem here must not lose the receipt of what was spent
             run.failures.append(exc)
             run.receipt.attempts.append(_attempt_of(exc, vision.provider, vision.model, 0.0, 0.0))
             run.receipt.notes.append(f"describe fallback failed: {exc.message}")
@@ -474,6 +474,8 @@ class Relay:
                 if delivered:
                     run.receipt.estimated_cost_usd += per_image * len(delivered)
                     run.receipt.cost_usd += per_image * len(delivered)
+                    run.receipt.provider = run.receipt.provider or cand.provider.name
+                    run.receipt.model = run.receipt.model or cand.model.id
                 wait = 0.0
                 if run.remaining <= 0:
                     return

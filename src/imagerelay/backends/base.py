@@ -143,6 +143,8 @@ def httpx_errors(provider: str, model: str, *, billed_on_timeout: bool) -> Itera
         raise ConnectionFailed(f"{provider} dropped the connection: {type(exc).__name__}", **where) from exc
     except httpx.DecodingError as exc:
         raise MalformedResponse(f"{provider} sent a body that cannot be decoded", **where) from exc
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # bad URL or scheme, redirect loop, proxy …
+        raise ConnectionFailed(f"{provider} request failed: {type(exc).__name__}: {exc}", **where) from exc
 
 
 async def download_image(

@@ -226,8 +226,10 @@ class XAIBackend(Backend):
             )
         except httpx.HTTPError:
             return True  # cannot tell: treat the 400 as about the request, which also falls back
-        if resp.status_code != 200:
+        if resp.status_code in (400, 401, 403):
             return False
+        if resp.status_code != 200:
+            return True  # the check itself failed: do not call the key bad on that
         try:
             info = resp.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
