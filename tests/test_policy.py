@@ -114,3 +114,12 @@ def test_backoff_is_exponential_with_bounded_jitter() -> None:
     assert backoff(exc, 2, retry, rand=lambda: 0.0) == 2.0
     assert backoff(exc, 5, retry, rand=lambda: 0.0) == 3.0
     assert backoff(exc, 2, retry, rand=lambda: 1.0) == 3.0
+
+
+def test_broken_answer_after_a_200_is_never_resent() -> None:
+    """A 200 whose image or body was broken was probably billed: move on, do not re-send."""
+    from imagerelay.errors import DownloadFailed, MalformedResponse
+
+    assert run(MalformedResponse("cut", status=200)).action == Action.NEXT
+    assert run(DownloadFailed("expired", status=404)).action == Action.NEXT
+    assert run(MalformedResponse("garbled 502 page", status=502)).action == Action.RETRY

@@ -196,15 +196,36 @@ async def test_read_timeout_is_never_resent_to_same_model(
     assert receipt.provider != "xai"
 
 
-async def test_dropped_connection_is_retried(
+async def test_dropped_connection_after_sending_is_not_resent(
     emulator: Emulator, tmp_path: Path, test_keys: dict[str, str]
 ) -> None:
-    """A connection dropped without an answer is transient: the same model is tried again."""
+    """A connection dropped after the request went out may have been billed: fall back, never re-send."""
     emulator.script("xai.generations", Fault(drop=True))
     async with make_relay(emulator, tmp_path, test_keys) as relay:
         receipt = await relay.generate("a fox")
-    assert receipt.provider == "xai"
-    assert [a.error_type for a in receipt.attempts] == ["ConnectionFailed", None]
+    assert receipt.provider != "xai"
+    assert len(emulator.requests_for("xai.generations")) == 1
+    assert receipt.attempts[0].error_type == "ConnectionFailed"
+    assert receipt.attempts[0].maybe_billed
+    assert receipt.possibly_billed_usd == pytest.approx(0.02)
+
+
+async def test_connection_refused_is_retried(tmp_path: Path, test_keys: dict[str, str]) -> None:
+    """A connection that could not be made sent nothing: the same model is tried again."""
+    import socket
+
+    from imagerelay.emulator import Emulator as Emu
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    with Emu(keys=test_keys) as emulator:
+        providers = {"xai": {"base_url": dead}}
+        async with make_relay(emulator, tmp_path, test_keys, providers=providers) as relay:
+            receipt = await relay.generate("a fox")
+    xai = [a for a in receipt.attempts if a.provider == "xai"]
+    assert [a.error_type for a in xai] == ["ConnectionFailed"] * 3
+    assert not any(a.maybe_billed for a in xai)
 
 
 async def test_every_model_down_lists_each_reason(

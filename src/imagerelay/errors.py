@@ -160,13 +160,29 @@ class ProviderError(ImageRelayError):
 
 
 class TransientError(ProviderError):
-    """Worth retrying on the same model (after `retry_after` seconds if the provider said so)."""
+    """Worth retrying on the same model (after `retry_after` seconds if the provider said so) —
+    unless `maybe_billed`: the provider may already have done, and charged, the work."""
 
     outcome = Outcome.TRANSIENT
+    _billed_by_default = False
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        maybe_billed: bool | None = None,
+        **kw: object,
+    ) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_after = retry_after
+        self._maybe_billed = self._billed_by_default if maybe_billed is None else maybe_billed
+
+    @property
+    def maybe_billed(self) -> bool:
+        """True when the generation was accepted before it failed: a 200 whose body or image was
+        broken, an image URL that could not be fetched, an answer cut off or never sent in time."""
+        return self._maybe_billed or self.status == 200
 
 
 class RateLimited(TransientError):
@@ -188,14 +204,14 @@ class MalformedResponse(TransientError):
 class DownloadFailed(TransientError):
     """The image was generated but its URL could not be fetched (expired) or served broken bytes."""
 
+    _billed_by_default = True
+
 
 class ReadTimedOut(TransientError):
     """No response in time. After a generation POST the call may have been billed, so the relay
     never re-sends it to the same model."""
 
-    def __init__(self, message: str, *, maybe_billed: bool = True, **kw: object) -> None:
-        super().__init__(message, **kw)  # type: ignore[arg-type]
-        self.maybe_billed = maybe_billed
+    _billed_by_default = True
 
 
 class ProviderCondemned(ProviderError):

@@ -83,11 +83,11 @@ def decide(
         if empties < retry.empty_retries:
             return Decision(Action.RETRY)
         return Decision(Action.NEXT, cool=True)
-    if isinstance(exc, ReadTimedOut) and exc.maybe_billed:
-        # It may be rendering still, and billed: sending it again could pay twice for one image.
-        return Decision(
-            Action.NEXT, note=f"{ref}: no answer in time; not re-sent because the call may have been billed"
-        )
+    if isinstance(exc, TransientError) and exc.maybe_billed:
+        # The provider accepted the generation (it may be rendering still, or its answer broke on
+        # the way): sending it again to the same model could pay twice for one image.
+        what = "no answer in time" if isinstance(exc, ReadTimedOut) else "the answer was lost or broken"
+        return Decision(Action.NEXT, note=f"{ref}: {what}; not re-sent because the call may have been billed")
     if isinstance(exc, TransientError):
         if attempt >= retry.attempts:
             return Decision(Action.NEXT, cool=True)

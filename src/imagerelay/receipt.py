@@ -86,6 +86,8 @@ class Receipt(BaseModel):
     estimated_cost_usd: float = 0.0
     reported_cost_usd: float | None = None
     cost_usd: float = 0.0  # the provider's figure when it gave one, else our estimate
+    #: Estimated cost of attempts that failed after the provider may have charged for them.
+    possibly_billed_usd: float = 0.0
     described_reference: str | None = None  # set when a reference was described, not matched
     metadata: dict[str, Any] = Field(default_factory=dict)
 

@@ -471,6 +471,8 @@ class Relay:
                 rec.prediction_id = prediction.get("id")
                 rec.images = len(delivered)
                 run.receipt.attempts.append(rec)
+                if rec.maybe_billed:
+                    run.receipt.possibly_billed_usd += per_image * max(0, call.n - len(delivered))
                 if delivered:
                     run.receipt.estimated_cost_usd += per_image * len(delivered)
                     run.receipt.cost_usd += per_image * len(delivered)

@@ -139,8 +139,14 @@ def httpx_errors(provider: str, model: str, *, billed_on_timeout: bool) -> Itera
         ) from exc
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         raise ConnectionFailed(f"cannot connect to {provider}: {type(exc).__name__}", **where) from exc
-    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.WriteTimeout) as exc:
+    except (httpx.WriteError, httpx.WriteTimeout) as exc:  # the request never fully left
         raise ConnectionFailed(f"{provider} dropped the connection: {type(exc).__name__}", **where) from exc
+    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:  # sent, then no (whole) answer
+        raise ConnectionFailed(
+            f"{provider} dropped the connection after the request was sent: {type(exc).__name__}",
+            maybe_billed=billed_on_timeout,
+            **where,
+        ) from exc
     except httpx.DecodingError as exc:
         raise MalformedResponse(f"{provider} sent a body that cannot be decoded", **where) from exc
     except (httpx.HTTPError, httpx.InvalidURL) as exc:  # bad URL or scheme, redirect loop, proxy …

@@ -201,7 +201,12 @@ class OpenAIBackend(Backend):
                 **where,
             ) from exc
         except openai.APIConnectionError as exc:
-            raise ConnectionFailed(f"openai connection failed: {_cause_name(exc)}", **where) from exc
+            # Sent, then no (whole) answer: the generation may have run and been billed.
+            cause = exc.__cause__ or exc.__context__
+            sent = isinstance(cause, httpx2.RemoteProtocolError | httpx2.ReadError)
+            raise ConnectionFailed(
+                f"openai connection failed: {_cause_name(exc)}", maybe_billed=sent, **where
+            ) from exc
         except openai.APIStatusError as exc:
             raise self._status_error(exc, model) from exc
         except openai.APIResponseValidationError as exc:
@@ -219,8 +224,10 @@ class OpenAIBackend(Backend):
                 maybe_billed=True,
                 **where,
             ) from exc
-        except httpx2.TransportError as exc:
-            raise ConnectionFailed(f"openai dropped the connection: {type(exc).__name__}", **where) from exc
+        except httpx2.TransportError as exc:  # while reading a body the SDK had not read yet
+            raise ConnectionFailed(
+                f"openai dropped the connection: {type(exc).__name__}", maybe_billed=True, **where
+            ) from exc
 
     def _status_error(self, exc: openai.APIStatusError, model: str) -> ProviderError:
         import openai
