@@ -402,3 +402,17 @@ def test_config_show_never_shows_most_of_a_short_key(monkeypatch: pytest.MonkeyP
     assert result.exit_code == 0, result.stderr
     assert "abcd" not in result.stdout
     assert json.loads(result.stdout)["keys"]["OPENAI_API_KEY"] == "set"
+
+
+def test_emulator_port_out_of_range_is_one_line_exit_2() -> None:
+    """`emulator serve --port 99999` is refused as a bad option value, not an unexpected error."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "imagerelay.cli", "emulator", "serve", "--port", "99999"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "--port" in done.stderr

@@ -392,7 +392,9 @@ def config_show(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
 
 @emulator_app.command("serve")
 def emulator_serve(
-    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8765,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1 (0: any free one).")
+    ] = 8765,
 ) -> None:
     """Run the emulator in the foreground (Ctrl-C to stop)."""
     from .emulator import serve
