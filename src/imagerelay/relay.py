@@ -285,7 +285,7 @@ class Relay:
                 store.finalize(receipt)
         if not receipt.images:
             store.write_failure_receipt(receipt)
-            raise GenerationFailed(_failure_message(run, plan), run.failures, receipt)
+            raise GenerationFailed(_failure_message(run), run.failures, receipt)
         return receipt
 
     async def _load_references(self, req: ImageRequest) -> list[Reference]:
@@ -685,7 +685,7 @@ def _raise_empty_plan(plan: Plan, receipt: Receipt, limit: float | None) -> None
     )
 
 
-def _failure_message(run: _Run, plan: Plan) -> str:
+def _failure_message(run: _Run) -> str:
     lines = [
         f"{a.provider}:{a.model} {a.outcome}" + (f" ({a.error})" if a.error else "")
         for a in run.receipt.attempts
