@@ -169,9 +169,10 @@ async def test_faults_map_to_typed_outcomes(
     with pytest.raises(error) as info:
         await run(backend(emulator, http, test_keys["xai"]), call())
     assert getattr(info.value, "retry_after", None) == retry_after
-    assert info.value.__cause__ is not None or not isinstance(
-        info.value, MalformedResponse | ConnectionFailed
-    )
+    assert info.value.provider == "xai"
+    assert info.value.model == "grok-imagine-image"
+    if isinstance(info.value, MalformedResponse | ConnectionFailed):  # mapped from a lower error
+        assert info.value.__cause__ is not None
 
 
 async def test_bad_key_is_authentication_not_bad_request(emulator: Emulator, http: httpx.AsyncClient) -> None:
