@@ -324,7 +324,7 @@ def providers(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
         catalog = load_catalog()
     except ImageRelayError as exc:
         _fail(exc, as_json=as_json)
-    keys = load_keys({p.name: p.key_env for p in catalog.providers.values()})
+    keys = load_keys(catalog.key_envs())
     today = date.today()
     rows: list[dict[str, Any]] = []
     for p in catalog.providers.values():
@@ -375,7 +375,7 @@ def config_show(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
     except ImageRelayError as exc:
         _fail(exc, as_json=as_json)
     data = settings.model_dump(mode="json")
-    keys = load_keys({p.name: p.key_env for p in catalog.providers.values()})
+    keys = load_keys(catalog.key_envs())
 
     def masked(name: str) -> str:
         if name not in keys:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -291,15 +292,22 @@ def _is_json(value: str) -> bool:
     return True
 
 
-def load_keys(key_envs: dict[str, str], dotenv_path: Path | None = None) -> dict[str, SecretStr]:
-    """API keys by provider, from the environment or a `.env` file (environment wins)."""
+def load_keys(
+    key_envs: Mapping[str, str | Sequence[str]], dotenv_path: Path | None = None
+) -> dict[str, SecretStr]:
+    """API keys by provider, from the environment or a `.env` file (environment wins).
+
+    A provider may name several variables (`catalog.key_envs()`): the first one set is used.
+    """
     from dotenv import dotenv_values
 
     path = dotenv_path or Path.cwd() / ".env"
     dotenv = {k: v for k, v in dotenv_values(path).items() if v} if path.is_file() else {}
     keys: dict[str, SecretStr] = {}
-    for provider, var in key_envs.items():
-        value = os.environ.get(var) or dotenv.get(var)
-        if value and value.strip():
-            keys[provider] = SecretStr(value.strip())
+    for provider, names in key_envs.items():
+        for var in [names] if isinstance(names, str) else names:
+            value = os.environ.get(var) or dotenv.get(var)
+            if value and value.strip():
+                keys[provider] = SecretStr(value.strip())
+                break
     return keys
