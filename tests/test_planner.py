@@ -16,7 +16,7 @@ from imagerelay.planner import Candidate, Plan, plan_request
 from imagerelay.request import ImageRequest, parse_size
 from imagerelay.settings import Settings, load_settings
 
-ALL_KEYS = ("xai", "openai", "replicate")
+ALL_KEYS = ("xai", "openai", "replicate", "gemini")
 TODAY = date(2026, 11, 24)  # before the 2026-12-01 shutdown of the deprecated OpenAI models
 GROK = "xai:grok-imagine-image"
 SCHNELL = "replicate:black-forest-labs/flux-schnell"

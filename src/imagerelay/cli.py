@@ -24,14 +24,15 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="imagerelay",
-    help="Generate images through xAI, OpenAI or Replicate: planned, translated, with fallback and receipts.",
+    help="Generate images through xAI, OpenAI, Replicate or Gemini: planned, translated, with fallback and "
+    "receipts.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
-emulator_app = typer.Typer(help="The offline stand-in for all three provider APIs.", no_args_is_help=True)
+emulator_app = typer.Typer(help="The offline stand-in for every provider's API.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(emulator_app, name="emulator")
 
@@ -130,7 +131,10 @@ def _request(**fields: Any) -> Any:
 
 
 ProviderOpt = Annotated[
-    str, typer.Option("--provider", "-p", help="auto, a provider (xai, openai, replicate) or PROVIDER:MODEL.")
+    str,
+    typer.Option(
+        "--provider", "-p", help="auto, a provider (xai, openai, replicate, gemini) or PROVIDER:MODEL."
+    ),
 ]
 ReferenceOpt = Annotated[
     list[str] | None,
@@ -140,7 +144,7 @@ MaskOpt = Annotated[str | None, typer.Option("--mask", help="PNG mask (transpare
 NOpt = Annotated[int, typer.Option("-n", "--n", help="Number of images (1–10).")]
 SizeOpt = Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT; translated per model.")]
 RatioOpt = Annotated[str | None, typer.Option("--aspect-ratio", "-a", help="W:H, e.g. 16:9.")]
-ResOpt = Annotated[str | None, typer.Option("--resolution", help="1k or 2k (models with tiers).")]
+ResOpt = Annotated[str | None, typer.Option("--resolution", help="1k, 2k or 4k (models with tiers).")]
 QualityOpt = Annotated[str | None, typer.Option("--quality", help="low, medium or high.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed, for models that take one.")]
 FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="png, jpeg or webp.")]

@@ -50,7 +50,7 @@ FORMATS = {".toml": "toml", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"
 
 _REQUEST_FIELDS = frozenset(ImageRequest.model_fields) - {"metadata"}
 _LIST_FIELDS = ("references", "tags")
-_PROVIDERS = ("xai", "openai", "replicate")
+_PROVIDERS = ("xai", "openai", "replicate", "gemini")
 _TOML_ITEM_HEADER = re.compile(r"^\s*\[\[\s*items\s*\]\]\s*(#.*)?$")
 
 #: Plans an item's request (raising UserError for an unknown provider or model); see `load_manifest`.

@@ -2,7 +2,8 @@
 
 The shipped `config/` is read first; a user's own directory (`$IMAGERELAY_CONFIG_DIR`, or `./config`)
 is merged over it key by key. API keys are *never* read from config files: only from the
-variables the catalog names (`XAI_API_KEY`, `OPENAI_API_KEY`, `REPLICATE_API_TOKEN`) or a `.env`.
+variables the catalog names (`XAI_API_KEY`, `OPENAI_API_KEY`, `REPLICATE_API_TOKEN`,
+`GEMINI_API_KEY` or `GOOGLE_API_KEY`) or a `.env`.
 """
 
 from __future__ import annotations
@@ -185,7 +186,8 @@ def _describe(exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]]) -
         if loc[-1].lower() in {"api_key", "key", "token", "api_token"}:
             return (
                 f"{where}: API keys are never read from config files ({dotted}): "
-                "set XAI_API_KEY, OPENAI_API_KEY or REPLICATE_API_TOKEN in the environment or .env"
+                "set XAI_API_KEY, OPENAI_API_KEY, REPLICATE_API_TOKEN or GEMINI_API_KEY in the environment "
+                "or .env"
             )
         return f"{where}: unknown setting {dotted!r}: remove it or check its spelling"
     return f"{where}: {dotted}: {err['msg']}: fix the value"

@@ -137,27 +137,28 @@ class GeminiBackend(Backend):
         if image:
             generation["imageConfig"] = image
         level = call.extras.get("thinking_level")
-        if level is not None:
-            generation["thinkingConfig"] = {"thinkingLevel": level}
-        try:
-            config = types.GenerateContentConfig(
-                response_modalities=["IMAGE"],
-                image_config=types.ImageConfig(
-                    aspect_ratio=image.get("aspectRatio"), image_size=image.get("imageSize")
-                )
-                if image
-                else None,
-                thinking_config=types.ThinkingConfig(thinking_level=level) if level is not None else None,
-                # A CONTINUATION answer would otherwise be followed by a second, billed request.
-                automatic_continuation=False,
-            )
-        except ValueError as exc:  # pydantic's ValidationError: e.g. an unknown thinking_level
+        if level is not None and not isinstance(level, str):
+            # The SDK would fail on it with an AttributeError; the API names the words it takes.
             raise ArgumentRejected(
-                f"{self.provider.name}:{m.id} cannot take thinking_level={level!r}: use minimal, "
-                "low, medium or high",
+                f"{self.provider.name}:{m.id} takes thinking_level as a word (e.g. high), not {level!r}",
                 provider=self.provider.name,
                 model=m.id,
-            ) from exc
+            )
+        if level is not None:
+            generation["thinkingConfig"] = {"thinkingLevel": level}
+        config = types.GenerateContentConfig(
+            response_modalities=["IMAGE"],
+            image_config=types.ImageConfig(
+                aspect_ratio=image.get("aspectRatio"), image_size=image.get("imageSize")
+            )
+            if image
+            else None,
+            thinking_config=types.ThinkingConfig(thinking_level=types.ThinkingLevel(level.upper()))
+            if level is not None
+            else None,
+            # A CONTINUATION answer would otherwise be followed by a second, billed request.
+            automatic_continuation=False,
+        )
         sent: dict[str, Any] = {"model": m.id, "prompt": call.prompt, "generationConfig": generation}
         if call.references:
             sent["inlineData"] = images_summary(call.references, "image")
