@@ -50,6 +50,7 @@ class Attempt(BaseModel):
     images: int = 0
     maybe_billed: bool = False
     sent: dict[str, Any] = Field(default_factory=dict)  # the parameters actually sent (no image bytes)
+    usage: dict[str, Any] = Field(default_factory=dict)  # token counts etc., as the provider reported them
 
 
 class ReferenceRecord(BaseModel):

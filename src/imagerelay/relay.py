@@ -517,6 +517,7 @@ class Relay:
                     prediction_id=result.prediction_id or prediction.get("id"),
                     images=len(delivered),
                     sent=result.sent,
+                    usage=result.usage,
                 )
             )
             estimate = per_image * len(delivered)
