@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from . import envvars
+
 if TYPE_CHECKING:
     from .planner import Plan
     from .receipt import Receipt
@@ -37,7 +39,7 @@ app.add_typer(emulator_app, name="emulator")
 
 EnvOpt = Annotated[
     str | None,
-    typer.Option("--env", envvar="IMAGERELAY_ENV", help="Environment: development, production, sandbox …"),
+    typer.Option("--env", envvar=envvars.ENV, help="Environment: development, production, sandbox …"),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
@@ -367,7 +369,7 @@ def config_show(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
     """Print the effective settings of an environment (keys masked)."""
     from .catalog import load_catalog
     from .errors import ImageRelayError
-    from .settings import load_keys
+    from .settings import config_files, load_keys
 
     try:
         settings = _settings(env)
@@ -375,6 +377,7 @@ def config_show(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
     except ImageRelayError as exc:
         _fail(exc, as_json=as_json)
     data = settings.model_dump(mode="json")
+    data["files"] = [str(p) for p in config_files(settings.env)]  # merged in this order, later wins
     keys = load_keys({p.name: p.key_env for p in catalog.providers.values()})
 
     def masked(name: str) -> str:
@@ -581,9 +584,9 @@ def main() -> None:
     except Exception as exc:  # a bug of ours: one line, and the traceback only on request
         import os
 
-        if os.environ.get("IMAGERELAY_DEBUG"):
+        if os.environ.get(envvars.DEBUG):
             raise
-        _err(f"error: unexpected {type(exc).__name__}: {exc} (set IMAGERELAY_DEBUG=1 to see the traceback)")
+        _err(f"error: unexpected {type(exc).__name__}: {exc} (set {envvars.DEBUG}=1 to see the traceback)")
         raise SystemExit(1) from None
     if isinstance(code, int) and code:
         raise SystemExit(code)
