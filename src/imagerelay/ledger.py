@@ -201,6 +201,9 @@ class Ledger:
             )
         try:
             directory.mkdir(parents=True, exist_ok=True)
+            # SQLite creates its file 0644 whatever the umask; made here, it follows the umask
+            # (and SQLite gives its -wal and -shm files the same mode).
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o666))
             conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise OutputError(
@@ -257,7 +260,7 @@ class Ledger:
         except ImportError:  # not POSIX: no lock, as before
             return
         path = self.directory / _LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
