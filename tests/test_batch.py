@@ -375,3 +375,53 @@ def test_plain_progress_lines() -> None:
         "[2/3] done   fox (1 image(s), $0.0200; spent $0.0400)",
         "[3/3] failed fox: content blocked",
     ]
+
+
+def test_a_renamed_or_copied_manifest_resumes_and_pays_nothing_again(
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The same items under a renamed or copied manifest, into the same --out, are already done:
+    nothing is sent, and the batch's spend so far carries over."""
+    path = jsonl(tmp_path / "week48.jsonl", {"prompt": "first", "name": "one"}, {"prompt": "second"})
+    code, _, err = run_cli(capsys, monkeypatch, "batch", str(path), "--out", "out", "--json")
+    assert code == 0, err
+    sent = len(cli_emulator.requests)
+    renamed = path.rename(tmp_path / "week48-final.jsonl")
+    (tmp_path / "copies").mkdir()
+    copied = tmp_path / "copies" / "week48.jsonl"
+    copied.write_bytes(renamed.read_bytes())
+    for manifest in (renamed, copied):
+        code, out, err = run_cli(capsys, monkeypatch, "batch", str(manifest), "--out", "out", "--json")
+        assert code == 0, err
+        summary = json.loads(out)
+        assert (summary["done"], summary["skipped"], summary["spent_usd"]) == (0, 2, 0)
+        assert summary["batch_spent_usd"] == pytest.approx(0.04)
+    assert len(cli_emulator.requests) == sent
+
+
+def test_items_recorded_under_the_older_path_dependent_key_are_carried_over(
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A ledger written when item keys included the manifest's file name still knows its items:
+    upgrading never pays for them again."""
+    path = jsonl(tmp_path / "week48.jsonl", {"prompt": "first", "name": "one"}, {"prompt": "second"})
+    code, _, err = run_cli(capsys, monkeypatch, "batch", str(path), "--out", "out")
+    assert code == 0, err
+    sent = len(cli_emulator.requests)
+    items = load_manifest(path).items
+    with sqlite3.connect(tmp_path / "out" / LEDGER_NAME) as db:  # as the older version left it
+        for item in items:
+            assert item.legacy_key not in (None, item.key)
+            db.execute("UPDATE items SET key = ? WHERE key = ?", (item.legacy_key, item.key))
+            for table in ("images", "runs", "predictions", "generations"):
+                db.execute(f"UPDATE {table} SET item_key = ? WHERE item_key = ?", (item.legacy_key, item.key))
+    code, _, err = run_cli(capsys, monkeypatch, "batch", str(path), "--out", "out")
+    assert code == 0, err
+    assert "0 done, 2 already done" in err
+    assert len(cli_emulator.requests) == sent

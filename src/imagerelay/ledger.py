@@ -356,10 +356,13 @@ class Ledger:
         now = _now()
         items = list(items)
         with _transaction(self._conn):
+            self._adopt_legacy_keys(items)
+            # The item belongs to the manifest that names it now: a renamed or copied manifest
+            # takes its items (and what they cost) along.
             self._conn.executemany(
                 """INSERT INTO items (key, batch, position, name, prompt, n, request, updated_at)
                    VALUES (?,?,?,?,?,?,?,?)
-                   ON CONFLICT (key) DO UPDATE SET
+                   ON CONFLICT (key) DO UPDATE SET batch = excluded.batch,
                      position = excluded.position, n = excluded.n, request = excluded.request""",
                 [
                     (
@@ -376,6 +379,23 @@ class Ledger:
                 ],
             )
         return self.item_records([item.key for item in items])
+
+    def _adopt_legacy_keys(self, items: list[ManifestItem]) -> None:
+        """Carry items recorded under an older key (one that included the manifest's file name)
+        over to their key of today, so that an upgrade never pays for them again."""
+        legacy = {i.legacy_key: i.key for i in items if i.legacy_key and i.legacy_key != i.key}
+        if not legacy:
+            return
+        sql = "SELECT key FROM items WHERE key IN ({})"
+        known = {k for (k,) in self._query_keys(sql, list(legacy))}
+        taken = {k for (k,) in self._query_keys(sql, list(legacy.values()))}
+        for old in known:
+            new = legacy[old]
+            if new in taken:
+                continue
+            self._conn.execute("UPDATE items SET key = ? WHERE key = ?", (new, old))
+            for table in ("images", "runs", "predictions", "generations"):
+                self._conn.execute(f"UPDATE {table} SET item_key = ? WHERE item_key = ?", (new, old))
 
     def item_records(self, keys: list[str]) -> dict[str, ItemRecord]:
         """The records of `keys` (unknown keys are left out)."""
