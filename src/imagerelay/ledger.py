@@ -144,6 +144,8 @@ class Generation:
     cost_usd: float
     reported: bool
     item_key: str | None
+    sandbox: bool = False  # made by the emulator: cost_usd is 0
+    would_cost_usd: float | None = None  # sandbox: what it would have cost for real
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -157,6 +159,7 @@ class Generation:
             "cost_usd": round(self.cost_usd, 6),
             "cost_reported": self.reported,
             "batch_item": self.item_key,
+            **({"sandbox": True, "would_cost_usd": self.would_cost_usd} if self.sandbox else {}),
         }
 
 
@@ -558,7 +561,9 @@ class Ledger:
         """Finished requests, oldest first; `provider` is a provider name or PROVIDER:MODEL."""
         sql = (
             "SELECT receipt_id, created_at, env, prompt, provider, model, images, cost_usd, "
-            "reported_cost_usd IS NOT NULL, item_key FROM generations WHERE 1 = 1"
+            "reported_cost_usd IS NOT NULL, item_key, "
+            "COALESCE(json_extract(receipt, '$.sandbox'), 0), json_extract(receipt, '$.would_cost_usd') "
+            "FROM generations WHERE 1 = 1"
         )
         args: list[Any] = []
         if since is not None:
@@ -573,7 +578,20 @@ class Ledger:
                 args.append(model)
         sql += " ORDER BY created_ts, receipt_id"
         return [
-            Generation(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), float(r[7]), bool(r[8]), r[9])
+            Generation(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                int(r[6]),
+                float(r[7]),
+                bool(r[8]),
+                r[9],
+                bool(r[10]),
+                None if r[11] is None else float(r[11]),
+            )
             for r in self._conn.execute(sql, args)
         ]
 
