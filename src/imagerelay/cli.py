@@ -301,8 +301,7 @@ def _show_receipt(receipt: Receipt, as_json: bool) -> None:
     first = receipt.images[0]
     _err(
         f"saved {len(receipt.images)} image(s) from {receipt.provider}:{receipt.model} "
-        f"({first.width}x{first.height} {first.format}), cost ${receipt.cost_usd:.4f}"
-        + ("" if receipt.reported_cost_usd is not None else " (estimated)")
+        f"({first.width}x{first.height} {first.format}), cost {_cost_text(receipt)}"
     )
     for note in receipt.notes:
         _err(f"  note: {note}")
@@ -310,6 +309,13 @@ def _show_receipt(receipt: Receipt, as_json: bool) -> None:
     for a in failed:
         _err(f"  attempt {a.provider}:{a.model}: {a.outcome} — {a.error}")
     _err(f"receipt: {first.receipt_path}")
+
+
+def _cost_text(receipt: Receipt) -> str:
+    """`$0.0200`, `$0.0200 (estimated)`, or `$0 (sandbox; would be $0.0200)`."""
+    if receipt.sandbox:
+        return f"$0 (sandbox; would be ${receipt.would_cost_usd or 0.0:.4f})"
+    return f"${receipt.cost_usd:.4f}" + ("" if receipt.reported_cost_usd is not None else " (estimated)")
 
 
 @app.command()
@@ -464,10 +470,14 @@ def batch(
     else:
         for path in summary.saved:
             typer.echo(path)
+    spend = (
+        f"$0 spent in this run (sandbox; would be ${summary.would_spend_usd:.4f})"
+        if summary.sandbox
+        else f"${summary.spent_usd:.4f} spent in this run (${summary.batch_spent_usd:.4f} on this batch)"
+    )
     _err(
         f"batch: {summary.done} done, {summary.skipped} already done, {summary.failed} failed, "
-        f"{summary.remaining} not started, of {summary.items}; ${summary.spent_usd:.4f} spent in this run "
-        f"(${summary.batch_spent_usd:.4f} on this batch)"
+        f"{summary.remaining} not started, of {summary.items}; {spend}"
     )
     for failure in summary.failures:
         _err(f"  failed: {failure['item']}: {failure['error']}")
@@ -520,7 +530,7 @@ def history(
         return
     for r in rows:
         model = f"{r.provider}:{r.model}" if r.provider else "no image"
-        cost = f"${r.cost_usd:.4f}" + ("" if r.reported else "*")
+        cost = "$0 (sandbox)" if r.sandbox else f"${r.cost_usd:.4f}" + ("" if r.reported else "*")
         # Control characters (terminal escape sequences among them) are not printed as given.
         prompt = " ".join("".join(c if c.isprintable() else " " for c in r.prompt).split())
         prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
