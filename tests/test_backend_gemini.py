@@ -353,6 +353,12 @@ async def test_a_broken_second_image_keeps_the_first(backend: GeminiBackend, emu
         pytest.param(Fault(drop=True), ConnectionFailed, id="dropped"),
         pytest.param(Fault(drop=True, truncate=True), ConnectionFailed, id="dropped-mid-body"),
         pytest.param(Fault(malformed=True), MalformedResponse, id="200-not-json"),
+        pytest.param(Fault(body={"candidates": 5}), MalformedResponse, id="200-candidates-not-a-list"),
+        pytest.param(
+            Fault(body=image_reply({"inlineData": {"mimeType": "image/png", "data": "!!"}})),
+            MalformedResponse,
+            id="200-image-not-base64",
+        ),
         pytest.param(Fault(truncate=True), MalformedResponse, id="truncated-image"),
         pytest.param(Fault(blocked=True), ContentBlocked, id="prompt-blocked"),
         pytest.param(Fault(blocked=True, error="SAFETY"), ContentBlocked, id="prompt-blocked-safety"),

@@ -54,6 +54,7 @@ async def test_reference_request_never_goes_to_text_only_model(
     emulator.script("xai.edits", Fault(status=503, times=None))
     emulator.script("openai.edits", Fault(status=503, times=None))
     emulator.script("replicate.create", Fault(status=503, times=None))
+    emulator.script("gemini.generate", Fault(status=503, times=None))
     routing = {
         "reference": ["xai:grok-imagine-image", "openai:gpt-image-2"],
         "text": ["replicate:black-forest-labs/flux-schnell"],

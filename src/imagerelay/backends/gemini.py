@@ -230,9 +230,8 @@ class GeminiBackend(Backend):
     @contextlib.contextmanager
     def _errors(self, model: str) -> Iterator[None]:
         """Map what the SDK raises: its APIError by status, httpx2's transport errors (it does not
-        wrap them), and json/pydantic errors from a 200 whose body it could not read."""
+        wrap them), and whatever it raises reading a 200 whose body is not what it expects."""
         import httpx2
-        import pydantic
         from google.genai import errors as genai_errors
 
         try:
@@ -249,9 +248,12 @@ class GeminiBackend(Backend):
                 model=model,
                 status=200,
             ) from exc
-        except pydantic.ValidationError as exc:
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+            # pydantic's ValidationError, or the SDK's converters tripping over fields of the wrong
+            # shape (`"candidates": 5` is a TypeError): the 200 came, its body cannot be read.
             raise MalformedResponse(
-                f"{self.provider.name}:{model} answered 200 with a body it does not document",
+                f"{self.provider.name}:{model} answered 200 with a body it does not document "
+                f"({type(exc).__name__})",
                 provider=self.provider.name,
                 model=model,
                 status=200,
