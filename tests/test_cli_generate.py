@@ -98,7 +98,7 @@ def test_every_model_down_exits_1_with_each_reason(
     cli_emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When every candidate fails, exit 1 and one line per attempt names the model and why."""
-    for route in ("xai.generations", "openai.generations", "replicate.create"):
+    for route in ("xai.generations", "openai.generations", "replicate.create", "gemini.generate"):
         cli_emulator.script(route, Fault(status=503, times=None))
     code, _, err = run_cli(capsys, monkeypatch, "generate", "a fox")
     assert code == 1
@@ -107,6 +107,7 @@ def test_every_model_down_exits_1_with_each_reason(
         "xai:grok-imagine-image",
         "replicate:black-forest-labs/flux-schnell",
         "openai:gpt-image-2.6-flare",
+        "gemini:gemini-nano-banana-2.1",
     ):
         assert model in err
 

@@ -12,7 +12,7 @@ import pytest
 
 import imagerelay
 
-HEAVY = ("openai", "replicate", "httpx2", "PIL", "pillow_heif")
+HEAVY = ("openai", "replicate", "google", "httpx2", "PIL", "pillow_heif")
 
 PUBLIC = [
     "ArgumentRejected",

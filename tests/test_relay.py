@@ -233,7 +233,7 @@ async def test_every_model_down_lists_each_reason(
     emulator: Emulator, tmp_path: Path, test_keys: dict[str, str]
 ) -> None:
     """When every candidate fails, the error names each model and why."""
-    for route in ("xai.generations", "openai.generations", "replicate.create"):
+    for route in ("xai.generations", "openai.generations", "replicate.create", "gemini.generate"):
         emulator.script(route, Fault(status=500, times=None))
     async with make_relay(emulator, tmp_path, test_keys, retry={"attempts": 2}) as relay:
         with pytest.raises(GenerationFailed) as info:
