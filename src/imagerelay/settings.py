@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigError
+from .gateway.config import GatewaySettings
 from .paths import read_toml, shipped_dir, user_config_dir
 
 __all__ = [
@@ -131,6 +132,7 @@ class Settings(BaseSettings):
     output: OutputSettings = Field(default_factory=OutputSettings)
     references: ReferenceSettings = Field(default_factory=ReferenceSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
     @classmethod
