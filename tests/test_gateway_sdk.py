@@ -164,6 +164,21 @@ def test_edit_with_several_images_and_a_mask_reaches_the_pinned_model(
     ]
 
 
+def test_multipart_edit_takes_imagerelay_fields_as_form_fields(served: GatewayProcess, emu: Emulator) -> None:
+    """In a multipart edit the SDK sends `extra_body` as `imagerelay[field]` form fields; they
+    reach the request like JSON ones (aspect ratio to the provider, metadata to the receipt)."""
+    result = client(served).images.edit(
+        image=("cat.png", images.png_bytes(), "image/png"),
+        prompt="a cat, wider",
+        model="xai",
+        extra_body={"imagerelay": {"aspect_ratio": "16:9", "metadata": {"shoot": "week-48"}}},
+    )
+    assert emu.requests_for("xai.edits")[-1].json["aspect_ratio"] == "16:9"
+    receipt_id = (result.model_extra or {})["imagerelay"]["receipt_id"]
+    receipt = httpx.get(f"{served.url}/v1/receipts/{receipt_id}").json()
+    assert receipt["metadata"] == {"shoot": "week-48"}
+
+
 async def test_async_edit_takes_one_image(served: GatewayProcess, emu: Emulator) -> None:
     """The async SDK's edit with one uploaded image goes to the environment's reference routing."""
     async with aclient(served) as c:

@@ -70,6 +70,8 @@ class Gateway:
         self.relay.on_receipt.append(self._record)
         self.draining = False
         self.started = False
+        #: Generations cancelled because the drain deadline passed (the exit code says so).
+        self.cancelled = 0
         self.drain_deadline: float | None = None
         self._tasks: dict[str, asyncio.Task[Generated]] = {}  # by receipt id
         self._by_idempotency: dict[tuple[str, str], tuple[str, str]] = {}  # → (receipt id, fingerprint)
@@ -115,6 +117,7 @@ class Gateway:
             _, late = await asyncio.wait(pending, timeout=left)
             for task in late:
                 task.cancel()
+            self.cancelled = len(late)
             if late:
                 log.warning("drain deadline reached: %d generation(s) cancelled", len(late))
                 await asyncio.wait(late, timeout=5)
@@ -216,7 +219,19 @@ class Gateway:
         self._tasks[receipt_id] = task
         self.metrics.in_flight.inc()
         task.add_done_callback(lambda _t: self._done(receipt_id))
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not self.draining:
+                raise
+            # The drain deadline passed: answer, rather than drop the connection.
+            raise GatewayError(
+                503,
+                f"the gateway shut down before generation {receipt_id} finished: it may still be billed; "
+                f"see GET /v1/receipts/{receipt_id} once the gateway is back",
+                code="drain_deadline",
+                headers={"Retry-After": "5"},
+            ) from None
 
     def _done(self, receipt_id: str) -> None:
         self._tasks.pop(receipt_id, None)

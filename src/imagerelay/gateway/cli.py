@@ -52,10 +52,11 @@ def serve(
     from .server import serve as run
 
     try:
-        run(load_settings(env), host=host, port=port, workers=workers)
+        code = run(load_settings(env), host=host, port=port, workers=workers)
     except ImageRelayError as exc:
         _err(f"error: {exc}")
         raise typer.Exit(exc.exit_code) from None
+    raise typer.Exit(code)
 
 
 @keys_app.command("new")

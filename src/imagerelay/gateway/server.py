@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -66,6 +67,14 @@ class _Server(uvicorn.Server):
         self.gateway = gateway
         self.url = url
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn raises the captured SIGTERM again once it has shut down, so the process dies of
+        # it; after a clean drain the gateway exits with its own code instead.
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.gateway is not None:
             self.gateway.begin_drain()
@@ -90,8 +99,9 @@ def _config(app: object, settings: Settings, **kw: object) -> uvicorn.Config:
     )
 
 
-def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
-    """Serve until SIGTERM or Ctrl-C, then drain. Raises UserError for what can be fixed."""
+def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
+    """Serve until SIGTERM or Ctrl-C, then drain; returns the exit code (0, or 1 when the drain
+    deadline cut generations short). Raises UserError for what can be fixed."""
     from .app import Gateway
     from .routes import create_app
 
@@ -113,7 +123,13 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> None
             gateway = Gateway(settings)  # config, output directory and ledger checked before serving
             server = _Server(_config(create_app(gateway), settings), gateway, url)
             server.run(sockets=[sock])
-            return
+            if gateway.cancelled:
+                print(
+                    f"imagerelay gateway: {gateway.cancelled} generation(s) cut short by the drain deadline",
+                    file=sys.stderr,
+                )
+                return 1
+            return 0
         Gateway(settings).ledger.close()  # fail here, once, rather than in every worker
         os.environ["IMAGERELAY_ENV"] = settings.env
         from uvicorn.supervisors import Multiprocess
@@ -123,6 +139,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> None
         )
         print(f"imagerelay gateway on {url} ({workers} workers)", file=sys.stderr, flush=True)
         Multiprocess(config, sockets=[sock]).run()
+        return 0
     finally:
         with contextlib.suppress(OSError):
             sock.close()
