@@ -380,10 +380,12 @@ def _cli(tmp_path: Path, *args: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("model", ACTIVE)
 def test_cli_generates_with_each_model(tmp_path: Path, model: str) -> None:
-    """`generate --provider replicate:MODEL --env sandbox` saves an image and its receipt (exit 0)."""
+    """`generate --provider replicate:MODEL --env sandbox` saves an image and its receipt (exit 0),
+    at $0 with the model's price as the would-be cost."""
     receipt = _cli(tmp_path, "--provider", f"replicate:{model}")
     assert receipt["model"] == model
-    assert receipt["cost_usd"] == REPLICATE.models[model].price.per_image
+    assert receipt["cost_usd"] == 0
+    assert receipt["would_cost_usd"] == REPLICATE.models[model].price.per_image
 
 
 def test_cli_generates_with_the_provider_and_a_reference(tmp_path: Path) -> None:

@@ -169,7 +169,9 @@ class Generation:
     cost_usd: float
     reported: bool
     item_key: str | None
-    gateway_key: str | None = None
+    sandbox: bool = False  # made by the emulator: cost_usd is 0
+    would_cost_usd: float | None = None  # sandbox: what it would have cost for real
+    gateway_key: str | None = None  # the gateway key that spent it (its name)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -184,6 +186,7 @@ class Generation:
             "cost_reported": self.reported,
             "batch_item": self.item_key,
             "gateway_key": self.gateway_key,
+            **({"sandbox": True, "would_cost_usd": self.would_cost_usd} if self.sandbox else {}),
         }
 
 
@@ -228,6 +231,9 @@ class Ledger:
             )
         try:
             directory.mkdir(parents=True, exist_ok=True)
+            # SQLite creates its file 0644 whatever the umask; made here, it follows the umask
+            # (and SQLite gives its -wal and -shm files the same mode).
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o666))
             conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise OutputError(
@@ -289,7 +295,7 @@ class Ledger:
         except ImportError:  # not POSIX: no lock, as before
             return
         path = self.directory / _LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -398,10 +404,13 @@ class Ledger:
         now = _now()
         items = list(items)
         with _transaction(self._conn):
+            self._adopt_legacy_keys(items)
+            # The item belongs to the manifest that names it now: a renamed or copied manifest
+            # takes its items (and what they cost) along.
             self._conn.executemany(
                 """INSERT INTO items (key, batch, position, name, prompt, n, request, updated_at)
                    VALUES (?,?,?,?,?,?,?,?)
-                   ON CONFLICT (key) DO UPDATE SET
+                   ON CONFLICT (key) DO UPDATE SET batch = excluded.batch,
                      position = excluded.position, n = excluded.n, request = excluded.request""",
                 [
                     (
@@ -418,6 +427,23 @@ class Ledger:
                 ],
             )
         return self.item_records([item.key for item in items])
+
+    def _adopt_legacy_keys(self, items: list[ManifestItem]) -> None:
+        """Carry items recorded under an older key (one that included the manifest's file name)
+        over to their key of today, so that an upgrade never pays for them again."""
+        legacy = {i.legacy_key: i.key for i in items if i.legacy_key and i.legacy_key != i.key}
+        if not legacy:
+            return
+        sql = "SELECT key FROM items WHERE key IN ({})"
+        known = {k for (k,) in self._query_keys(sql, list(legacy))}
+        taken = {k for (k,) in self._query_keys(sql, list(legacy.values()))}
+        for old in known:
+            new = legacy[old]
+            if new in taken:
+                continue
+            self._conn.execute("UPDATE items SET key = ? WHERE key = ?", (new, old))
+            for table in ("images", "runs", "predictions", "generations"):
+                self._conn.execute(f"UPDATE {table} SET item_key = ? WHERE item_key = ?", (new, old))
 
     def item_records(self, keys: list[str]) -> dict[str, ItemRecord]:
         """The records of `keys` (unknown keys are left out)."""
@@ -583,7 +609,9 @@ class Ledger:
         `gateway_key` keeps only what that gateway key spent."""
         sql = (
             "SELECT receipt_id, created_at, env, prompt, provider, model, images, cost_usd, "
-            "reported_cost_usd IS NOT NULL, item_key, gateway_key FROM generations WHERE 1 = 1"
+            "reported_cost_usd IS NOT NULL, item_key, "
+            "COALESCE(json_extract(receipt, '$.sandbox'), 0), json_extract(receipt, '$.would_cost_usd'), "
+            "gateway_key FROM generations WHERE 1 = 1"
         )
         args: list[Any] = []
         if since is not None:
@@ -601,7 +629,21 @@ class Ledger:
                 args.append(model)
         sql += " ORDER BY created_ts, receipt_id"
         return [
-            Generation(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), float(r[7]), bool(r[8]), r[9], r[10])
+            Generation(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                int(r[6]),
+                float(r[7]),
+                bool(r[8]),
+                r[9],
+                bool(r[10]),
+                None if r[11] is None else float(r[11]),
+                r[12],
+            )
             for r in self._conn.execute(sql, args)
         ]
 

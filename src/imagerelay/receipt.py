@@ -91,6 +91,10 @@ class Receipt(BaseModel):
     cost_usd: float = 0.0  # the provider's figure when it gave one, else our estimate
     #: Estimated cost of attempts that failed after the provider may have charged for them.
     possibly_billed_usd: float = 0.0
+    #: Made by the sandbox (the emulator): nothing was paid, `cost_usd` is 0 and counts against
+    #: no budget, and `would_cost_usd` is what the same run would have cost for real.
+    sandbox: bool = False
+    would_cost_usd: float | None = None
     described_reference: str | None = None  # set when a reference was described, not matched
     metadata: dict[str, Any] = Field(default_factory=dict)
 

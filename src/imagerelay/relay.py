@@ -266,6 +266,7 @@ class Relay:
             ],
             metadata=dict(req.metadata),
             left_out={e.ref: e.reason for e in plan.excluded},
+            sandbox=self.settings.sandbox,
         )
         if not plan.candidates and not plan.describe:
             _raise_empty_plan(
@@ -296,6 +297,7 @@ class Relay:
         except _Stop:
             pass
         finally:
+            _settle_sandbox(receipt)
             if receipt.images:
                 if run.remaining > 0:
                     receipt.notes.append(f"{run.remaining} of {req.n} images could not be made: see attempts")
@@ -641,6 +643,17 @@ def _attempt_of(
         request_id=getattr(exc, "request_id", None),
         maybe_billed=bool(getattr(exc, "maybe_billed", False)),
     )
+
+
+def _settle_sandbox(receipt: Receipt) -> None:
+    """Sandbox output costs nothing: what it would have cost moves to `would_cost_usd`, so that no
+    budget, history total or batch spend ever counts it."""
+    if not receipt.sandbox or receipt.would_cost_usd is not None:
+        return
+    receipt.would_cost_usd = receipt.cost_usd + receipt.possibly_billed_usd
+    receipt.cost_usd = 0.0
+    receipt.reported_cost_usd = None
+    receipt.possibly_billed_usd = 0.0
 
 
 def _format_of(mime: str | None) -> str:
