@@ -29,6 +29,7 @@ from pydantic_settings import (
 
 from . import envvars
 from .errors import ConfigError
+from .gateway.config import GatewaySettings
 from .paths import provider_names, read_toml, shipped_dir, user_environments, user_settings_files
 
 __all__ = [
@@ -138,6 +139,7 @@ class Settings(BaseSettings):
     output: OutputSettings = Field(default_factory=OutputSettings)
     references: ReferenceSettings = Field(default_factory=ReferenceSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
     @classmethod
@@ -154,7 +156,7 @@ class Settings(BaseSettings):
         return (
             init_settings,
             env_settings,
-            _TomlLayers(settings_cls, toml_file=list(_FILES.get()), deep_merge=True),
+            _TomlLayers(settings_cls, toml_file=[p for p, _ in _LAYERS.get()], deep_merge=True),
         )
 
     def provider(self, name: str) -> ProviderSettings:
@@ -235,10 +237,13 @@ class _TomlLayers(TomlConfigSettingsSource):
     """The config files, shipped first then the user's, merged key by key."""
 
     def _read_file(self, file_path: Any) -> dict[str, Any]:
-        return read_toml(Path(file_path))
+        return dict(_LAYERS.get())[Path(file_path)]
 
 
-_FILES: ContextVar[tuple[Path, ...]] = ContextVar("imagerelay_config_files", default=())
+#: The files to merge, each already read (in merge order): set by `load_settings`.
+_LAYERS: ContextVar[tuple[tuple[Path, dict[str, Any]], ...]] = ContextVar(
+    "imagerelay_config_layers", default=()
+)
 
 
 def load_settings(env: str | None = None, **overrides: Any) -> Settings:
@@ -254,17 +259,42 @@ def load_settings(env: str | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"no configuration for environment {env!r}: {hint}")
     # Read each layer once up front: a broken file is reported by name, before anything else.
     layers = [(p, read_toml(p)) for p in files]
-    token = _FILES.set(tuple(files))
+    given = {k: v for k, v in overrides.items() if v is not None}
+    settings = _build(env, layers, given)
+    if settings.sandbox:
+        # The shipped per-provider rate limits are the real APIs' limits, which the emulator does
+        # not have: a sandbox batch is never paced at 60 a minute. A limit set anywhere else
+        # (sandbox.toml, the user's files, a variable, a flag) still applies.
+        shipped = shipped_dir("config") / "default.toml"
+        layers = [(p, _without_rate_limits(d) if p == shipped else d) for p, d in layers]
+        settings = _build(env, layers, given)
+    _check_providers(settings, layers)
+    return settings
+
+
+def _build(env: str, layers: list[tuple[Path, dict[str, Any]]], overrides: dict[str, Any]) -> Settings:
+    token = _LAYERS.set(tuple(layers))
     try:
-        settings = Settings(env=env, **{k: v for k, v in overrides.items() if v is not None})
+        return Settings(env=env, **overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, layers)) from exc
     except SettingsError as exc:  # a list or table in an IMAGERELAY_* variable that is not JSON
         raise ConfigError(_describe_unparsable_env()) from exc
     finally:
-        _FILES.reset(token)
-    _check_providers(settings, layers)
-    return settings
+        _LAYERS.reset(token)
+
+
+def _without_rate_limits(data: dict[str, Any]) -> dict[str, Any]:
+    providers = data.get("providers")
+    if not isinstance(providers, dict):
+        return data
+    stripped = {
+        name: {k: v for k, v in table.items() if k != "max_requests_per_minute"}
+        if isinstance(table, dict)
+        else table
+        for name, table in providers.items()
+    }
+    return {**data, "providers": stripped}
 
 
 # -- what is a setting: derived from the models above, never listed by hand ---------------------
