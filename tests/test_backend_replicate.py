@@ -127,8 +127,9 @@ async def test_text_call_maps_inputs_and_delivers_each_output(
         info = probe(img.data)
         assert (info.format, info.width, info.height) == ("jpeg", 1344, 768)
     assert result.prediction_id is not None
-    assert events[0] == ("prediction", result.prediction_id)  # recorded before any image
-    assert [e[0] for e in events[1:]] == ["image", "image"]
+    assert events[0] == ("sent", result.sent)  # what is sent is known before it is sent
+    assert events[1] == ("prediction", result.prediction_id)  # recorded before any image
+    assert [e[0] for e in events[2:]] == ["image", "image"]
     assert result.reported_cost_usd is None  # Replicate reports no cost: the relay uses its estimate
     assert result.sent == req.json["input"]
 
@@ -221,7 +222,7 @@ async def test_resume_polls_the_id_without_creating(
     assert emulator.requests_for("replicate.get")[0].path.endswith(f"/predictions/{pid}")
     assert len(images) == 2
     assert result.prediction_id == pid
-    assert events[0] == ("prediction", pid)
+    assert events[:2] == [("sent", {"resumed_prediction": pid}), ("prediction", pid)]
 
 
 # -- the end of a prediction ---------------------------------------------------------------------
@@ -285,7 +286,7 @@ async def test_images_before_a_failed_download_are_delivered(
     log: list[Any] = []
     with pytest.raises(DownloadFailed):
         await run(backend, call(n=2), log)
-    assert [e[0] for e in log] == ["prediction", "image"]
+    assert [e[0] for e in log] == ["sent", "prediction", "image"]
 
 
 # -- the error seam on create ------------------------------------------------------------------

@@ -450,13 +450,16 @@ class Relay:
             attempt += 1
             wait += await limiter.acquire()
             delivered: list[SavedImage] = []
-            prediction: dict[str, str] = {}
+            prediction: dict[str, Any] = {}
 
             async def deliver(image: Delivered, _d: list[SavedImage] = delivered) -> None:
                 saved = self._save(run, cand, image)
                 _d.append(saved)
 
-            def on_event(kind: str, value: Any, _p: dict[str, str] = prediction) -> None:
+            def on_event(kind: str, value: Any, _p: dict[str, Any] = prediction) -> None:
+                if kind == "sent":
+                    _p["sent"] = dict(value)
+                    return
                 if kind == "prediction":
                     _p["id"] = str(value)
                 if run.on_event is not None:
@@ -472,6 +475,7 @@ class Relay:
                 rec = _attempt_of(exc, cand.provider.name, cand.model.id, wait, duration)
                 rec.prediction_id = prediction.get("id")
                 rec.images = len(delivered)
+                rec.sent = prediction.get("sent", {})
                 run.receipt.attempts.append(rec)
                 if rec.maybe_billed:
                     run.receipt.possibly_billed_usd += per_image * max(0, call.n - len(delivered))

@@ -168,12 +168,14 @@ class ReplicateBackend(Backend):
             # Re-attach to a prediction made before (e.g. before a crash): never create another.
             pid = call.resume_id
             sent: dict[str, Any] = {"resumed_prediction": pid}
+            on_event("sent", sent)
         else:
             inp = self.build_input(call)
             sent = dict(inp)
             if call.references:
                 field = call.model.wire("reference") if call.model.accepts("reference") else "image"
                 inp[field], sent[field] = await self._reference(call)
+            on_event("sent", sent)  # a failed attempt's receipt says what was sent, too
             started = time.monotonic()
             prediction = await self._create(call, inp)
             pid = prediction["id"]
