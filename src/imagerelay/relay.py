@@ -23,7 +23,7 @@ import httpx
 from pydantic import SecretStr, ValidationError
 
 from .backends import backend_class
-from .backends.base import Backend, Call, Delivered
+from .backends.base import Adopt, Backend, Call, Delivered
 from .catalog import Catalog, load_catalog
 from .errors import (
     EmptyResult,
@@ -83,6 +83,8 @@ class _Run:
     on_event: OnEvent | None
     resume: dict[str, str]
     name: str | None = None  # used in file names instead of the prompt
+    adopt: Adopt | None = None  # an earlier run was cut short: look for what it never recorded
+    predictions: set[str] = dataclasses.field(default_factory=set)  # made (or re-attached) by this run
 
 
 class Relay:
@@ -214,6 +216,7 @@ class Relay:
         resume: Mapping[str, str] | None = None,
         receipt_id: str | None = None,
         name: str | None = None,
+        adopt: Adopt | None = None,
         **fields: Any,
     ) -> Receipt:
         """Generate the images of `request`; every image is on disk when this returns.
@@ -221,6 +224,8 @@ class Relay:
         Raises `UserError` for bad input (before anything is spent), `BudgetExceeded` when no
         candidate fits the budget, and `GenerationFailed` (with `.failures` and `.receipt`)
         when no image could be made. `name` stands for the prompt in file names (a batch item's).
+        `resume` ({model ref: prediction id}) and `adopt` re-attach to what an interrupted earlier
+        run of the same request created, instead of paying for it again.
         """
         req = _as_request(request, fields)
         await self.open()
@@ -266,6 +271,7 @@ class Relay:
             on_event=on_event,
             resume=dict(resume or {}),
             name=name,
+            adopt=adopt,
         )
         try:
             for cand in plan.candidates:
@@ -434,6 +440,12 @@ class Relay:
                     references=images,
                     mask=mask,
                     resume_id=run.resume.pop(cand.ref, None),
+                    # Never "find" a prediction this very run made: only what the earlier one left.
+                    adopt=(
+                        dataclasses.replace(run.adopt, known=run.adopt.known | run.predictions)
+                        if run.adopt is not None
+                        else None
+                    ),
                 )
                 await self._call_with_retries(run, cand, call)
         except _NextCandidate:
@@ -462,6 +474,7 @@ class Relay:
                     return
                 if kind == "prediction":
                     _p["id"] = str(value)
+                    run.predictions.add(str(value))
                 if run.on_event is not None:
                     run.on_event(kind, {"model": cand.ref, "value": value})
 

@@ -6,6 +6,7 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from ..settings import ProviderSettings
 
 __all__ = [
+    "Adopt",
     "Backend",
     "Call",
     "CallResult",
@@ -58,6 +60,17 @@ class Call:
     mask: PreparedImage | None = None
     #: Replicate: a prediction created earlier (e.g. before a crash) to re-attach to by id.
     resume_id: str | None = None
+    #: Replicate: an earlier run of this request was cut short; a prediction it created that was
+    #: never recorded is looked for before creating another (see `Adopt`).
+    adopt: Adopt | None = None
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """Where to look for a prediction an interrupted run created but never recorded."""
+
+    since: datetime  # when that run began: only predictions created after it are candidates
+    known: frozenset[str] = frozenset()  # ids already recorded (by any item): never taken twice
 
 
 @dataclass(frozen=True)
