@@ -492,3 +492,47 @@ def test_sandbox_generate_says_it_cost_nothing_and_what_it_would_have_cost(
     code, out, _ = run_cli(capsys, monkeypatch, "history", "--out", "o")
     assert "$0 (sandbox)" in out
     assert "$0.0000 in all" in out
+
+
+def test_sandbox_batch_is_not_paced_at_the_real_rate_limits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandbox batch never waits for a rate-limit slot: the real APIs' limits are not the emulator's."""
+    monkeypatch.chdir(tmp_path)
+    path = jsonl(tmp_path / "m.jsonl", *({"prompt": f"item {i:02}"} for i in range(12)))
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(
+        capsys, monkeypatch, "batch", str(path), "--env", "sandbox", "--out", str(out), "-c", "6", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(stdout)["done"] == 12
+    receipts = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    waits = [a["wait_s"] for r in receipts for a in r["attempts"]]
+    assert len(waits) == 12
+    assert waits == [0.0] * 12
+
+
+def test_sandbox_rate_limit_applies_when_configured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A max_requests_per_minute set for the sandbox (here by a variable) paces it as configured."""
+    from imagerelay.settings import load_settings
+
+    monkeypatch.chdir(tmp_path)
+    assert load_settings("sandbox").provider("xai").max_requests_per_minute is None
+    assert load_settings("development").provider("xai").max_requests_per_minute == 60
+    (tmp_path / "imagerelay.sandbox.toml").write_text("[providers.openai]\nmax_requests_per_minute = 30\n")
+    monkeypatch.setenv("IMAGERELAY_PROVIDERS__XAI__MAX_REQUESTS_PER_MINUTE", "300")
+    settings = load_settings("sandbox")
+    assert settings.provider("xai").max_requests_per_minute == 300
+    assert settings.provider("openai").max_requests_per_minute == 30
+    path = jsonl(tmp_path / "m.jsonl", *({"prompt": f"item {i}"} for i in range(3)))
+    code, _, err = run_cli(
+        capsys, monkeypatch, "batch", str(path), "--env", "sandbox", "--out", "out", "-c", "3"
+    )
+    assert code == 0, err
+    waits = sorted(
+        a["wait_s"] for p in (tmp_path / "out").glob("*.json") for a in json.loads(p.read_text())["attempts"]
+    )
+    assert waits[0] == 0.0
+    assert waits[-1] > 0  # three at once at 5 a second: the later ones waited for their slot

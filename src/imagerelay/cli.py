@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from . import envvars
+from .gateway.cli import serve_app
+
 if TYPE_CHECKING:
     from .planner import Plan
     from .receipt import Receipt
@@ -34,10 +37,11 @@ config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is
 emulator_app = typer.Typer(help="The offline stand-in for all three provider APIs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(emulator_app, name="emulator")
+app.add_typer(serve_app, name="serve")
 
 EnvOpt = Annotated[
     str | None,
-    typer.Option("--env", envvar="IMAGERELAY_ENV", help="Environment: development, production, sandbox …"),
+    typer.Option("--env", envvar=envvars.ENV, help="Environment: development, production, sandbox …"),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
@@ -373,7 +377,7 @@ def config_show(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
     """Print the effective settings of an environment (keys masked)."""
     from .catalog import load_catalog
     from .errors import ImageRelayError
-    from .settings import load_keys
+    from .settings import config_files, load_keys
 
     try:
         settings = _settings(env)
@@ -381,6 +385,7 @@ def config_show(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
     except ImageRelayError as exc:
         _fail(exc, as_json=as_json)
     data = settings.model_dump(mode="json")
+    data["files"] = [str(p) for p in config_files(settings.env)]  # merged in this order, later wins
     keys = load_keys({p.name: p.key_env for p in catalog.providers.values()})
 
     def masked(name: str) -> str:
@@ -496,6 +501,10 @@ def history(
     provider: Annotated[
         str | None, typer.Option("--provider", "-p", help="Only this provider, or PROVIDER:MODEL.")
     ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", help="Only what this gateway key spent (its name; 'local' without keys)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List past generations in an output directory, and what they cost."""
@@ -506,7 +515,7 @@ def history(
         directory = out if out is not None else _settings(env).output.dir
         when = _parse_since(since)
         with Ledger.open(directory, create=False) as ledger:
-            rows = ledger.generations(since=when, provider=provider)
+            rows = ledger.generations(since=when, provider=provider, gateway_key=key)
             ledger_path = str(ledger.path)
     except ImageRelayError as exc:
         _fail(exc, as_json=as_json)
@@ -591,9 +600,9 @@ def main() -> None:
     except Exception as exc:  # a bug of ours: one line, and the traceback only on request
         import os
 
-        if os.environ.get("IMAGERELAY_DEBUG"):
+        if os.environ.get(envvars.DEBUG):
             raise
-        _err(f"error: unexpected {type(exc).__name__}: {exc} (set IMAGERELAY_DEBUG=1 to see the traceback)")
+        _err(f"error: unexpected {type(exc).__name__}: {exc} (set {envvars.DEBUG}=1 to see the traceback)")
         raise SystemExit(1) from None
     if isinstance(code, int) and code:
         raise SystemExit(code)
