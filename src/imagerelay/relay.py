@@ -23,7 +23,7 @@ import httpx
 from pydantic import SecretStr, ValidationError
 
 from .backends import backend_class
-from .backends.base import Backend, Call, Delivered
+from .backends.base import Adopt, Backend, Call, Delivered
 from .catalog import Catalog, load_catalog
 from .errors import (
     EmptyResult,
@@ -31,8 +31,10 @@ from .errors import (
     ImageRelayError,
     InvalidRequest,
     Outcome,
+    OutputError,
     ProviderError,
     RateLimited,
+    SaveFailed,
 )
 from .planner import Candidate, Plan, plan_request
 from .policy import Action, Decision, decide
@@ -83,6 +85,10 @@ class _Run:
     on_event: OnEvent | None
     resume: dict[str, str]
     name: str | None = None  # used in file names instead of the prompt
+    adopt: Adopt | None = None  # an earlier run was cut short: look for what it never recorded
+    predictions: set[str] = dataclasses.field(default_factory=set)  # made (or re-attached) by this run
+    #: Paid images that could be written nowhere: (their provider URL if any, why).
+    lost: list[tuple[str | None, str]] = dataclasses.field(default_factory=list)
 
 
 class Relay:
@@ -226,6 +232,7 @@ class Relay:
         resume: Mapping[str, str] | None = None,
         receipt_id: str | None = None,
         name: str | None = None,
+        adopt: Adopt | None = None,
         routing: RoutingSettings | None = None,
         loaded: Mapping[str, Reference] | None = None,
         **fields: Any,
@@ -235,6 +242,8 @@ class Relay:
         Raises `UserError` for bad input (before anything is spent), `BudgetExceeded` when no
         candidate fits the budget, and `GenerationFailed` (with `.failures` and `.receipt`)
         when no image could be made. `name` stands for the prompt in file names (a batch item's).
+        `resume` ({model ref: prediction id}) and `adopt` re-attach to what an interrupted earlier
+        run of the same request created, instead of paying for it again.
         `routing` replaces the model order for this request; `loaded` holds references (and the
         mask) already loaded and verified, by the source string the request names them with
         (uploads, which have no path or URL of their own).
@@ -283,6 +292,7 @@ class Relay:
             on_event=on_event,
             resume=dict(resume or {}),
             name=name,
+            adopt=adopt,
         )
         try:
             for cand in plan.candidates:
@@ -298,10 +308,19 @@ class Relay:
             pass
         finally:
             _settle_sandbox(receipt)
+            for url, why in run.lost:
+                receipt.notes.append(
+                    f"a paid image could be kept nowhere ({why}): "
+                    + (f"fetch it from {url} while that URL lasts" if url else "it is lost")
+                )
             if receipt.images:
                 if run.remaining > 0:
                     receipt.notes.append(f"{run.remaining} of {req.n} images could not be made: see attempts")
                 store.finalize(receipt)
+        if store.failure is not None:
+            if not receipt.images:
+                store.write_failure_receipt(receipt)
+            raise SaveFailed(_save_failure_message(store, run), receipt)
         if not receipt.images:
             store.write_failure_receipt(receipt)
             raise GenerationFailed(_failure_message(run), run.failures, receipt)
@@ -449,6 +468,8 @@ class Relay:
         per_call = max(cand.calls)
         try:
             while run.remaining > 0:
+                if run.store.failure:  # the output cannot take what we would pay for next
+                    raise _Stop
                 n = min(per_call, run.remaining)
                 call = Call(
                     model=cand.model,
@@ -460,6 +481,12 @@ class Relay:
                     references=images,
                     mask=mask,
                     resume_id=run.resume.pop(cand.ref, None),
+                    # Never "find" a prediction this very run made: only what the earlier one left.
+                    adopt=(
+                        dataclasses.replace(run.adopt, known=run.adopt.known | run.predictions)
+                        if run.adopt is not None
+                        else None
+                    ),
                 )
                 await self._call_with_retries(run, cand, call)
         except _NextCandidate:
@@ -475,16 +502,28 @@ class Relay:
         while True:
             attempt += 1
             wait += await limiter.acquire()
+            if run.store.failure:
+                raise _Stop
             delivered: list[SavedImage] = []
-            prediction: dict[str, str] = {}
+            lost: list[str | None] = []
+            prediction: dict[str, Any] = {}
 
-            async def deliver(image: Delivered, _d: list[SavedImage] = delivered) -> None:
-                saved = self._save(run, cand, image)
-                _d.append(saved)
+            async def deliver(
+                image: Delivered, _d: list[SavedImage] = delivered, _l: list[str | None] = lost
+            ) -> None:
+                try:
+                    _d.append(self._save(run, cand, image))
+                except OutputError as exc:  # nowhere to keep it: paid for all the same
+                    _l.append(image.url)
+                    run.lost.append((image.url, str(exc)))
 
-            def on_event(kind: str, value: Any, _p: dict[str, str] = prediction) -> None:
+            def on_event(kind: str, value: Any, _p: dict[str, Any] = prediction) -> None:
+                if kind == "sent":
+                    _p["sent"] = dict(value)
+                    return
                 if kind == "prediction":
                     _p["id"] = str(value)
+                    run.predictions.add(str(value))
                 if run.on_event is not None:
                     run.on_event(kind, {"model": cand.ref, "value": value})
 
@@ -498,12 +537,14 @@ class Relay:
                 rec = _attempt_of(exc, cand.provider.name, cand.model.id, wait, duration)
                 rec.prediction_id = prediction.get("id")
                 rec.images = len(delivered)
+                rec.sent = prediction.get("sent", {})
                 run.receipt.attempts.append(rec)
+                paid = len(delivered) + len(lost)
                 if rec.maybe_billed:
-                    run.receipt.possibly_billed_usd += per_image * max(0, call.n - len(delivered))
-                if delivered:
-                    run.receipt.estimated_cost_usd += per_image * len(delivered)
-                    run.receipt.cost_usd += per_image * len(delivered)
+                    run.receipt.possibly_billed_usd += per_image * max(0, call.n - paid)
+                if paid:
+                    run.receipt.estimated_cost_usd += per_image * paid
+                    run.receipt.cost_usd += per_image * paid
                     run.receipt.provider = run.receipt.provider or cand.provider.name
                     run.receipt.model = run.receipt.model or cand.model.id
                 wait = 0.0
@@ -548,7 +589,7 @@ class Relay:
                     usage=result.usage,
                 )
             )
-            estimate = per_image * len(delivered)
+            estimate = per_image * (len(delivered) + len(lost))
             run.receipt.estimated_cost_usd += estimate
             if result.reported_cost_usd is not None:
                 run.receipt.reported_cost_usd = (
@@ -603,7 +644,7 @@ class Relay:
             delivered_sha256=delivered,
         )
         path, written, note = run.store.write_image(
-            image.data, stem=stem, fmt=fmt, info=info, provenance=label
+            image.data, stem=stem, fmt=fmt, info=info, provenance=label, receipt_id=run.receipt.id
         )
         if note:
             run.receipt.notes.append(note)
@@ -723,6 +764,27 @@ def _raise_empty_plan(plan: Plan, receipt: Receipt, limit: float | None) -> None
     raise InvalidRequest(
         f"no model can serve this request ({reasons}): set a provider's key, pass --provider, "
         f"or list models in [routing] {section}"
+    )
+
+
+def _save_failure_message(store: Store, run: _Run) -> str:
+    """One line: what failed, what was paid, where every paid image is, what to do."""
+    receipt = run.receipt
+    paid = len(receipt.images) + len(run.lost)
+    cost = "$0 (sandbox)" if receipt.sandbox else f"${receipt.cost_usd:.4f}"
+    kept = sorted({str(Path(i.path).parent) for i in receipt.images if Path(i.path).parent != store.out_dir})
+    where = []
+    if kept:
+        where.append(f"kept in {', '.join(kept)}: move them into '{store.out_dir}' once there is room")
+    urls = [url for url, _ in run.lost if url]
+    if urls:
+        where.append(f"{len(urls)} kept nowhere, fetch within the hour: {' '.join(urls)}")
+    if len(urls) < len(run.lost):
+        where.append(f"{len(run.lost) - len(urls)} could be kept nowhere and are lost")
+    return (
+        f"{store.failure}: {paid} image(s) were delivered and paid for ({cost}) — "
+        + ("; ".join(where) or "nothing else was made")
+        + "; no further call was made"
     )
 
 

@@ -27,7 +27,6 @@ import re
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
 from imagerelay.emulator import draw
 from imagerelay.emulator.wire import Call, Dialect, DialectError, Fault, Reply, json_reply
@@ -161,12 +160,9 @@ def _invalid(message: str) -> DialectError:
     return _error(400, message)
 
 
-def _presented_key(headers: Mapping[str, str], query: str) -> str | None:
-    key = headers.get("x-goog-api-key", "").strip()
-    if key:
-        return key
-    values = parse_qs(query).get("key") or [""]
-    return values[0].strip() or None
+def _presented_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    key = headers.get("x-goog-api-key", "").strip() or query.get("key", "").strip()
+    return key or None
 
 
 def _auth_error(key: str | None) -> Reply:

@@ -36,6 +36,8 @@ class Fault:
     finish: str | None = None
     error: str | None = None
     seconds: float | None = None
+    #: Do the work at once, then hold the answer this many seconds (a create whose answer is slow).
+    answer_after: float | None = None
     times: int | None = 1
 
 
@@ -90,6 +92,7 @@ class Call:
     json: Any
     parts: list[Part]
     fault: Fault | None
+    query: dict[str, str] = field(default_factory=dict)  # the query string (last value wins)
 
     @property
     def form(self) -> dict[str, str]:
@@ -184,7 +187,7 @@ class Dialect:
     token_schemes: tuple[str, ...] = ("bearer",)
     request_ids: bool = False  # OpenAI stamps every answer with x-request-id
     #: Where the key is when it is not `Authorization: <scheme> <key>`: (headers, query) → key.
-    presented_key: Callable[[Mapping[str, str], str], str | None] | None = None
+    presented_key: Callable[[Mapping[str, str], Mapping[str, str]], str | None] | None = None
     #: Headers besides Authorization that carry the key: never written to the request log.
     secret_headers: tuple[str, ...] = ()
     #: The API version in the root `Emulator.base_url` hands out (…/<provider>/<version>).
