@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from . import envvars
+from .gateway.cli import serve_app
 
 if TYPE_CHECKING:
     from .planner import Plan
@@ -36,6 +37,7 @@ config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is
 emulator_app = typer.Typer(help="The offline stand-in for all three provider APIs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(emulator_app, name="emulator")
+app.add_typer(serve_app, name="serve")
 
 EnvOpt = Annotated[
     str | None,
@@ -493,6 +495,10 @@ def history(
     provider: Annotated[
         str | None, typer.Option("--provider", "-p", help="Only this provider, or PROVIDER:MODEL.")
     ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", help="Only what this gateway key spent (its name; 'local' without keys)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List past generations in an output directory, and what they cost."""
@@ -503,7 +509,7 @@ def history(
         directory = out if out is not None else _settings(env).output.dir
         when = _parse_since(since)
         with Ledger.open(directory, create=False) as ledger:
-            rows = ledger.generations(since=when, provider=provider)
+            rows = ledger.generations(since=when, provider=provider, gateway_key=key)
             ledger_path = str(ledger.path)
     except ImageRelayError as exc:
         _fail(exc, as_json=as_json)

@@ -8,7 +8,11 @@
 - `items` and `runs`: each batch item's state (pending, running, done, failed), and each call
   made for it;
 - `predictions`: Replicate prediction ids, recorded the moment they are created, so that a
-  batch killed mid-call re-attaches to the prediction instead of paying for a second one.
+  batch killed mid-call re-attaches to the prediction instead of paying for a second one;
+- `gateway_requests`: each request the gateway accepted, recorded before it is sent on: which
+  gateway key asked (the key's name, never the key) and its `Idempotency-Key`, so a client that
+  asks again gets the first answer instead of paying twice. `generations.gateway_key` names the
+  key that spent each row.
 
 Every write is one transaction, so a crash (even SIGKILL) leaves the ledger as it was after the
 last one. Paths are stored relative to the directory, so the directory can be moved.
@@ -41,7 +45,7 @@ log = logging.getLogger("imagerelay")
 #: The ledger's file name inside an output directory.
 LEDGER_NAME = "imagerelay.sqlite3"
 _LOCK_NAME = ".imagerelay-batch.lock"
-_VERSION = 1
+_VERSION = 2
 #: The end of an image's name, as `Store.stem` makes it: the request id's first 8 hex digits, the index.
 _STEM_ID = re.compile(r"-([0-9a-f]{8})-\d+\.(?:jpg|png|webp|gif)$")
 
@@ -114,6 +118,27 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE INDEX IF NOT EXISTS predictions_item ON predictions (item_key);
 """
 
+#: Schema changes after version 1, in order: (version, statements). Each step is idempotent, so
+#: steps added on different lines of work compose whatever order they land in.
+_MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        2,
+        [
+            "ALTER TABLE generations ADD COLUMN gateway_key TEXT",
+            "CREATE INDEX IF NOT EXISTS generations_key ON generations (gateway_key, created_ts)",
+            """CREATE TABLE IF NOT EXISTS gateway_requests (
+                receipt_id TEXT PRIMARY KEY,
+                gateway_key TEXT NOT NULL,
+                idempotency_key TEXT,
+                fingerprint TEXT NOT NULL,
+                started_at TEXT NOT NULL
+            )""",
+            "CREATE UNIQUE INDEX IF NOT EXISTS gateway_requests_idem "
+            "ON gateway_requests (gateway_key, idempotency_key) WHERE idempotency_key IS NOT NULL",
+        ],
+    ),
+]
+
 
 class LedgerError(UserError):
     """The ledger cannot be opened or is not one of ours."""
@@ -146,6 +171,7 @@ class Generation:
     item_key: str | None
     sandbox: bool = False  # made by the emulator: cost_usd is 0
     would_cost_usd: float | None = None  # sandbox: what it would have cost for real
+    gateway_key: str | None = None  # the gateway key that spent it (its name)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -159,6 +185,7 @@ class Generation:
             "cost_usd": round(self.cost_usd, 6),
             "cost_reported": self.reported,
             "batch_item": self.item_key,
+            "gateway_key": self.gateway_key,
             **({"sandbox": True, "would_cost_usd": self.would_cost_usd} if self.sandbox else {}),
         }
 
@@ -238,8 +265,13 @@ class Ledger:
             raise sqlite3.DatabaseError(f"written by a newer imagerelay (schema {version})")
         if version < _VERSION:
             with _transaction(conn):
-                for statement in _statements():
-                    conn.execute(statement)
+                if version < 1:
+                    for statement in _statements():
+                        conn.execute(statement)
+                for step, statements in _MIGRATIONS:
+                    if version < step:
+                        for statement in statements:
+                            _apply(conn, statement)
                 conn.execute(f"PRAGMA user_version = {_VERSION}")
 
     def close(self) -> None:
@@ -282,23 +314,35 @@ class Ledger:
 
     # -- receipts (every generation) ------------------------------------------------------------
 
-    def record_receipt(self, receipt: Receipt) -> None:
+    def record_receipt(self, receipt: Receipt, *, gateway_key: str | None = None) -> None:
         """Add (or update) a finished receipt and its images. A hook for `Relay(on_receipt=...)`.
 
+        `gateway_key` names the gateway key that spent it (kept when a later update has none).
         Never raises: the images are already on disk and their receipts beside them, so a ledger
         that cannot be written is a warning, not a failed generation.
         """
         try:
-            self._record_receipt(receipt)
+            self._record_receipt(receipt, gateway_key)
         except sqlite3.Error as exc:
             log.warning("the ledger %s was not updated for receipt %s: %s", self.path, receipt.id, exc)
 
-    def _record_receipt(self, receipt: Receipt) -> None:
+    def _record_receipt(self, receipt: Receipt, gateway_key: str | None) -> None:
         conn = self._conn
         with _transaction(conn):
             item_key = self._item_of(receipt.id)
             conn.execute(
-                "INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                """INSERT INTO generations (receipt_id, created_at, created_ts, env, prompt, provider,
+                       model, images, cost_usd, estimated_cost_usd, reported_cost_usd, item_key, receipt,
+                       gateway_key)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT (receipt_id) DO UPDATE SET
+                     created_at = excluded.created_at, created_ts = excluded.created_ts,
+                     env = excluded.env, prompt = excluded.prompt, provider = excluded.provider,
+                     model = excluded.model, images = excluded.images, cost_usd = excluded.cost_usd,
+                     estimated_cost_usd = excluded.estimated_cost_usd,
+                     reported_cost_usd = excluded.reported_cost_usd, item_key = excluded.item_key,
+                     receipt = excluded.receipt,
+                     gateway_key = COALESCE(excluded.gateway_key, generations.gateway_key)""",
                 (
                     receipt.id,
                     receipt.created_at,
@@ -313,6 +357,7 @@ class Ledger:
                     receipt.reported_cost_usd,
                     item_key,
                     receipt.model_dump_json(),
+                    gateway_key,
                 ),
             )
             for image in receipt.images:
@@ -557,18 +602,24 @@ class Ledger:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def generations(self, *, since: datetime | None = None, provider: str | None = None) -> list[Generation]:
-        """Finished requests, oldest first; `provider` is a provider name or PROVIDER:MODEL."""
+    def generations(
+        self, *, since: datetime | None = None, provider: str | None = None, gateway_key: str | None = None
+    ) -> list[Generation]:
+        """Finished requests, oldest first; `provider` is a provider name or PROVIDER:MODEL;
+        `gateway_key` keeps only what that gateway key spent."""
         sql = (
             "SELECT receipt_id, created_at, env, prompt, provider, model, images, cost_usd, "
             "reported_cost_usd IS NOT NULL, item_key, "
-            "COALESCE(json_extract(receipt, '$.sandbox'), 0), json_extract(receipt, '$.would_cost_usd') "
-            "FROM generations WHERE 1 = 1"
+            "COALESCE(json_extract(receipt, '$.sandbox'), 0), json_extract(receipt, '$.would_cost_usd'), "
+            "gateway_key FROM generations WHERE 1 = 1"
         )
         args: list[Any] = []
         if since is not None:
             sql += " AND created_ts >= ?"
             args.append(since.timestamp())
+        if gateway_key is not None:
+            sql += " AND gateway_key = ?"
+            args.append(gateway_key)
         if provider:
             name, sep, model = provider.partition(":")
             sql += " AND provider = ?"
@@ -591,9 +642,49 @@ class Ledger:
                 r[9],
                 bool(r[10]),
                 None if r[11] is None else float(r[11]),
+                r[12],
             )
             for r in self._conn.execute(sql, args)
         ]
+
+    def receipt(self, receipt_id: str) -> tuple[str, str | None] | None:
+        """The receipt (JSON) of one finished request and the gateway key that spent it, or None."""
+        row = self._conn.execute(
+            "SELECT receipt, gateway_key FROM generations WHERE receipt_id = ?", (receipt_id,)
+        ).fetchone()
+        return (str(row[0]), row[1]) if row else None
+
+    # -- the gateway ----------------------------------------------------------------------------
+
+    def start_gateway_request(
+        self, receipt_id: str, *, gateway_key: str, idempotency_key: str | None, fingerprint: str
+    ) -> None:
+        """Record a gateway request before anything is sent. Raises `sqlite3.IntegrityError` when
+        the key already used this `idempotency_key` (the caller looks that request up instead)."""
+        with _transaction(self._conn):
+            self._conn.execute(
+                "INSERT INTO gateway_requests VALUES (?,?,?,?,?)",
+                (receipt_id, gateway_key, idempotency_key, fingerprint, _now()),
+            )
+
+    def gateway_request(self, gateway_key: str, idempotency_key: str) -> tuple[str, str] | None:
+        """(receipt id, fingerprint) of the request this key made with `idempotency_key`, or None."""
+        row = self._conn.execute(
+            "SELECT receipt_id, fingerprint FROM gateway_requests "
+            "WHERE gateway_key = ? AND idempotency_key = ?",
+            (gateway_key, idempotency_key),
+        ).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
+    def key_spent(self, gateway_key: str, since: datetime) -> float:
+        """USD a gateway key spent since `since`: the cost of its finished requests, plus what
+        their failed attempts may have been billed (a cap is never to be exceeded)."""
+        finished = self._conn.execute(
+            """SELECT COALESCE(SUM(cost_usd + COALESCE(json_extract(receipt, '$.possibly_billed_usd'), 0)), 0)
+               FROM generations WHERE gateway_key = ? AND created_ts >= ?""",
+            (gateway_key, since.timestamp()),
+        ).fetchone()[0]
+        return float(finished)
 
     def receipts(self) -> Iterator[str]:
         """Every finished receipt, as JSON, oldest first."""
@@ -644,6 +735,19 @@ class Ledger:
 
 def _statements() -> list[str]:
     return [s.strip() for s in _SCHEMA.split(";") if s.strip()]
+
+
+_ADD_COLUMN = re.compile(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", re.IGNORECASE)
+
+
+def _apply(conn: sqlite3.Connection, statement: str) -> None:
+    """Run one migration statement; a column that is already there is not added again."""
+    match = _ADD_COLUMN.match(statement)
+    if match:
+        table, column = match.groups()
+        if any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})")):
+            return
+    conn.execute(statement)
 
 
 @contextlib.contextmanager

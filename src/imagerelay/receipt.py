@@ -29,6 +29,8 @@ class SavedImage(BaseModel):
     provider: str
     model: str
     receipt_path: str | None = None
+    #: The prompt as the model rewrote it, when it did (GPT-image and Grok may).
+    revised_prompt: str | None = None
 
 
 class Attempt(BaseModel):
@@ -50,6 +52,7 @@ class Attempt(BaseModel):
     images: int = 0
     maybe_billed: bool = False
     sent: dict[str, Any] = Field(default_factory=dict)  # the parameters actually sent (no image bytes)
+    usage: dict[str, Any] = Field(default_factory=dict)  # as the provider reported it (tokens, ticks)
 
 
 class ReferenceRecord(BaseModel):

@@ -39,7 +39,7 @@ from .policy import Action, Decision, decide
 from .ratelimit import RateLimiter
 from .receipt import Attempt, Receipt, ReferenceRecord, SavedImage
 from .request import ImageRequest
-from .settings import Settings, load_keys, load_settings
+from .settings import RoutingSettings, Settings, load_keys, load_settings
 from .store import Store, provenance
 
 if TYPE_CHECKING:
@@ -197,6 +197,11 @@ class Relay:
         self._keys = {name: SecretStr(f"sandbox-{name}") for name in self.catalog.providers}
 
     @property
+    def keyed_providers(self) -> frozenset[str]:
+        """Providers this relay can call: those with a key (every one in the sandbox)."""
+        return frozenset(self.catalog.providers if self.settings.sandbox else self._keys)
+
+    @property
     def emulator(self) -> Any:
         """The in-process emulator when running in the sandbox, else None."""
         return self._emulator
@@ -214,13 +219,20 @@ class Relay:
                 out[ref] = f"cooling down for {until - now:.0f}s after: {why}"
         return out
 
-    def plan(self, request: ImageRequest | str, *, max_cost: float | None = None, **fields: Any) -> Plan:
-        """The plan for `request`, sending nothing."""
+    def plan(
+        self,
+        request: ImageRequest | str,
+        *,
+        max_cost: float | None = None,
+        routing: RoutingSettings | None = None,
+        **fields: Any,
+    ) -> Plan:
+        """The plan for `request`, sending nothing. `routing` replaces the environment's model
+        order for this request only (a named route of the gateway, say)."""
         req = _as_request(request, fields)
-        keys = set(self._keys) if not self.settings.sandbox else set(self.catalog.providers)
-        return plan_request(
-            req, self.settings, self.catalog, keys=keys, cooling=self.cooling(), max_cost=max_cost
-        )
+        keys = self.keyed_providers
+        settings = self.settings if routing is None else self.settings.model_copy(update={"routing": routing})
+        return plan_request(req, settings, self.catalog, keys=keys, cooling=self.cooling(), max_cost=max_cost)
 
     # -- running ------------------------------------------------------------------------------
 
@@ -234,6 +246,8 @@ class Relay:
         resume: Mapping[str, str] | None = None,
         receipt_id: str | None = None,
         name: str | None = None,
+        routing: RoutingSettings | None = None,
+        loaded: Mapping[str, Reference] | None = None,
         **fields: Any,
     ) -> Receipt:
         """Generate the images of `request`; every image is on disk when this returns.
@@ -241,6 +255,9 @@ class Relay:
         Raises `UserError` for bad input (before anything is spent), `BudgetExceeded` when no
         candidate fits the budget, and `GenerationFailed` (with `.failures` and `.receipt`)
         when no image could be made. `name` stands for the prompt in file names (a batch item's).
+        `routing` replaces the model order for this request; `loaded` holds references (and the
+        mask) already loaded and verified, by the source string the request names them with
+        (uploads, which have no path or URL of their own).
         """
         req = _as_request(request, fields)
         await self.open()
@@ -249,8 +266,8 @@ class Relay:
         if self.out_dir not in self._ensured:  # once per relay: it is a mkdir and a probe file
             store.ensure()
             self._ensured.add(self.out_dir)
-        refs = await self._load_references(req)
-        plan = self.plan(req, max_cost=max_cost)
+        refs = await self._load_references(req, loaded or {})
+        plan = self.plan(req, max_cost=max_cost, routing=routing)
         receipt = Receipt(
             id=receipt_id or uuid.uuid4().hex,
             env=self.settings.env,
@@ -310,14 +327,17 @@ class Relay:
             raise GenerationFailed(_failure_message(run), run.failures, receipt)
         return receipt
 
-    async def _load_references(self, req: ImageRequest) -> list[Reference]:
+    async def _load_references(self, req: ImageRequest, loaded: Mapping[str, Reference]) -> list[Reference]:
         if not req.references:
             return []
-        from .references import aload_reference, load_mask
+        from .references import aload_reference, as_mask
 
         assert self._http is not None
         refs = []
         for i, source in enumerate(req.references, 1):
+            if source in loaded:
+                refs.append(loaded[source])
+                continue
             refs.append(
                 await aload_reference(
                     source,
@@ -327,7 +347,13 @@ class Relay:
                 )
             )
         if req.mask:
-            mask = load_mask(req.mask)
+            given = loaded.get(req.mask) or await aload_reference(
+                req.mask,
+                client=self._http,
+                allow_private=self.settings.references.allow_private_urls,
+                label="mask",
+            )
+            mask = as_mask(given)
             first = refs[0].info
             if (mask.info.width, mask.info.height) != (first.width, first.height):
                 from .errors import InvalidReference
@@ -539,6 +565,7 @@ class Relay:
                     prediction_id=result.prediction_id or prediction.get("id"),
                     images=len(delivered),
                     sent=result.sent,
+                    usage=result.usage,
                 )
             )
             estimate = per_image * len(delivered)
@@ -610,6 +637,7 @@ class Relay:
             bytes=len(written),
             provider=cand.provider.name,
             model=cand.model.id,
+            revised_prompt=image.revised_prompt if image.revised_prompt != run.request.prompt else None,
         )
         run.receipt.images.append(saved)
         if image.revised_prompt and image.revised_prompt != run.request.prompt:

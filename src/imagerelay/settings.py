@@ -28,6 +28,7 @@ from pydantic_settings import (
 
 from . import envvars
 from .errors import ConfigError
+from .gateway.config import GatewaySettings
 from .paths import provider_names, read_toml, shipped_dir, user_environments, user_settings_files
 
 __all__ = [
@@ -137,6 +138,7 @@ class Settings(BaseSettings):
     output: OutputSettings = Field(default_factory=OutputSettings)
     references: ReferenceSettings = Field(default_factory=ReferenceSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
     @classmethod
