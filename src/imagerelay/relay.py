@@ -150,13 +150,6 @@ class Relay:
         """Open the shared HTTP client (and, in the sandbox, start the emulator)."""
         if self._http is not None:
             return
-        if self._record and self.ledger is None:
-            from .ledger import Ledger
-
-            # Opened before anything is sent: an output directory that cannot hold a ledger is
-            # refused while nothing has been spent.
-            self.ledger = Ledger.open(self.out_dir)
-            self.on_receipt.append(self.ledger.record_receipt)
         if self.settings.sandbox:
             self._start_sandbox()
         self._http = httpx.AsyncClient(
@@ -266,6 +259,13 @@ class Relay:
         if self.out_dir not in self._ensured:  # once per relay: it is a mkdir and a probe file
             store.ensure()
             self._ensured.add(self.out_dir)
+        if self._record and self.ledger is None:
+            from .ledger import Ledger
+
+            # Opened with the output directory, before anything is sent: a directory that cannot
+            # hold a ledger is refused while nothing has been spent.
+            self.ledger = Ledger.open(self.out_dir)
+            self.on_receipt.append(self.ledger.record_receipt)
         refs = await self._load_references(req, loaded or {})
         plan = self.plan(req, max_cost=max_cost, routing=routing)
         receipt = Receipt(
