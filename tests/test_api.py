@@ -58,6 +58,7 @@ async def test_relay_records_every_receipt_in_the_ledger(tmp_path: Path) -> None
 async def test_generate_inside_a_running_loop_says_to_await_agenerate(tmp_path: Path) -> None:
     """generate() called from a running event loop raises UserError naming agenerate, leaving no
     un-awaited coroutine behind and nothing written."""
+    gc.collect()  # what earlier tests left behind is not this test's business
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(imagerelay.UserError) as info:
@@ -65,5 +66,5 @@ async def test_generate_inside_a_running_loop_says_to_await_agenerate(tmp_path: 
         gc.collect()
     assert "await imagerelay.agenerate(" in str(info.value)
     assert "running event loop" in str(info.value)
-    assert [str(w.message) for w in caught] == []
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
     assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,8 @@
-"""The README's Python blocks run as written, in the sandbox, from an empty working directory."""
+"""The README's Python blocks run as written, in the sandbox, from an empty working directory.
+
+The blocks of "Use it from any language" talk to a running `imagerelay serve`: they run against
+one in tests/test_gateway_readme.py; every other block runs here, in-process.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,22 @@ import pytest
 from imagerelay.ledger import Ledger
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"^```python\n(.*?)^```$", README.read_text(encoding="utf-8"), flags=re.M | re.S)
+#: Sections whose blocks another test runs (against the gateway).
+ELSEWHERE = ("Use it from any language",)
+
+
+def _blocks() -> list[str]:
+    """The ```python blocks of every README section not in ELSEWHERE."""
+    sections = re.split(r"^## ", README.read_text(encoding="utf-8"), flags=re.M)
+    return [
+        block
+        for section in sections
+        if not section.startswith(ELSEWHERE)
+        for block in re.findall(r"^```python\n(.*?)^```$", section, flags=re.M | re.S)
+    ]
+
+
+BLOCKS = _blocks()
 KEY_VARS = ("XAI_API_KEY", "OPENAI_API_KEY", "REPLICATE_API_TOKEN")
 
 
