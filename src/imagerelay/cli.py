@@ -52,12 +52,12 @@ def _err(message: str) -> None:
 
 def _fail(exc: BaseException, *, as_json: bool = False) -> NoReturn:
     """Print one line for a known error and exit with its code (2 for user errors)."""
-    from .errors import GenerationFailed, ImageRelayError
+    from .errors import GenerationFailed, ImageRelayError, SaveFailed
 
     code = exc.exit_code if isinstance(exc, ImageRelayError) else 1
     if as_json:
         payload: dict[str, Any] = {"error": str(exc), "error_type": type(exc).__name__, "exit_code": code}
-        if isinstance(exc, GenerationFailed) and exc.receipt is not None:
+        if isinstance(exc, GenerationFailed | SaveFailed) and exc.receipt is not None:
             payload["receipt"] = json.loads(exc.receipt.model_dump_json())  # type: ignore[attr-defined]
         typer.echo(json.dumps(payload))
     _err(f"error: {exc}")

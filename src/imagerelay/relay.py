@@ -31,8 +31,10 @@ from .errors import (
     ImageRelayError,
     InvalidRequest,
     Outcome,
+    OutputError,
     ProviderError,
     RateLimited,
+    SaveFailed,
 )
 from .planner import Candidate, Plan, plan_request
 from .policy import Action, Decision, decide
@@ -86,6 +88,8 @@ class _Run:
     name: str | None = None  # used in file names instead of the prompt
     adopt: Adopt | None = None  # an earlier run was cut short: look for what it never recorded
     predictions: set[str] = dataclasses.field(default_factory=set)  # made (or re-attached) by this run
+    #: Paid images that could be written nowhere: (their provider URL if any, why).
+    lost: list[tuple[str | None, str]] = dataclasses.field(default_factory=list)
 
 
 class Relay:
@@ -324,10 +328,19 @@ class Relay:
             pass
         finally:
             _settle_sandbox(receipt)
+            for url, why in run.lost:
+                receipt.notes.append(
+                    f"a paid image could be kept nowhere ({why}): "
+                    + (f"fetch it from {url} while that URL lasts" if url else "it is lost")
+                )
             if receipt.images:
                 if run.remaining > 0:
                     receipt.notes.append(f"{run.remaining} of {req.n} images could not be made: see attempts")
                 store.finalize(receipt)
+        if store.failure is not None:
+            if not receipt.images:
+                store.write_failure_receipt(receipt)
+            raise SaveFailed(_save_failure_message(store, run), receipt)
         if not receipt.images:
             store.write_failure_receipt(receipt)
             raise GenerationFailed(_failure_message(run), run.failures, receipt)
@@ -475,6 +488,8 @@ class Relay:
         per_call = max(cand.calls)
         try:
             while run.remaining > 0:
+                if run.store.failure:  # the output cannot take what we would pay for next
+                    raise _Stop
                 n = min(per_call, run.remaining)
                 call = Call(
                     model=cand.model,
@@ -507,12 +522,20 @@ class Relay:
         while True:
             attempt += 1
             wait += await limiter.acquire()
+            if run.store.failure:
+                raise _Stop
             delivered: list[SavedImage] = []
+            lost: list[str | None] = []
             prediction: dict[str, Any] = {}
 
-            async def deliver(image: Delivered, _d: list[SavedImage] = delivered) -> None:
-                saved = self._save(run, cand, image)
-                _d.append(saved)
+            async def deliver(
+                image: Delivered, _d: list[SavedImage] = delivered, _l: list[str | None] = lost
+            ) -> None:
+                try:
+                    _d.append(self._save(run, cand, image))
+                except OutputError as exc:  # nowhere to keep it: paid for all the same
+                    _l.append(image.url)
+                    run.lost.append((image.url, str(exc)))
 
             def on_event(kind: str, value: Any, _p: dict[str, Any] = prediction) -> None:
                 if kind == "sent":
@@ -536,11 +559,12 @@ class Relay:
                 rec.images = len(delivered)
                 rec.sent = prediction.get("sent", {})
                 run.receipt.attempts.append(rec)
+                paid = len(delivered) + len(lost)
                 if rec.maybe_billed:
-                    run.receipt.possibly_billed_usd += per_image * max(0, call.n - len(delivered))
-                if delivered:
-                    run.receipt.estimated_cost_usd += per_image * len(delivered)
-                    run.receipt.cost_usd += per_image * len(delivered)
+                    run.receipt.possibly_billed_usd += per_image * max(0, call.n - paid)
+                if paid:
+                    run.receipt.estimated_cost_usd += per_image * paid
+                    run.receipt.cost_usd += per_image * paid
                     run.receipt.provider = run.receipt.provider or cand.provider.name
                     run.receipt.model = run.receipt.model or cand.model.id
                 wait = 0.0
@@ -585,7 +609,7 @@ class Relay:
                     usage=result.usage,
                 )
             )
-            estimate = per_image * len(delivered)
+            estimate = per_image * (len(delivered) + len(lost))
             run.receipt.estimated_cost_usd += estimate
             if result.reported_cost_usd is not None:
                 run.receipt.reported_cost_usd = (
@@ -640,7 +664,7 @@ class Relay:
             delivered_sha256=delivered,
         )
         path, written, note = run.store.write_image(
-            image.data, stem=stem, fmt=fmt, info=info, provenance=label
+            image.data, stem=stem, fmt=fmt, info=info, provenance=label, receipt_id=run.receipt.id
         )
         if note:
             run.receipt.notes.append(note)
@@ -760,6 +784,27 @@ def _raise_empty_plan(plan: Plan, receipt: Receipt, limit: float | None) -> None
     raise InvalidRequest(
         f"no model can serve this request ({reasons}): set a provider's key, pass --provider, "
         f"or list models in [routing] {section}"
+    )
+
+
+def _save_failure_message(store: Store, run: _Run) -> str:
+    """One line: what failed, what was paid, where every paid image is, what to do."""
+    receipt = run.receipt
+    paid = len(receipt.images) + len(run.lost)
+    cost = "$0 (sandbox)" if receipt.sandbox else f"${receipt.cost_usd:.4f}"
+    kept = sorted({str(Path(i.path).parent) for i in receipt.images if Path(i.path).parent != store.out_dir})
+    where = []
+    if kept:
+        where.append(f"kept in {', '.join(kept)}: move them into '{store.out_dir}' once there is room")
+    urls = [url for url, _ in run.lost if url]
+    if urls:
+        where.append(f"{len(urls)} kept nowhere, fetch within the hour: {' '.join(urls)}")
+    if len(urls) < len(run.lost):
+        where.append(f"{len(run.lost) - len(urls)} could be kept nowhere and are lost")
+    return (
+        f"{store.failure}: {paid} image(s) were delivered and paid for ({cost}) — "
+        + ("; ".join(where) or "nothing else was made")
+        + "; no further call was made"
     )
 
 
