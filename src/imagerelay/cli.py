@@ -253,25 +253,19 @@ def _plan(settings: Settings, req: Any, max_cost: float | None) -> Plan:
 def _run_generate(settings: Settings, req: Any, max_cost: float | None) -> Receipt:
     import asyncio
 
-    from .ledger import Ledger
     from .relay import Relay
 
-    # Every generation gets a row in the output directory's ledger (history, gallery, budgets).
-    ledger = Ledger.open(settings.output.dir)
-
     async def run() -> Receipt:
-        async with Relay(settings, on_receipt=[ledger.record_receipt]) as relay:
+        # The relay records every generation in the output directory's ledger (history, gallery).
+        async with Relay(settings) as relay:
             return await relay.generate(req, max_cost=max_cost)
 
-    try:
-        if sys.stderr.isatty():
-            from rich.console import Console
+    if sys.stderr.isatty():
+        from rich.console import Console
 
-            with Console(stderr=True).status(f"generating {req.n} image(s)…"):
-                return asyncio.run(run())
-        return asyncio.run(run())
-    finally:
-        ledger.close()
+        with Console(stderr=True).status(f"generating {req.n} image(s)…"):
+            return asyncio.run(run())
+    return asyncio.run(run())
 
 
 def _show_plan(p: Plan, as_json: bool) -> None:
@@ -447,7 +441,7 @@ def batch(
 
     try:
         settings = _settings(env, out)
-        relay = Relay(settings)
+        relay = Relay(settings, record=False)  # the batch's own ledger records, below
         # Every item is checked (and planned) before anything is sent or any file is written.
         items = load_manifest(manifest, plan=relay.plan)
         Store(relay.out_dir).ensure()
