@@ -127,8 +127,9 @@ async def run_batch(
     """Run every item of `manifest` not yet done; see the module docs.
 
     `max_cost` is the batch budget in USD (None: `budget.max_cost_per_batch`, else no limit).
-    The relay must write into the ledger's directory; install `ledger.record_receipt` in its
-    `on_receipt` hooks so that finished receipts are recorded too.
+    The relay must write into the ledger's directory; make it with `record=False` and install
+    `ledger.record_receipt` in its `on_receipt` hooks, so that finished receipts are recorded
+    once, by this ledger.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")

@@ -289,16 +289,13 @@ def _plan(settings: Settings, req: Any, max_cost: float | None) -> Plan:
 def _run_generate(settings: Settings, req: Any, max_cost: float | None) -> Receipt:
     import asyncio
 
-    from .ledger import Ledger
     from .relay import Relay
-
-    # Every generation gets a row in the output directory's ledger (history, gallery, budgets).
-    ledger = Ledger.open(settings.output.dir)
 
     finished: list[Receipt] = []  # the receipt written on the way out of an interruption
 
     async def run() -> Receipt:
-        async with Relay(settings, on_receipt=[ledger.record_receipt, finished.append]) as relay:
+        # The relay records every generation in the output directory's ledger (history, gallery).
+        async with Relay(settings, on_receipt=[finished.append]) as relay:
             return await relay.generate(req, max_cost=max_cost)
 
     try:
@@ -312,8 +309,6 @@ def _run_generate(settings: Settings, req: Any, max_cost: float | None) -> Recei
         # asyncio.run cancelled the generation: the relay cancelled what was in flight and wrote
         # the receipt of what was spent before this arrives here.
         raise _Interrupted(finished[-1] if finished else None) from None
-    finally:
-        ledger.close()
 
 
 def _show_plan(p: Plan, as_json: bool) -> None:
@@ -489,7 +484,7 @@ def batch(
 
     try:
         settings = _settings(env, out)
-        relay = Relay(settings)
+        relay = Relay(settings, record=False)  # the batch's own ledger records, below
         # Every item is checked (and planned) before anything is sent or any file is written.
         items = load_manifest(manifest, plan=relay.plan)
         Store(relay.out_dir).ensure()

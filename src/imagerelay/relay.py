@@ -46,6 +46,7 @@ from .store import Store, provenance
 
 if TYPE_CHECKING:
     from .imaging import ImageInfo
+    from .ledger import Ledger
     from .references import PreparedImage, Reference
 
 __all__ = ["OnImage", "Relay"]
@@ -98,6 +99,9 @@ class Relay:
     """Plans and runs image requests. Reuse one for many requests: it keeps the connection pools,
     the per-provider rate limits and the cooldown of failing models.
 
+    Every receipt is recorded in the output directory's ledger, as the CLI does (so `imagerelay
+    history` and `gallery` see library runs); `record=False` leaves that to the caller.
+
     ```python
     async with Relay(env="sandbox") as relay:
         receipt = await relay.generate("a red fox in snow", n=2)
@@ -115,6 +119,7 @@ class Relay:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         on_receipt: list[Callable[[Receipt], None]] | None = None,
+        record: bool = True,
     ) -> None:
         self.settings = settings or load_settings(env)
         #: Called with every finished receipt, failed ones included (e.g. to add a ledger row).
@@ -134,6 +139,9 @@ class Relay:
         self._prepared: dict[tuple[str, str], PreparedImage] = {}
         self._ensured: set[Path] = set()
         self._emulator: Any = None
+        self._record = record
+        #: The output directory's ledger while the relay is open (with `record`), else None.
+        self.ledger: Ledger | None = None
 
     def __repr__(self) -> str:
         return f"Relay(env={self.settings.env!r}, keys={sorted(self._keys)}, out_dir={str(self.out_dir)!r})"
@@ -168,6 +176,11 @@ class Relay:
         if self._emulator is not None:
             self._emulator.stop()
             self._emulator = None
+        if self.ledger is not None:
+            if self.ledger.record_receipt in self.on_receipt:
+                self.on_receipt.remove(self.ledger.record_receipt)
+            self.ledger.close()
+            self.ledger = None
 
     def _start_sandbox(self) -> None:
         from .emulator import Emulator
@@ -258,6 +271,13 @@ class Relay:
         if self.out_dir not in self._ensured:  # once per relay: it is a mkdir and a probe file
             store.ensure()
             self._ensured.add(self.out_dir)
+        if self._record and self.ledger is None:
+            from .ledger import Ledger
+
+            # Opened with the output directory, before anything is sent: a directory that cannot
+            # hold a ledger is refused while nothing has been spent.
+            self.ledger = Ledger.open(self.out_dir)
+            self.on_receipt.append(self.ledger.record_receipt)
         refs = await self._load_references(req, loaded or {})
         plan = self.plan(req, max_cost=max_cost, routing=routing)
         receipt = Receipt(
