@@ -10,7 +10,8 @@ images with Pillow, serves expiring image URLs, and takes a script of faults per
 
 Routes: xai.generations, xai.edits, xai.chat, xai.api_key, openai.generations, openai.edits,
 replicate.create, replicate.list, replicate.get, replicate.cancel, replicate.files, gemini.generate,
-files (any hosted image or upload URL); an unknown endpoint logs as "<provider>.unknown".
+gemini.models, gemini.model, files (any hosted image or upload URL); an unknown endpoint logs as
+"<provider>.unknown".
 
 Faults, checked in this order: `latency` (sleep first), `drop` (hang up; with `truncate`, after the
 headers and half the body), `status` (the provider's error body, or `body`), `malformed` (200, not
