@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from .imaging import ImageInfo
     from .references import PreparedImage, Reference
 
-__all__ = ["OnImage", "Relay"]
+__all__ = ["OnImage", "Relay", "Reserve"]
 
 log = logging.getLogger("imagerelay")
 
@@ -54,6 +54,8 @@ log = logging.getLogger("imagerelay")
 OnImage = Callable[[SavedImage, Receipt], None]
 #: Called with progress that must be recorded before it is too late: ("prediction", id) etc.
 OnEvent = Callable[[str, Any], None]
+#: Asks a shared budget (a batch's) for more USD before a call that may cost more than reserved.
+Reserve = Callable[[float], bool]
 
 _DESCRIBE_INSTRUCTION = (
     "Describe this reference image for an image generator, in at most {words} words: subject, "
@@ -83,6 +85,11 @@ class _Run:
     on_event: OnEvent | None
     resume: dict[str, str]
     name: str | None = None  # used in file names instead of the prompt
+    #: USD this request may spend at most (spent, possibly billed and the next call's worst case).
+    cap: float | None = None
+    #: A shared budget this request draws on beyond the `reserved` USD it holds already.
+    reserve: Reserve | None = None
+    reserved: float = 0.0
 
 
 class Relay:
@@ -194,12 +201,30 @@ class Relay:
                 out[ref] = f"cooling down for {until - now:.0f}s after: {why}"
         return out
 
-    def plan(self, request: ImageRequest | str, *, max_cost: float | None = None, **fields: Any) -> Plan:
-        """The plan for `request`, sending nothing."""
+    def plan(
+        self,
+        request: ImageRequest | str,
+        *,
+        max_cost: float | None = None,
+        reference_sizes: list[tuple[int, int] | None] | None = None,
+        **fields: Any,
+    ) -> Plan:
+        """The plan for `request`, sending nothing.
+
+        `reference_sizes` are the references' pixel sizes; by default local files are measured
+        (URLs are not fetched: their estimates assume the costliest size).
+        """
         req = _as_request(request, fields)
         keys = set(self._keys) if not self.settings.sandbox else set(self.catalog.providers)
+        sizes = reference_sizes if reference_sizes is not None else _local_sizes(req.references)
         return plan_request(
-            req, self.settings, self.catalog, keys=keys, cooling=self.cooling(), max_cost=max_cost
+            req,
+            self.settings,
+            self.catalog,
+            keys=keys,
+            cooling=self.cooling(),
+            max_cost=max_cost,
+            reference_sizes=sizes,
         )
 
     # -- running ------------------------------------------------------------------------------
@@ -214,6 +239,8 @@ class Relay:
         resume: Mapping[str, str] | None = None,
         receipt_id: str | None = None,
         name: str | None = None,
+        reserve: Reserve | None = None,
+        reserved: float = 0.0,
         **fields: Any,
     ) -> Receipt:
         """Generate the images of `request`; every image is on disk when this returns.
@@ -221,6 +248,8 @@ class Relay:
         Raises `UserError` for bad input (before anything is spent), `BudgetExceeded` when no
         candidate fits the budget, and `GenerationFailed` (with `.failures` and `.receipt`)
         when no image could be made. `name` stands for the prompt in file names (a batch item's).
+        With `reserve`, the request holds `reserved` USD of a shared budget and asks `reserve` for
+        more before any call whose worst case would need it; a refused call is not made.
         """
         req = _as_request(request, fields)
         await self.open()
@@ -230,7 +259,10 @@ class Relay:
             store.ensure()
             self._ensured.add(self.out_dir)
         refs = await self._load_references(req)
-        plan = self.plan(req, max_cost=max_cost)
+        sizes: list[tuple[int, int] | None] = [
+            (r.info.width, r.info.height) for r in refs[: len(req.references)]
+        ]
+        plan = self.plan(req, max_cost=max_cost, reference_sizes=sizes)
         receipt = Receipt(
             id=receipt_id or uuid.uuid4().hex,
             env=self.settings.env,
@@ -250,10 +282,9 @@ class Relay:
             metadata=dict(req.metadata),
             left_out={e.ref: e.reason for e in plan.excluded},
         )
+        cap = max_cost if max_cost is not None else self.settings.budget.max_cost_per_request
         if not plan.candidates and not plan.describe:
-            _raise_empty_plan(
-                plan, receipt, max_cost if max_cost is not None else self.settings.budget.max_cost_per_request
-            )
+            _raise_empty_plan(plan, receipt, cap)
         run = _Run(
             request=req,
             receipt=receipt,
@@ -265,6 +296,9 @@ class Relay:
             on_event=on_event,
             resume=dict(resume or {}),
             name=name,
+            cap=cap,
+            reserve=reserve,
+            reserved=reserved,
         )
         try:
             for cand in plan.candidates:
@@ -338,7 +372,9 @@ class Relay:
             if key not in self._prepared:
                 label = "mask" if is_mask else f"reference {i + 1}"
                 if is_mask:  # masks must stay PNG with alpha
-                    mlimits = ImageLimits(accept=frozenset({"image/png"}), max_bytes=lim.max_bytes)
+                    mlimits = ImageLimits(
+                        accept=frozenset({"image/png"}), max_bytes=lim.mask_max_bytes or lim.max_bytes
+                    )
                     self._prepared[key] = prepare(ref, mlimits, label=label)
                 else:
                     self._prepared[key] = prepare(ref, limits, label=label)
@@ -443,8 +479,9 @@ class Relay:
         limiter = self._limiter(cand.provider.name)
         attempt = empties = 0
         wait = 0.0
-        per_image = cand.estimate_usd / max(1, run.request.n)
+        cost = cand.cost
         while True:
+            self._check_cap(run, cand, call.n)
             attempt += 1
             wait += await limiter.acquire()
             delivered: list[SavedImage] = []
@@ -471,11 +508,14 @@ class Relay:
                 rec.prediction_id = prediction.get("id")
                 rec.images = len(delivered)
                 run.receipt.attempts.append(rec)
-                if rec.maybe_billed:
-                    run.receipt.possibly_billed_usd += per_image * max(0, call.n - len(delivered))
+                if rec.maybe_billed:  # at its worst: it may have been billed in full
+                    missing = max(0, call.n - len(delivered))
+                    run.receipt.possibly_billed_usd += cost.worst_per_image * missing + (
+                        0.0 if delivered else cost.worst_per_call
+                    )
                 if delivered:
-                    run.receipt.estimated_cost_usd += per_image * len(delivered)
-                    run.receipt.cost_usd += per_image * len(delivered)
+                    run.receipt.estimated_cost_usd += cost.call(len(delivered))
+                    run.receipt.cost_usd += cost.call(len(delivered))
                     run.receipt.provider = run.receipt.provider or cand.provider.name
                     run.receipt.model = run.receipt.model or cand.model.id
                 wait = 0.0
@@ -519,7 +559,7 @@ class Relay:
                     sent=result.sent,
                 )
             )
-            estimate = per_image * len(delivered)
+            estimate = cost.call(len(delivered))
             run.receipt.estimated_cost_usd += estimate
             if result.reported_cost_usd is not None:
                 run.receipt.reported_cost_usd = (
@@ -534,6 +574,27 @@ class Relay:
             run.receipt.provider = run.receipt.provider or cand.provider.name
             run.receipt.model = run.receipt.model or cand.model.id
             return
+
+    def _check_cap(self, run: _Run, cand: Candidate, n: int) -> None:
+        """Never start a call whose worst case would take the request over its cap, or over what
+        it holds of a shared budget when that budget has no more to give."""
+        spent = run.receipt.cost_usd + run.receipt.possibly_billed_usd
+        worst = cand.cost.worst_call(n)
+        over: str | None = None
+        if run.cap is not None and spent + worst > run.cap + 1e-9:
+            over = f"the ${run.cap:.4f} cap"
+        elif run.reserve is not None and spent + worst > run.reserved + 1e-9:
+            if run.reserve(spent + worst - run.reserved):
+                run.reserved = spent + worst
+            else:
+                over = "what is left of the budget"
+        if over is None:
+            return
+        run.receipt.notes.append(
+            f"{cand.ref} not called: it may cost up to ${worst:.4f} and ${spent:.4f} is spent or "
+            f"possibly billed, over {over}"
+        )
+        raise _NextCandidate
 
     def _apply(self, run: _Run, cand: Candidate, exc: ProviderError, decision: Decision) -> None:
         """Carry out a decision: notes, warnings, cooldown; raise to move on or stop."""
@@ -613,6 +674,23 @@ def _attempt_of(
         request_id=getattr(exc, "request_id", None),
         maybe_billed=bool(getattr(exc, "maybe_billed", False)),
     )
+
+
+def _local_sizes(sources: tuple[str, ...]) -> list[tuple[int, int] | None]:
+    """Pixel sizes of local reference files (header only); None for URLs and unreadable files."""
+    sizes: list[tuple[int, int] | None] = []
+    for source in sources:
+        size = None
+        if "://" not in source:
+            from PIL import Image, UnidentifiedImageError
+
+            try:
+                with Image.open(source) as im:
+                    size = im.size
+            except (OSError, UnidentifiedImageError, ValueError):
+                size = None  # the load before any call reports what is wrong with it
+        sizes.append(size)
+    return sizes
 
 
 def _format_of(mime: str | None) -> str:
