@@ -332,10 +332,12 @@ def _cli(tmp_path: Path, *args: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("model", ACTIVE)
 def test_cli_generates_with_each_model(tmp_path: Path, model: str) -> None:
-    """`generate --provider openai:MODEL --env sandbox` saves an image and its receipt (exit 0)."""
+    """`generate --provider openai:MODEL --env sandbox` saves an image and its receipt (exit 0),
+    at $0 with the would-be cost (from the usage the emulator reports) beside it."""
     receipt = _cli(tmp_path, "--provider", f"openai:{model}")
     assert receipt["model"] == model
-    assert receipt["reported_cost_usd"] > 0
+    assert receipt["cost_usd"] == 0
+    assert receipt["would_cost_usd"] > 0
 
 
 def test_cli_generates_with_the_provider_and_a_reference(tmp_path: Path) -> None:

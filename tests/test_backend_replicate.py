@@ -402,13 +402,15 @@ def _cli(tmp_path: Path, *args: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("model", ACTIVE)
 def test_cli_generates_with_each_model(tmp_path: Path, model: str) -> None:
-    """`generate --provider replicate:MODEL --env sandbox` saves an image and its receipt (exit 0)."""
+    """`generate --provider replicate:MODEL --env sandbox` saves an image and its receipt (exit 0),
+    at $0 with the model's price as the would-be cost."""
     receipt = _cli(tmp_path, "--provider", f"replicate:{model}")
     assert receipt["model"] == model
     price = REPLICATE.models[model].price
     # Nothing asked: one image at the model's default shape — one megapixel on FLUX.2.
     one = price.output_first_mp if price.output_first_mp is not None else price.output_per_mp
-    assert receipt["cost_usd"] == pytest.approx(price.per_image if price.basis == "image" else one)
+    assert receipt["cost_usd"] == 0
+    assert receipt["would_cost_usd"] == pytest.approx(price.per_image if price.basis == "image" else one)
 
 
 def test_cli_generates_with_the_provider_and_a_reference(tmp_path: Path) -> None:

@@ -68,9 +68,10 @@ def _make_workspace(ws: Path) -> Path:
         f.truncate(MAX_REFERENCE_FILE_BYTES + 10)
     cfg = ws / "config"
     cfg.mkdir(exist_ok=True)
-    (cfg / "broken.toml").write_text("[routing\ntext = [\n")
-    (cfg / "typo.toml").write_text('[routing]\ntexts = ["xai:grok-imagine-image"]\n')
-    (cfg / "keyed.toml").write_text('[providers.xai]\napi_key = "xai-in-a-file"\n')
+    (cfg / "imagerelay.broken.toml").write_text("[routing\ntext = [\n")
+    (cfg / "imagerelay.typo.toml").write_text('[routing]\ntexts = ["xai:grok-imagine-image"]\n')
+    (cfg / "imagerelay.xia.toml").write_text("[providers.xia]\ntimeout = 30\n")
+    (cfg / "imagerelay.keyed.toml").write_text('[providers.xai]\napi_key = "xai-in-a-file"\n')
     return ws
 
 
@@ -159,9 +160,10 @@ CASES = [
          ("openai:dall-e-3 cannot serve this request (retired on 2026-05-12)", "pin another model")),
     # Configuration
     Case("config-broken-toml", ("generate", "a fox", "--env", "broken"),
-         ("broken.toml is not valid TOML", "fix the file"), env={"IMAGERELAY_CONFIG_DIR": "{ws}/config"}),
+         ("imagerelay.broken.toml is not valid TOML", "fix the file"),
+         env={"IMAGERELAY_CONFIG_DIR": "{ws}/config"}),
     Case("config-unknown-key", ("generate", "a fox", "--env", "typo"),
-         ("typo.toml: unknown setting 'routing.texts'", "remove it or check its spelling"),
+         ("imagerelay.typo.toml: unknown setting 'routing.texts'", "did you mean 'routing.text'?"),
          env={"IMAGERELAY_CONFIG_DIR": "{ws}/config"}),
     Case("config-key-in-file", ("generate", "a fox", "--env", "keyed"),
          ("API keys are never read from config files", "XAI_API_KEY"),
@@ -174,6 +176,15 @@ CASES = [
     Case("env-var-bad-list", ("generate", "a fox", *SANDBOX),
          ("environment variable IMAGERELAY_ROUTING__TEXT", "must be written as JSON"),
          env={"IMAGERELAY_ROUTING__TEXT": "xai:grok-imagine-image"}),
+    Case("env-var-misspelt-budget", ("generate", "a fox", *SANDBOX),
+         ("environment variable IMAGERELAY_BUDGET_MAX_COST_PER_REQUEST names no setting",
+          "did you mean IMAGERELAY_BUDGET__MAX_COST_PER_REQUEST?"),
+         env={"IMAGERELAY_BUDGET_MAX_COST_PER_REQUEST": "0.001"}),
+    Case("env-misspelt", ("generate", "a fox", "--env", "prodution"),
+         ("no configuration for environment 'prodution'", "did you mean 'production'?")),
+    Case("config-unknown-provider", ("generate", "a fox", "--env", "xia"),
+         ("imagerelay.xia.toml: unknown provider 'xia' in [providers.xia]", "did you mean 'xai'?"),
+         env={"IMAGERELAY_CONFIG_DIR": "{ws}/config"}),
     Case("env-var-bad-choice", ("generate", "a fox", *SANDBOX),
          ("environment variable IMAGERELAY_ROUTING__ON_CONTENT_BLOCKED", "fix the value"),
          env={"IMAGERELAY_ROUTING__ON_CONTENT_BLOCKED": "shrug"}),
@@ -196,6 +207,7 @@ SUBPROCESS_CASES = (
     "n-1000",
     "n-not-a-number",
     "config-broken-toml",
+    "env-var-misspelt-budget",
     "out-parent-is-a-file",
 )
 

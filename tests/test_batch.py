@@ -375,3 +375,164 @@ def test_plain_progress_lines() -> None:
         "[2/3] done   fox (1 image(s), $0.0200; spent $0.0400)",
         "[3/3] failed fox: content blocked",
     ]
+
+
+def test_a_renamed_or_copied_manifest_resumes_and_pays_nothing_again(
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The same items under a renamed or copied manifest, into the same --out, are already done:
+    nothing is sent, and the batch's spend so far carries over."""
+    path = jsonl(tmp_path / "week48.jsonl", {"prompt": "first", "name": "one"}, {"prompt": "second"})
+    code, _, err = run_cli(capsys, monkeypatch, "batch", str(path), "--out", "out", "--json")
+    assert code == 0, err
+    sent = len(cli_emulator.requests)
+    renamed = path.rename(tmp_path / "week48-final.jsonl")
+    (tmp_path / "copies").mkdir()
+    copied = tmp_path / "copies" / "week48.jsonl"
+    copied.write_bytes(renamed.read_bytes())
+    for manifest in (renamed, copied):
+        code, out, err = run_cli(capsys, monkeypatch, "batch", str(manifest), "--out", "out", "--json")
+        assert code == 0, err
+        summary = json.loads(out)
+        assert (summary["done"], summary["skipped"], summary["spent_usd"]) == (0, 2, 0)
+        assert summary["batch_spent_usd"] == pytest.approx(0.04)
+    assert len(cli_emulator.requests) == sent
+
+
+def test_items_recorded_under_the_older_path_dependent_key_are_carried_over(
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A ledger written when item keys included the manifest's file name still knows its items:
+    upgrading never pays for them again."""
+    path = jsonl(tmp_path / "week48.jsonl", {"prompt": "first", "name": "one"}, {"prompt": "second"})
+    code, _, err = run_cli(capsys, monkeypatch, "batch", str(path), "--out", "out")
+    assert code == 0, err
+    sent = len(cli_emulator.requests)
+    items = load_manifest(path).items
+    with sqlite3.connect(tmp_path / "out" / LEDGER_NAME) as db:  # as the older version left it
+        for item in items:
+            assert item.legacy_key not in (None, item.key)
+            db.execute("UPDATE items SET key = ? WHERE key = ?", (item.legacy_key, item.key))
+            for table in ("images", "runs", "predictions", "generations"):
+                db.execute(f"UPDATE {table} SET item_key = ? WHERE item_key = ?", (item.legacy_key, item.key))
+    code, _, err = run_cli(capsys, monkeypatch, "batch", str(path), "--out", "out")
+    assert code == 0, err
+    assert "0 done, 2 already done" in err
+    assert len(cli_emulator.requests) == sent
+
+
+def test_sandbox_images_never_stand_for_real_ones_and_cost_nothing(
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A sandbox batch spends $0 (the would-be figure beside it); the same batch for real into the
+    same --out makes every item, under a budget the sandbox's would-be spend would have broken;
+    and real images never stand for sandbox ones either."""
+    path = jsonl(tmp_path / "week48.jsonl", {"prompt": "first", "name": "one"}, {"prompt": "second"})
+    code, out, err = run_cli(capsys, monkeypatch, "batch", str(path), "--out", "week48", "--env", "sandbox",
+                             "--json")  # fmt: skip
+    assert code == 0, err
+    sandbox = json.loads(out)
+    assert (sandbox["done"], sandbox["spent_usd"], sandbox["batch_spent_usd"]) == (2, 0, 0)
+    assert sandbox["sandbox"] is True
+    assert sandbox["would_spend_usd"] == pytest.approx(0.04)
+    assert "$0 (sandbox), would be $0.0200" in err
+    assert cli_emulator.requests == []  # the sandbox ran its own emulator
+
+    code, out, err = run_cli(capsys, monkeypatch, "batch", str(path), "--out", "week48", "--max-cost", "0.04",
+                             "--json")  # fmt: skip
+    assert code == 0, err
+    real = json.loads(out)
+    assert (real["done"], real["skipped"]) == (2, 0)
+    assert real["spent_usd"] == real["batch_spent_usd"] == pytest.approx(0.04)
+    assert "sandbox" not in real
+    assert len(cli_emulator.requests_for("xai.generations")) == 2
+    with sqlite3.connect(tmp_path / "week48" / LEDGER_NAME) as db:
+        real_images = db.execute(
+            "SELECT m.path FROM images m JOIN items i ON i.key = m.item_key WHERE i.key NOT LIKE 'sandbox:%'"
+        ).fetchall()
+    assert len(real_images) == 2
+    for (image,) in real_images:
+        assert json.loads((tmp_path / "week48" / image).with_suffix(".json").read_text())["sandbox"] is False
+
+    code, out, err = run_cli(capsys, monkeypatch, "history", "--out", "week48", "--json")
+    listed = json.loads(out)
+    assert listed["total_usd"] == pytest.approx(0.04)
+    assert sorted(g.get("sandbox", False) for g in listed["generations"]) == [False, False, True, True]
+
+    other = tmp_path / "other"
+    code, _, err = run_cli(capsys, monkeypatch, "batch", str(path), "--out", str(other))
+    assert code == 0, err
+    code, out, err = run_cli(capsys, monkeypatch, "batch", str(path), "--out", str(other), "--env", "sandbox",
+                             "--json")  # fmt: skip
+    assert code == 0, err
+    assert (json.loads(out)["done"], json.loads(out)["skipped"]) == (2, 0)
+
+
+def test_sandbox_generate_says_it_cost_nothing_and_what_it_would_have_cost(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`generate --env sandbox` reports "$0 (sandbox; would be $…)"; its receipt and ledger row cost 0."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, monkeypatch, "generate", "a fox", "--env", "sandbox", "--out", "o",
+                           "--provider", "xai")  # fmt: skip
+    assert code == 0, err
+    assert "cost $0 (sandbox; would be $0.0200)" in err
+    [receipt_path] = (tmp_path / "o").glob("*.json")
+    receipt = json.loads(receipt_path.read_text())
+    assert (receipt["cost_usd"], receipt["sandbox"], receipt["would_cost_usd"]) == (0, True, 0.02)
+    code, out, _ = run_cli(capsys, monkeypatch, "history", "--out", "o")
+    assert "$0 (sandbox)" in out
+    assert "$0.0000 in all" in out
+
+
+def test_sandbox_batch_is_not_paced_at_the_real_rate_limits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandbox batch never waits for a rate-limit slot: the real APIs' limits are not the emulator's."""
+    monkeypatch.chdir(tmp_path)
+    path = jsonl(tmp_path / "m.jsonl", *({"prompt": f"item {i:02}"} for i in range(12)))
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(
+        capsys, monkeypatch, "batch", str(path), "--env", "sandbox", "--out", str(out), "-c", "6", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(stdout)["done"] == 12
+    receipts = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    waits = [a["wait_s"] for r in receipts for a in r["attempts"]]
+    assert len(waits) == 12
+    assert waits == [0.0] * 12
+
+
+def test_sandbox_rate_limit_applies_when_configured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A max_requests_per_minute set for the sandbox (here by a variable) paces it as configured."""
+    from imagerelay.settings import load_settings
+
+    monkeypatch.chdir(tmp_path)
+    assert load_settings("sandbox").provider("xai").max_requests_per_minute is None
+    assert load_settings("development").provider("xai").max_requests_per_minute == 60
+    (tmp_path / "imagerelay.sandbox.toml").write_text("[providers.openai]\nmax_requests_per_minute = 30\n")
+    monkeypatch.setenv("IMAGERELAY_PROVIDERS__XAI__MAX_REQUESTS_PER_MINUTE", "300")
+    settings = load_settings("sandbox")
+    assert settings.provider("xai").max_requests_per_minute == 300
+    assert settings.provider("openai").max_requests_per_minute == 30
+    path = jsonl(tmp_path / "m.jsonl", *({"prompt": f"item {i}"} for i in range(3)))
+    code, _, err = run_cli(
+        capsys, monkeypatch, "batch", str(path), "--env", "sandbox", "--out", "out", "-c", "3"
+    )
+    assert code == 0, err
+    waits = sorted(
+        a["wait_s"] for p in (tmp_path / "out").glob("*.json") for a in json.loads(p.read_text())["attempts"]
+    )
+    assert waits[0] == 0.0
+    assert waits[-1] > 0  # three at once at 5 a second: the later ones waited for their slot

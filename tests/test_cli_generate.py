@@ -122,3 +122,20 @@ def test_bad_key_warns_and_falls_back(
     assert out.strip()
     assert "XAI_API_KEY" in err
     assert "0123456789abcdefWRONG" not in out + err
+
+
+def test_another_programs_config_dir_does_not_stop_imagerelay(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An unrelated ./config/default.toml is ignored; ./imagerelay.toml beside it is what applies."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "default.toml").write_text('[server]\nport = 8080\n[database]\nurl = "x"\n')
+    (tmp_path / "config" / "sandbox.toml").write_text("[budget]\nmax_cost_per_request = 0.0001\n")
+    code, out, err = run_cli(capsys, monkeypatch, "generate", "a lighthouse", "--env", "sandbox", "--json")
+    assert code == 0, err
+    assert Path(json.loads(out)["images"][0]["path"]).is_file()
+    (tmp_path / "imagerelay.sandbox.toml").write_text("[budget]\nmax_cost_per_request = 0.0001\n")
+    code, out, err = run_cli(capsys, monkeypatch, "generate", "a lighthouse", "--env", "sandbox")
+    assert code == 1
+    assert "no candidate fits the budget of $0.0001" in err

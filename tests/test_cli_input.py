@@ -115,13 +115,13 @@ CASES = [
     Case(
         "broken-toml",
         ("generate", "a fox", *SANDBOX_DRY),
-        ("broken/sandbox.toml is not valid TOML", "fix the file"),
+        ("broken/imagerelay.sandbox.toml is not valid TOML", "fix the file"),
         env={"IMAGERELAY_CONFIG_DIR": "{ws}/broken"},
     ),
     Case(
         "unknown-config-key",
         ("generate", "a fox", *SANDBOX_DRY),
-        ("typo/default.toml", "unknown setting 'retry.atempts'", "check its spelling"),
+        ("typo/imagerelay.toml", "unknown setting 'retry.atempts'", "did you mean 'retry.attempts'?"),
         env={"IMAGERELAY_CONFIG_DIR": "{ws}/typo"},
     ),
     Case(
@@ -213,9 +213,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (ws / "truncated.jpg").write_bytes(truncated_jpeg_bytes())
     (ws / "fox.jpg").write_bytes(jpeg_bytes((96, 64)))
     for name, file, text in [
-        ("broken", "sandbox.toml", "[retry\nattempts = 3\n"),
-        ("typo", "default.toml", "[retry]\natempts = 5\n"),
-        ("withkey", "default.toml", '[providers.xai]\napi_key = "xai-in-a-file"\n'),
+        ("broken", "imagerelay.sandbox.toml", "[retry\nattempts = 3\n"),
+        ("typo", "imagerelay.toml", "[retry]\natempts = 5\n"),
+        ("withkey", "imagerelay.toml", '[providers.xai]\napi_key = "xai-in-a-file"\n'),
     ]:
         (ws / name).mkdir()
         (ws / name / file).write_text(text)
@@ -385,7 +385,21 @@ def test_config_show_reports_broken_config(workspace: Path) -> None:
         app, ["config", "show", "--env", "sandbox"], env={"IMAGERELAY_CONFIG_DIR": str(workspace / "broken")}
     )
     assert result.exit_code == 2
-    assert "sandbox.toml is not valid TOML" in result.stderr
+    assert "imagerelay.sandbox.toml is not valid TOML" in result.stderr
+
+
+def test_config_show_lists_the_files_it_merged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`config show` names the settings files it read, in merge order, and not another program's."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "default.toml").write_text("[server]\nport = 1\n")
+    (tmp_path / "imagerelay.toml").write_text("[retry]\nattempts = 6\n")
+    result = CliRunner().invoke(app, ["config", "show", "--env", "production", "--json"])
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert [Path(f).name for f in shown["files"]] == ["default.toml", "production.toml", "imagerelay.toml"]
+    assert Path(shown["files"][-1]) == tmp_path / "imagerelay.toml"
+    assert shown["retry"]["attempts"] == 6
 
 
 def test_env_option_reads_imagerelay_env() -> None:

@@ -70,7 +70,7 @@ async def make_batch(emulator: Emulator, tmp_path: Path, test_keys: dict[str, st
         "\n".join(
             [
                 json.dumps({"prompt": EVIL, "name": "evil"}),
-                '{"prompt": "a fox", "n": 3, "publish_on": "2026-12-01", "tags": ["winter"]}',
+                '{"prompt": "a fox", "n": 3, "metadata": {"publish_on": "2026-12-01"}, "tags": ["winter"]}',
                 '{"prompt": "a cat", "provider": "replicate:black-forest-labs/flux-schnell"}',
             ]
         )

@@ -13,6 +13,8 @@ import pytest
 import imagerelay
 
 HEAVY = ("openai", "replicate", "httpx2", "PIL", "pillow_heif")
+#: The gateway's stack loads only when `imagerelay serve` runs.
+GATEWAY = ("starlette", "uvicorn", "prometheus_client", "multipart", "python_multipart", "anyio")
 
 PUBLIC = [
     "ArgumentRejected",
@@ -60,14 +62,17 @@ def test_import_loads_no_sdk_and_no_pillow() -> None:
     """`import imagerelay` loads none of the SDKs, Pillow, or even pydantic."""
     loaded, _ = _loaded_after("import imagerelay")
     assert "imagerelay" in loaded
-    assert not loaded & {*HEAVY, "pydantic", "typer"}
+    assert not loaded & {*HEAVY, *GATEWAY, "pydantic", "typer"}
 
 
 @pytest.mark.parametrize(
-    "argv", [["--help"], ["generate", "--help"], []], ids=["help", "generate-help", "bare"]
+    "argv",
+    [["--help"], ["generate", "--help"], [], ["serve", "--help"], ["serve", "keys", "new", "--help"]],
+    ids=["help", "generate-help", "bare", "serve-help", "keys-help"],
 )
 def test_cli_help_loads_no_sdk_and_no_pillow(argv: list[str]) -> None:
-    """`imagerelay --help` (and a command's help, and no arguments) prints help without the SDKs or Pillow."""
+    """`imagerelay --help` (and a command's help, `serve`'s included, and no arguments) prints help
+    without the SDKs, Pillow or the gateway's web stack."""
     loaded, output = _loaded_after(
         f"""
         import sys
@@ -81,7 +86,7 @@ def test_cli_help_loads_no_sdk_and_no_pillow(argv: list[str]) -> None:
     )
     assert "Usage" in output
     assert "typer" in loaded
-    assert not loaded & set(HEAVY)
+    assert not loaded & {*HEAVY, *GATEWAY}
 
 
 def test_public_names_are_pinned() -> None:

@@ -26,8 +26,8 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def test_toml_defaults_apply_and_free_fields_go_to_metadata(tmp_path: Path) -> None:
-    """[defaults] applies to every item, an item's own fields win, other fields land in metadata."""
+def test_toml_defaults_apply_and_metadata_tables_merge(tmp_path: Path) -> None:
+    """[defaults] applies to every item, an item's own fields win, metadata tables merge key by key."""
     (tmp_path / "photos").mkdir()
     write(tmp_path / "photos", "coast.jpg", jpeg_bytes((64, 48), RED))
     path = _write(
@@ -43,7 +43,7 @@ name = "monday-post"
 prompt = "a lighthouse at dusk"
 references = ["photos/coast.jpg"]
 tags = ["week-48", "coast"]
-publish_on = 2026-11-30
+metadata = { publish_on = 2026-11-30 }
 
 [[items]]
 prompt = "a red fox in snow"
@@ -70,12 +70,12 @@ seed = 7
 
 
 def test_csv_columns_lists_extras_and_free_fields(tmp_path: Path) -> None:
-    """CSV: `;`-separated references and tags, PROVIDER.FIELD columns as extras, other columns as metadata."""
+    """CSV: `;`-separated references and tags, PROVIDER.FIELD columns as extras, meta.FIELD as metadata."""
     write(tmp_path, "a.jpg", jpeg_bytes((32, 32), RED))
     write(tmp_path, "b.jpg", jpeg_bytes((40, 32), RED))
     path = _write(
         tmp_path / "catalogue.csv",
-        "prompt,references,n,size,seed,provider,name,tags,replicate.go_fast,sku\n"
+        "prompt,references,n,size,seed,provider,name,tags,replicate.go_fast,meta.sku\n"
         '"a mug, on oak",a.jpg; b.jpg,2,1024x1024,11,,mug,kitchen;new,false,MUG-01\n'
         "\n"
         "a teapot,,,,,,,,,TEA-02\n",
@@ -96,7 +96,7 @@ def test_jsonl_defaults_line(tmp_path: Path) -> None:
     path = _write(
         tmp_path / "set.jsonl",
         '{"defaults": {"aspect_ratio": "1:1", "tags": ["set-a"]}}\n'
-        '{"prompt": "a cube", "shot": 1}\n'
+        '{"prompt": "a cube", "metadata": {"shot": 1}}\n'
         "\n"
         '{"prompt": "a sphere", "aspect_ratio": "3:2"}\n',
     )
@@ -198,7 +198,10 @@ def test_keys_survive_reordering_and_insertion(tmp_path: Path) -> None:
     """An item's key depends on its content, not its position: inserting items changes no other key."""
     before = load_manifest(_write(tmp_path / "m.jsonl", '{"prompt": "a"}\n{"prompt": "b"}\n'))
     after = load_manifest(
-        _write(tmp_path / "m.jsonl", '{"prompt": "new"}\n{"prompt": "b"}\n{"prompt": "a", "n": 3, "x": 1}\n')
+        _write(
+            tmp_path / "m.jsonl",
+            '{"prompt": "new"}\n{"prompt": "b"}\n{"prompt": "a", "n": 3, "metadata": {"x": 1}}\n',
+        )
     )
     keys = {i.request.prompt: i.key for i in after.items}
     assert keys["a"] == before.items[0].key  # n and free fields are not part of the identity
@@ -249,3 +252,37 @@ def test_cli_rejects_bad_manifest_before_any_request(
     assert json.loads(out)["exit_code"] == 2
     assert emulator.requests == []
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("m.toml", '[[items]]\nprompt = "a"\nrefrences = ["r.jpg"]\n', "(did you mean 'references'?)"),
+        ("m.toml", '[[items]]\nprompt = "a"\naspect_ration = "4:5"\n', "(did you mean 'aspect_ratio'?)"),
+        ("m.jsonl", '{"prompt": "a", "seeds": 3}\n', "unknown field 'seeds' (did you mean 'seed'?)"),
+        ("m.jsonl", '{"prompt": "a", "publish_on": "2026-11-30"}\n', "in the item's metadata table"),
+        ("m.toml", '[defaults]\nrefernces = ["r.jpg"]\n[[items]]\nprompt = "a"\n', "defaults: unknown"),
+        ("m.csv", "prompt,Aspect Ratio\na,4:5\n", "column 'Aspect Ratio' (did you mean 'aspect_ratio'?)"),
+        ("m.csv", "prompt,Reference\na,r.jpg\n", "column 'Reference' (did you mean 'references'?)"),
+        ("m.csv", "prompt,publish_on\na,2026-11-30\n", "name free-form data meta.publish_on"),
+    ],
+)
+def test_an_unknown_item_field_is_refused_with_the_nearest_name(
+    tmp_path: Path, name: str, text: str, expected: str
+) -> None:
+    """A misspelt item field, default or CSV column is refused (did-you-mean, or where free-form
+    data goes) instead of being kept as metadata while the image is made without it."""
+    write(tmp_path, "r.jpg", jpeg_bytes((32, 32), RED))
+    with pytest.raises(ManifestError) as info:
+        load_manifest(_write(tmp_path / name, text))
+    assert expected in str(info.value)
+    assert "nothing was sent" in str(info.value)
+
+
+def test_a_renamed_or_copied_manifest_keeps_its_item_keys(tmp_path: Path) -> None:
+    """An item's key does not depend on the manifest's path: renamed or copied, it is the same item."""
+    text = '{"prompt": "a", "name": "one"}\n{"prompt": "b"}\n'
+    first = load_manifest(_write(tmp_path / "week48.jsonl", text))
+    (tmp_path / "copy").mkdir()
+    again = load_manifest(_write(tmp_path / "copy" / "week48-final.jsonl", text))
+    assert [i.key for i in again.items] == [i.key for i in first.items]

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
+from imagerelay import envvars
+from imagerelay.catalog import load_catalog
 from imagerelay.errors import ConfigError
-from imagerelay.settings import load_keys, load_settings
+from imagerelay.paths import provider_names
+from imagerelay.settings import _setting_paths, config_files, load_keys, load_settings
 
 KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
 FAKE_XAI_KEY = "xai-" + "FAKEFAKEFAKE1234567890abcdef"
@@ -101,8 +106,10 @@ def test_cli_override_of_one_key_keeps_the_rest() -> None:
 
 
 def test_user_dir_overrides_one_key_and_keeps_siblings(user_dir: Path) -> None:
-    """A user development.toml setting retry.attempts changes only that key of the section."""
-    (user_dir / "development.toml").write_text("[retry]\nattempts = 7\n\n[providers.xai]\ntimeout = 30\n")
+    """A user imagerelay.development.toml setting retry.attempts changes only that key of the section."""
+    (user_dir / "imagerelay.development.toml").write_text(
+        "[retry]\nattempts = 7\n\n[providers.xai]\ntimeout = 30\n"
+    )
     settings = load_settings()
     assert settings.retry.attempts == 7
     assert (settings.retry.cooldown, settings.retry.backoff_initial) == (300.0, 0.5)
@@ -112,16 +119,79 @@ def test_user_dir_overrides_one_key_and_keeps_siblings(user_dir: Path) -> None:
     assert settings.budget.max_cost_per_request == 0.50
 
 
-def test_local_config_dir_is_the_user_dir(tmp_path: Path) -> None:
-    """Without IMAGERELAY_CONFIG_DIR, ./config in the working directory is merged over the shipped one."""
+def test_local_config_dir_holds_the_users_files(tmp_path: Path) -> None:
+    """Without IMAGERELAY_CONFIG_DIR, ./config/imagerelay.toml is merged over the shipped files."""
     (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "default.toml").write_text("[budget]\nmax_cost_per_batch = 1.25\n")
+    (tmp_path / "config" / "imagerelay.toml").write_text("[budget]\nmax_cost_per_batch = 1.25\n")
     assert load_settings("production").budget.max_cost_per_batch == 1.25
 
 
+def test_working_directory_holds_the_users_files(tmp_path: Path) -> None:
+    """./imagerelay.toml and ./imagerelay.<env>.toml are read; the environment's file wins."""
+    (tmp_path / "imagerelay.toml").write_text("[retry]\nattempts = 6\ncooldown = 10\n")
+    (tmp_path / "imagerelay.production.toml").write_text("[retry]\nattempts = 8\n")
+    production = load_settings("production").retry
+    assert (production.attempts, production.cooldown) == (8, 10.0)
+    assert load_settings("development").retry.attempts == 6
+
+
+def test_another_programs_config_dir_is_ignored(tmp_path: Path) -> None:
+    """./config/default.toml, ./config/<env>.toml and ./config/providers/ of another program are not read."""
+    config = tmp_path / "config"
+    (config / "providers").mkdir(parents=True)
+    (config / "default.toml").write_text('[server]\nport = 8080\n[database]\nurl = "postgres://x"\n')
+    (config / "development.toml").write_text("[retry]\nattempts = 1\n")
+    (config / "providers" / "aws.toml").write_text('region = "eu-west-1"\n')
+    settings = load_settings()
+    assert settings.retry.attempts == 3
+    assert "aws" not in load_catalog().providers
+
+
+def test_nearer_files_win(tmp_path: Path, user_dir: Path) -> None:
+    """$IMAGERELAY_CONFIG_DIR < ./config < the working directory, each merged key by key."""
+    (user_dir / "imagerelay.toml").write_text("[retry]\nattempts = 5\ncooldown = 1\njitter = 0.5\n")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "imagerelay.toml").write_text("[retry]\nattempts = 6\ncooldown = 2\n")
+    (tmp_path / "imagerelay.toml").write_text("[retry]\nattempts = 7\n")
+    retry = load_settings().retry
+    assert (retry.attempts, retry.cooldown, retry.jitter) == (7, 2.0, 0.5)
+    assert config_files("development")[-3:] == [
+        user_dir / "imagerelay.toml",
+        tmp_path / "config" / "imagerelay.toml",
+        tmp_path / "imagerelay.toml",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("default.toml", "imagerelay.toml"), ("staging.toml", "imagerelay.staging.toml")]
+)
+def test_shipped_name_in_the_config_dir_is_refused(user_dir: Path, old: str, new: str) -> None:
+    """A file under a shipped name in $IMAGERELAY_CONFIG_DIR is refused with its new name, not ignored."""
+    (user_dir / "imagerelay.staging.toml").write_text("")
+    (user_dir / old).write_text("[budget]\nmax_cost_per_request = 0.01\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings("staging")
+    assert str(info.value) == (
+        f"{user_dir / old}: imagerelay reads only files named imagerelay.toml and "
+        f"imagerelay.<env>.toml: rename it to {new}"
+    )
+
+
+def test_user_provider_overrides_beside_the_users_files(tmp_path: Path) -> None:
+    """./config/providers/xai.toml overrides a price when ./config holds imagerelay's own files."""
+    providers = tmp_path / "config" / "providers"
+    providers.mkdir(parents=True)
+    (providers / "xai.toml").write_text('[models."grok-imagine-image".price]\nper_image = 0.03\n')
+    assert load_catalog().model("xai:grok-imagine-image").price.per_image == 0.02
+    (tmp_path / "config" / "imagerelay.toml").write_text("")
+    assert load_catalog().model("xai:grok-imagine-image").price.per_image == 0.03
+
+
 def test_user_dir_can_add_an_environment(user_dir: Path) -> None:
-    """An environment of one's own (staging.toml) is merged over the shipped default.toml."""
-    (user_dir / "staging.toml").write_text('[routing]\ntext = ["replicate:black-forest-labs/flux-schnell"]\n')
+    """An environment of one's own (imagerelay.staging.toml) is merged over the shipped default.toml."""
+    (user_dir / "imagerelay.staging.toml").write_text(
+        '[routing]\ntext = ["replicate:black-forest-labs/flux-schnell"]\n'
+    )
     settings = load_settings("staging")
     assert settings.env == "staging"
     assert settings.routing.text == ["replicate:black-forest-labs/flux-schnell"]
@@ -141,6 +211,17 @@ def test_unknown_environment_names_the_choices() -> None:
         assert name in message
 
 
+def test_misspelt_environment_gets_a_did_you_mean(user_dir: Path) -> None:
+    """--env prodution is refused with 'did you mean production?'; one's own environments count too."""
+    with pytest.raises(
+        ConfigError, match=r"^no configuration for environment 'prodution': did you mean 'production'\?$"
+    ):
+        load_settings("prodution")
+    (user_dir / "imagerelay.staging.toml").write_text("")
+    with pytest.raises(ConfigError, match="did you mean 'staging'"):
+        load_settings("stagin")
+
+
 def test_environment_name_with_a_path_is_refused() -> None:
     """An environment name cannot reach outside the config directory."""
     with pytest.raises(ConfigError, match="not a plain name"):
@@ -149,7 +230,7 @@ def test_environment_name_with_a_path_is_refused() -> None:
 
 def test_broken_toml_names_the_file(user_dir: Path) -> None:
     """Broken TOML in the user's directory is a ConfigError naming that file."""
-    path = user_dir / "development.toml"
+    path = user_dir / "imagerelay.development.toml"
     path.write_text("[retry\nattempts = 3\n")
     with pytest.raises(ConfigError) as info:
         load_settings()
@@ -159,24 +240,40 @@ def test_broken_toml_names_the_file(user_dir: Path) -> None:
 
 def test_unknown_key_names_key_and_file(user_dir: Path) -> None:
     """A misspelt key is a ConfigError naming the key and the file it is in."""
-    path = user_dir / "default.toml"
+    path = user_dir / "imagerelay.toml"
     path.write_text("[retry]\natempts = 5\n")
     with pytest.raises(ConfigError) as info:
         load_settings()
-    assert "'retry.atempts'" in str(info.value)
-    assert str(path) in str(info.value)
+    assert str(info.value) == f"{path}: unknown setting 'retry.atempts': did you mean 'retry.attempts'?"
 
 
 def test_unknown_section_names_it(user_dir: Path) -> None:
     """A misspelt section is a ConfigError too, not silently ignored."""
-    (user_dir / "development.toml").write_text("[retyr]\nattempts = 5\n")
-    with pytest.raises(ConfigError, match="unknown setting 'retyr'"):
+    (user_dir / "imagerelay.development.toml").write_text("[retyr]\nattempts = 5\n")
+    with pytest.raises(ConfigError, match="unknown setting 'retyr': did you mean 'retry'"):
         load_settings()
+
+
+def test_misspelt_provider_table_is_refused(user_dir: Path) -> None:
+    """[providers.xia] names no provider of the catalog: refused with a did-you-mean, not ignored."""
+    path = user_dir / "imagerelay.toml"
+    path.write_text("[providers.xia]\nmax_requests_per_minute = 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value) == f"{path}: unknown provider 'xia' in [providers.xia]: did you mean 'xai'?"
+
+
+def test_provider_of_a_users_catalog_file_takes_settings(user_dir: Path) -> None:
+    """A provider added in $IMAGERELAY_CONFIG_DIR/providers/ is a provider its settings may name."""
+    (user_dir / "providers").mkdir()
+    (user_dir / "providers" / "acme.toml").write_text("")
+    (user_dir / "imagerelay.toml").write_text("[providers.acme]\ntimeout = 5\n")
+    assert load_settings().provider("acme").timeout == 5
 
 
 def test_bad_value_in_file_names_setting_and_file(user_dir: Path) -> None:
     """A value of the wrong type in a file names the setting and the file."""
-    path = user_dir / "default.toml"
+    path = user_dir / "imagerelay.toml"
     path.write_text("[providers.xai]\ntimeout = -1\n")
     with pytest.raises(ConfigError) as info:
         load_settings()
@@ -191,7 +288,7 @@ def test_bad_value_in_file_names_setting_and_file(user_dir: Path) -> None:
 )
 def test_api_key_in_config_is_refused(user_dir: Path, toml: str) -> None:
     """An api_key in a config file is refused: keys come only from the environment or .env."""
-    (user_dir / "development.toml").write_text(toml)
+    (user_dir / "imagerelay.development.toml").write_text(toml)
     with pytest.raises(ConfigError) as info:
         load_settings()
     message = str(info.value)
@@ -208,13 +305,64 @@ def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatc
     assert "environment variable IMAGERELAY_RETRY__ATTEMPTS" in str(info.value)
 
 
-def test_unknown_environment_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A misspelt nested variable (IMAGERELAY_RETRY__ATEMPTS) is refused by name."""
-    monkeypatch.setenv("IMAGERELAY_RETRY__ATEMPTS", "5")
+@pytest.mark.parametrize(
+    ("var", "meant"),
+    [
+        ("IMAGERELAY_RETRY__ATEMPTS", "IMAGERELAY_RETRY__ATTEMPTS"),
+        ("IMAGERELAY_BUDGET_MAX_COST_PER_REQUEST", "IMAGERELAY_BUDGET__MAX_COST_PER_REQUEST"),
+        ("IMAGERELAY_PROVIDERS__XIA__TIMEOUT", "IMAGERELAY_PROVIDERS__XAI__TIMEOUT"),
+        ("IMAGERELAY_PROVIDERS_OPENAI_BASE_URL", "IMAGERELAY_PROVIDERS__OPENAI__BASE_URL"),
+        ("IMAGERELAY_CONFIGDIR", "IMAGERELAY_CONFIG_DIR"),
+        ("imagerelay_log_levl", "IMAGERELAY_LOG_LEVEL"),
+        ("IMAGERELAY_RETRY__ATTEMPTS__MAX", "IMAGERELAY_RETRY__ATTEMPTS"),
+    ],
+)
+def test_unknown_variable_is_refused_with_a_did_you_mean(
+    monkeypatch: pytest.MonkeyPatch, var: str, meant: str
+) -> None:
+    """An IMAGERELAY_* variable that names no setting is refused by name, with the one it misspells."""
+    monkeypatch.setenv(var, "0.001")
     with pytest.raises(ConfigError) as info:
         load_settings()
-    assert "IMAGERELAY_RETRY__ATEMPTS" in str(info.value)
-    assert "retry.atempts" in str(info.value)
+    assert str(info.value) == f"environment variable {var} names no setting: did you mean {meant}?"
+
+
+def test_unknown_variables_are_all_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every stray IMAGERELAY_* variable is named at once; one like no setting gets the naming rule."""
+    monkeypatch.setenv("IMAGERELAY_FOO", "1")
+    monkeypatch.setenv("IMAGERELAY_RETRY_ATTEMPTS", "5")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value) == (
+        "environment variable IMAGERELAY_FOO names no setting: unset it or check its spelling; "
+        "environment variable IMAGERELAY_RETRY_ATTEMPTS names no setting: did you mean "
+        "IMAGERELAY_RETRY__ATTEMPTS? (a setting is IMAGERELAY_<SECTION>__<KEY>, e.g. "
+        "IMAGERELAY_RETRY__ATTEMPTS: see `imagerelay config show`)"
+    )
+
+
+def test_every_setting_and_switch_variable_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each variable imagerelay reads that is not a setting, and a variable for every setting and
+    table (derived from the settings model), passes the check."""
+    monkeypatch.setenv(envvars.DEBUG, "1")
+    monkeypatch.setenv(envvars.CONFIG_DIR, str(tmp_path))
+    monkeypatch.setenv(envvars.ENV, "sandbox")
+    defaults = load_settings().model_dump(mode="json")
+    paths = list(_setting_paths(provider_names()))
+    assert ("budget", "max_cost_per_request") in paths
+    assert ("providers", "replicate", "poll_interval") in paths
+    for path in paths:
+        value: Any = defaults
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        var = "IMAGERELAY_" + "__".join(path).upper()
+        monkeypatch.setenv(var, value if isinstance(value, str) else json.dumps(value))
+        load_settings()
+        monkeypatch.delenv(var)
 
 
 def test_list_variable_that_is_not_json_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,7 +433,7 @@ def test_config_dir_that_is_not_a_directory_is_refused(
 
 def test_bad_list_item_in_file_names_the_file(user_dir: Path) -> None:
     """A wrong item inside a list (routing.text = [1]) names the file that holds it."""
-    path = user_dir / "default.toml"
+    path = user_dir / "imagerelay.toml"
     path.write_text("[routing]\ntext = [1]\n")
     with pytest.raises(ConfigError) as info:
         load_settings()

@@ -11,12 +11,16 @@
   item reserves it. A fallback that may cost more takes the difference from what is left before
   its call starts, or is not made. When the next item would not fit, no new item starts and the
   summary says how much was spent and how many remain.
+- **Sandbox apart.** In the sandbox, items are kept under keys of their own, so sandbox images
+  never count as a real item done (nor the reverse), and their spend is $0: it counts against no
+  budget; what it would have cost is reported beside it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import os
@@ -59,6 +63,7 @@ class ItemOutcome:
     images: tuple[str, ...] = ()
     cost_usd: float = 0.0
     error: str | None = None
+    would_cost_usd: float | None = None  # sandbox: what it would have cost for real
 
 
 @dataclass
@@ -76,6 +81,8 @@ class BatchSummary:
     ledger: str = ""
     stopped: str | None = None  # why new items stopped being started
     saved: list[str] = field(default_factory=list)  # images saved in this run
+    sandbox: bool = False  # spend is $0; `would_spend_usd` is what it would have cost
+    would_spend_usd: float = 0.0
 
     @property
     def exit_code(self) -> int:
@@ -94,6 +101,7 @@ class BatchSummary:
             "failures": self.failures,
             "stopped": self.stopped,
             "ledger": self.ledger,
+            **({"sandbox": True, "would_spend_usd": round(self.would_spend_usd, 6)} if self.sandbox else {}),
         }
 
 
@@ -125,12 +133,14 @@ async def run_batch(
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     limit = max_cost if max_cost is not None else relay.settings.budget.max_cost_per_batch
+    sandbox = relay.settings.sandbox
+    items = _sandbox_items(manifest.items) if sandbox else manifest.items
     _remove_stale_temp_files(ledger.directory)
     ledger.adopt_orphans()
-    records = ledger.sync_items(manifest.name, manifest.items)
-    summary = BatchSummary(items=len(manifest.items), ledger=str(ledger.path))
+    records = ledger.sync_items(manifest.name, items)
+    summary = BatchSummary(items=len(items), ledger=str(ledger.path), sandbox=sandbox)
     todo: list[tuple[ManifestItem, int]] = []
-    for item in manifest.items:
+    for item in items:
         record = records[item.key]
         if record.saved >= item.n:
             summary.skipped += 1
@@ -155,6 +165,7 @@ async def run_batch(
         if (summary.done + summary.failed) % _COLLECT_EVERY == _COLLECT_EVERY - 1:
             gc.collect()
         summary.spent_usd += outcome.cost_usd
+        summary.would_spend_usd += outcome.would_cost_usd or 0.0
         summary.batch_spent_usd = spent()
         summary.saved.extend(outcome.images)
         if outcome.state == "done":
@@ -173,7 +184,7 @@ async def run_batch(
 
     def reserver(key: str) -> Reserve | None:
         """Let a running item take more of the budget for a call that may cost more than planned."""
-        if limit is None:
+        if limit is None or sandbox:  # sandbox output is never paid for: no budget to draw on
             return None
 
         def reserve(amount: float) -> bool:
@@ -207,10 +218,11 @@ async def run_batch(
                 ledger.finish_item(item.key, "failed", str(exc))
                 finished(ItemOutcome(item, "failed", error=str(exc)))
                 continue
-            estimate = plan.estimate_usd
+            # Sandbox output is never paid for, so it counts against no budget.
+            estimate = 0.0 if sandbox else plan.estimate_usd
             planned = plan.candidates[0].ref if plan.candidates else None
             first = plan.candidates[0] if plan.candidates else (plan.describe[0] if plan.describe else None)
-            reserved = first.worst_usd if first is not None else 0.0
+            reserved = first.worst_usd if first is not None and not sandbox else 0.0
             if limit is not None and reserved > left() + 1e-9:
                 semaphore.release()
                 summary.stopped = _budget_message(limit, spent(), reserved, len(todo) - started)
@@ -285,16 +297,22 @@ async def _run_item(
         error = f"unexpected {type(exc).__name__}: {exc}"
     record = ledger.item_records([item.key])[item.key]
     cost = receipt.cost_usd if receipt is not None else 0.0
+    would = receipt.would_cost_usd if receipt is not None else None
     if record.saved >= item.n:
         ledger.finish_item(item.key, "done")
         ledger.close_predictions(item.key)
-        return ItemOutcome(item, "done", tuple(saved), cost)
+        return ItemOutcome(item, "done", tuple(saved), cost, would_cost_usd=would)
     if error is None:
         short = item.n - record.saved
         why = _last_error(receipt) if receipt is not None else None
         error = f"{short} of {item.n} image(s) could not be made" + (f": {why}" if why else "")
     ledger.finish_item(item.key, "failed", error)
-    return ItemOutcome(item, "failed", tuple(saved), cost, error)
+    return ItemOutcome(item, "failed", tuple(saved), cost, error, would)
+
+
+def _sandbox_items(items: list[ManifestItem]) -> list[ManifestItem]:
+    """The items under keys of the sandbox's own: its placeholders never stand for real work."""
+    return [dataclasses.replace(i, key=f"sandbox:{i.key}", legacy_key=None) for i in items]
 
 
 def _last_error(receipt: Receipt) -> str | None:
@@ -352,7 +370,10 @@ class PlainProgress:
     def item_finished(self, outcome: ItemOutcome, spent_usd: float) -> None:
         self.count += 1
         head = f"[{self.count}/{self.total}] {outcome.state:<6} {outcome.item.label}"
-        if outcome.state == "done":
+        if outcome.state == "done" and outcome.would_cost_usd is not None:
+            would = f"would be ${outcome.would_cost_usd:.4f}"
+            self._say(f"{head} ({len(outcome.images)} image(s), $0 (sandbox), {would})")
+        elif outcome.state == "done":
             self._say(
                 f"{head} ({len(outcome.images)} image(s), ${outcome.cost_usd:.4f}; spent ${spent_usd:.4f})"
             )

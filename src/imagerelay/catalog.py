@@ -2,7 +2,8 @@
 
 Capabilities are per *model*, never per provider: updating a model or a price is an edit to
 `providers/<name>.toml`, not to code. The shipped files can be overridden key by key by files of
-the same name in `$IMAGERELAY_CONFIG_DIR/providers/`.
+the same name in `$IMAGERELAY_CONFIG_DIR/providers/` (or `./config/providers/` beside the user's
+own `imagerelay.toml`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
-from .paths import deep_merge, read_toml, shipped_dir, user_config_dir
+from .paths import catalog_dirs, deep_merge, read_toml
 from .pricing import Price
 
 __all__ = [
@@ -235,11 +236,7 @@ def _culprit(exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]]) ->
 
 def load_catalog(extra_dirs: list[Path] | None = None) -> Catalog:
     """Read `providers/*.toml` (shipped), merged with the user's overrides, into a `Catalog`."""
-    dirs = [shipped_dir("providers")]
-    user = user_config_dir()
-    if user is not None:
-        dirs.append(user / "providers")
-    dirs.extend(extra_dirs or [])
+    dirs = [*catalog_dirs(), *(extra_dirs or [])]
     raw: dict[str, dict[str, Any]] = {}
     layers: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
     for d in dirs:

@@ -8,7 +8,7 @@ from typing import Any
 from .catalog import Catalog, ModelSpec
 from .pricing import estimate_cost
 
-__all__ = ["STALE_AFTER_DAYS", "model_rows", "price_summary", "render_rows"]
+__all__ = ["STALE_AFTER_DAYS", "model_rows", "one_image_usd", "price_summary", "render_rows"]
 
 #: A model whose facts were checked longer ago than this is marked stale.
 STALE_AFTER_DAYS = 90
@@ -36,6 +36,14 @@ def price_summary(model: ModelSpec) -> str:
     return head + (f", ${p.per_input_image:g}/input image" if p.per_input_image else "")
 
 
+def one_image_usd(model: ModelSpec) -> float:
+    """One 1024x1024 image at the model's default quality and tier, as the planner estimates it."""
+    one = estimate_cost(
+        model.price, quality=model.default_quality, resolution=model.default_resolution, size=(1024, 1024)
+    )
+    return one.call(1)
+
+
 def _tiers_of(by: dict[str, float]) -> str:
     keys = list(by)
     if all("," in k for k in keys):
@@ -54,12 +62,6 @@ def model_rows(
             deprecated = f"deprecated, shuts down {m.shutdown}"
             status = gone or (deprecated if m.status == "deprecated" else "active")
             age = (today - m.checked).days if m.checked else None
-            one = estimate_cost(
-                m.price,
-                quality=m.default_quality,
-                resolution=m.default_resolution,
-                size=(1024, 1024),
-            )
             rows.append(
                 {
                     "model": m.ref,
@@ -78,7 +80,7 @@ def model_rows(
                     "price_confirmed": m.price.confirmed,
                     "price_summary": price_summary(m),
                     # One 1024x1024 image at the default quality and tier, as the planner estimates it.
-                    "estimate_usd_1024": round(one.call(1), 5),
+                    "estimate_usd_1024": round(one_image_usd(m), 5),
                     "checked": m.checked.isoformat() if m.checked else None,
                     "checked_days_ago": age,
                     "stale": age is None or age > STALE_AFTER_DAYS,

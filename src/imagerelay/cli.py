@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from . import envvars
+from .gateway.cli import serve_app
+
 if TYPE_CHECKING:
     from .planner import Plan
     from .receipt import Receipt
@@ -34,10 +37,11 @@ config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is
 emulator_app = typer.Typer(help="The offline stand-in for all three provider APIs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(emulator_app, name="emulator")
+app.add_typer(serve_app, name="serve")
 
 EnvOpt = Annotated[
     str | None,
-    typer.Option("--env", envvar="IMAGERELAY_ENV", help="Environment: development, production, sandbox …"),
+    typer.Option("--env", envvar=envvars.ENV, help="Environment: development, production, sandbox …"),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
@@ -304,8 +308,7 @@ def _show_receipt(receipt: Receipt, as_json: bool) -> None:
     first = receipt.images[0]
     _err(
         f"saved {len(receipt.images)} image(s) from {receipt.provider}:{receipt.model} "
-        f"({first.width}x{first.height} {first.format}), cost ${receipt.cost_usd:.4f}"
-        + ("" if receipt.reported_cost_usd is not None else " (estimated)")
+        f"({first.width}x{first.height} {first.format}), cost {_cost_text(receipt)}"
     )
     for note in receipt.notes:
         _err(f"  note: {note}")
@@ -313,6 +316,13 @@ def _show_receipt(receipt: Receipt, as_json: bool) -> None:
     for a in failed:
         _err(f"  attempt {a.provider}:{a.model}: {a.outcome} — {a.error}")
     _err(f"receipt: {first.receipt_path}")
+
+
+def _cost_text(receipt: Receipt) -> str:
+    """`$0.0200`, `$0.0200 (estimated)`, or `$0 (sandbox; would be $0.0200)`."""
+    if receipt.sandbox:
+        return f"$0 (sandbox; would be ${receipt.would_cost_usd or 0.0:.4f})"
+    return f"${receipt.cost_usd:.4f}" + ("" if receipt.reported_cost_usd is not None else " (estimated)")
 
 
 @app.command()
@@ -345,7 +355,7 @@ def config_show(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
     """Print the effective settings of an environment (keys masked)."""
     from .catalog import load_catalog
     from .errors import ImageRelayError
-    from .settings import load_keys
+    from .settings import config_files, load_keys
 
     try:
         settings = _settings(env)
@@ -353,6 +363,7 @@ def config_show(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
     except ImageRelayError as exc:
         _fail(exc, as_json=as_json)
     data = settings.model_dump(mode="json")
+    data["files"] = [str(p) for p in config_files(settings.env)]  # merged in this order, later wins
     keys = load_keys({p.name: p.key_env for p in catalog.providers.values()})
 
     def masked(name: str) -> str:
@@ -439,10 +450,14 @@ def batch(
     else:
         for path in summary.saved:
             typer.echo(path)
+    spend = (
+        f"$0 spent in this run (sandbox; would be ${summary.would_spend_usd:.4f})"
+        if summary.sandbox
+        else f"${summary.spent_usd:.4f} spent in this run (${summary.batch_spent_usd:.4f} on this batch)"
+    )
     _err(
         f"batch: {summary.done} done, {summary.skipped} already done, {summary.failed} failed, "
-        f"{summary.remaining} not started, of {summary.items}; ${summary.spent_usd:.4f} spent in this run "
-        f"(${summary.batch_spent_usd:.4f} on this batch)"
+        f"{summary.remaining} not started, of {summary.items}; {spend}"
     )
     for failure in summary.failures:
         _err(f"  failed: {failure['item']}: {failure['error']}")
@@ -464,6 +479,10 @@ def history(
     provider: Annotated[
         str | None, typer.Option("--provider", "-p", help="Only this provider, or PROVIDER:MODEL.")
     ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", help="Only what this gateway key spent (its name; 'local' without keys)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List past generations in an output directory, and what they cost."""
@@ -474,7 +493,7 @@ def history(
         directory = out if out is not None else _settings(env).output.dir
         when = _parse_since(since)
         with Ledger.open(directory, create=False) as ledger:
-            rows = ledger.generations(since=when, provider=provider)
+            rows = ledger.generations(since=when, provider=provider, gateway_key=key)
             ledger_path = str(ledger.path)
     except ImageRelayError as exc:
         _fail(exc, as_json=as_json)
@@ -495,7 +514,7 @@ def history(
         return
     for r in rows:
         model = f"{r.provider}:{r.model}" if r.provider else "no image"
-        cost = f"${r.cost_usd:.4f}" + ("" if r.reported else "*")
+        cost = "$0 (sandbox)" if r.sandbox else f"${r.cost_usd:.4f}" + ("" if r.reported else "*")
         # Control characters (terminal escape sequences among them) are not printed as given.
         prompt = " ".join("".join(c if c.isprintable() else " " for c in r.prompt).split())
         prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
@@ -559,9 +578,9 @@ def main() -> None:
     except Exception as exc:  # a bug of ours: one line, and the traceback only on request
         import os
 
-        if os.environ.get("IMAGERELAY_DEBUG"):
+        if os.environ.get(envvars.DEBUG):
             raise
-        _err(f"error: unexpected {type(exc).__name__}: {exc} (set IMAGERELAY_DEBUG=1 to see the traceback)")
+        _err(f"error: unexpected {type(exc).__name__}: {exc} (set {envvars.DEBUG}=1 to see the traceback)")
         raise SystemExit(1) from None
     if isinstance(code, int) and code:
         raise SystemExit(code)

@@ -8,7 +8,11 @@
 - `items` and `runs`: each batch item's state (pending, running, done, failed), and each call
   made for it;
 - `predictions`: Replicate prediction ids, recorded the moment they are created, so that a
-  batch killed mid-call re-attaches to the prediction instead of paying for a second one.
+  batch killed mid-call re-attaches to the prediction instead of paying for a second one;
+- `gateway_requests`: each request the gateway accepted, recorded before it is sent on: which
+  gateway key asked (the key's name, never the key) and its `Idempotency-Key`, so a client that
+  asks again gets the first answer instead of paying twice. `generations.gateway_key` names the
+  key that spent each row.
 
 Every write is one transaction, so a crash (even SIGKILL) leaves the ledger as it was after the
 last one. Paths are stored relative to the directory, so the directory can be moved.
@@ -41,7 +45,7 @@ log = logging.getLogger("imagerelay")
 #: The ledger's file name inside an output directory.
 LEDGER_NAME = "imagerelay.sqlite3"
 _LOCK_NAME = ".imagerelay-batch.lock"
-_VERSION = 1
+_VERSION = 2
 #: The end of an image's name, as `Store.stem` makes it: the request id's first 8 hex digits, the index.
 _STEM_ID = re.compile(r"-([0-9a-f]{8})-\d+\.(?:jpg|png|webp|gif)$")
 
@@ -114,6 +118,27 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE INDEX IF NOT EXISTS predictions_item ON predictions (item_key);
 """
 
+#: Schema changes after version 1, in order: (version, statements). Each step is idempotent, so
+#: steps added on different lines of work compose whatever order they land in.
+_MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        2,
+        [
+            "ALTER TABLE generations ADD COLUMN gateway_key TEXT",
+            "CREATE INDEX IF NOT EXISTS generations_key ON generations (gateway_key, created_ts)",
+            """CREATE TABLE IF NOT EXISTS gateway_requests (
+                receipt_id TEXT PRIMARY KEY,
+                gateway_key TEXT NOT NULL,
+                idempotency_key TEXT,
+                fingerprint TEXT NOT NULL,
+                started_at TEXT NOT NULL
+            )""",
+            "CREATE UNIQUE INDEX IF NOT EXISTS gateway_requests_idem "
+            "ON gateway_requests (gateway_key, idempotency_key) WHERE idempotency_key IS NOT NULL",
+        ],
+    ),
+]
+
 
 class LedgerError(UserError):
     """The ledger cannot be opened or is not one of ours."""
@@ -144,6 +169,9 @@ class Generation:
     cost_usd: float
     reported: bool
     item_key: str | None
+    sandbox: bool = False  # made by the emulator: cost_usd is 0
+    would_cost_usd: float | None = None  # sandbox: what it would have cost for real
+    gateway_key: str | None = None  # the gateway key that spent it (its name)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -157,6 +185,8 @@ class Generation:
             "cost_usd": round(self.cost_usd, 6),
             "cost_reported": self.reported,
             "batch_item": self.item_key,
+            "gateway_key": self.gateway_key,
+            **({"sandbox": True, "would_cost_usd": self.would_cost_usd} if self.sandbox else {}),
         }
 
 
@@ -201,6 +231,9 @@ class Ledger:
             )
         try:
             directory.mkdir(parents=True, exist_ok=True)
+            # SQLite creates its file 0644 whatever the umask; made here, it follows the umask
+            # (and SQLite gives its -wal and -shm files the same mode).
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o666))
             conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise OutputError(
@@ -232,8 +265,13 @@ class Ledger:
             raise sqlite3.DatabaseError(f"written by a newer imagerelay (schema {version})")
         if version < _VERSION:
             with _transaction(conn):
-                for statement in _statements():
-                    conn.execute(statement)
+                if version < 1:
+                    for statement in _statements():
+                        conn.execute(statement)
+                for step, statements in _MIGRATIONS:
+                    if version < step:
+                        for statement in statements:
+                            _apply(conn, statement)
                 conn.execute(f"PRAGMA user_version = {_VERSION}")
 
     def close(self) -> None:
@@ -257,7 +295,7 @@ class Ledger:
         except ImportError:  # not POSIX: no lock, as before
             return
         path = self.directory / _LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -276,23 +314,35 @@ class Ledger:
 
     # -- receipts (every generation) ------------------------------------------------------------
 
-    def record_receipt(self, receipt: Receipt) -> None:
+    def record_receipt(self, receipt: Receipt, *, gateway_key: str | None = None) -> None:
         """Add (or update) a finished receipt and its images. A hook for `Relay(on_receipt=...)`.
 
+        `gateway_key` names the gateway key that spent it (kept when a later update has none).
         Never raises: the images are already on disk and their receipts beside them, so a ledger
         that cannot be written is a warning, not a failed generation.
         """
         try:
-            self._record_receipt(receipt)
+            self._record_receipt(receipt, gateway_key)
         except sqlite3.Error as exc:
             log.warning("the ledger %s was not updated for receipt %s: %s", self.path, receipt.id, exc)
 
-    def _record_receipt(self, receipt: Receipt) -> None:
+    def _record_receipt(self, receipt: Receipt, gateway_key: str | None) -> None:
         conn = self._conn
         with _transaction(conn):
             item_key = self._item_of(receipt.id)
             conn.execute(
-                "INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                """INSERT INTO generations (receipt_id, created_at, created_ts, env, prompt, provider,
+                       model, images, cost_usd, estimated_cost_usd, reported_cost_usd, item_key, receipt,
+                       gateway_key)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT (receipt_id) DO UPDATE SET
+                     created_at = excluded.created_at, created_ts = excluded.created_ts,
+                     env = excluded.env, prompt = excluded.prompt, provider = excluded.provider,
+                     model = excluded.model, images = excluded.images, cost_usd = excluded.cost_usd,
+                     estimated_cost_usd = excluded.estimated_cost_usd,
+                     reported_cost_usd = excluded.reported_cost_usd, item_key = excluded.item_key,
+                     receipt = excluded.receipt,
+                     gateway_key = COALESCE(excluded.gateway_key, generations.gateway_key)""",
                 (
                     receipt.id,
                     receipt.created_at,
@@ -307,6 +357,7 @@ class Ledger:
                     receipt.reported_cost_usd,
                     item_key,
                     receipt.model_dump_json(),
+                    gateway_key,
                 ),
             )
             for image in receipt.images:
@@ -353,10 +404,13 @@ class Ledger:
         now = _now()
         items = list(items)
         with _transaction(self._conn):
+            self._adopt_legacy_keys(items)
+            # The item belongs to the manifest that names it now: a renamed or copied manifest
+            # takes its items (and what they cost) along.
             self._conn.executemany(
                 """INSERT INTO items (key, batch, position, name, prompt, n, request, updated_at)
                    VALUES (?,?,?,?,?,?,?,?)
-                   ON CONFLICT (key) DO UPDATE SET
+                   ON CONFLICT (key) DO UPDATE SET batch = excluded.batch,
                      position = excluded.position, n = excluded.n, request = excluded.request""",
                 [
                     (
@@ -373,6 +427,23 @@ class Ledger:
                 ],
             )
         return self.item_records([item.key for item in items])
+
+    def _adopt_legacy_keys(self, items: list[ManifestItem]) -> None:
+        """Carry items recorded under an older key (one that included the manifest's file name)
+        over to their key of today, so that an upgrade never pays for them again."""
+        legacy = {i.legacy_key: i.key for i in items if i.legacy_key and i.legacy_key != i.key}
+        if not legacy:
+            return
+        sql = "SELECT key FROM items WHERE key IN ({})"
+        known = {k for (k,) in self._query_keys(sql, list(legacy))}
+        taken = {k for (k,) in self._query_keys(sql, list(legacy.values()))}
+        for old in known:
+            new = legacy[old]
+            if new in taken:
+                continue
+            self._conn.execute("UPDATE items SET key = ? WHERE key = ?", (new, old))
+            for table in ("images", "runs", "predictions", "generations"):
+                self._conn.execute(f"UPDATE {table} SET item_key = ? WHERE item_key = ?", (new, old))
 
     def item_records(self, keys: list[str]) -> dict[str, ItemRecord]:
         """The records of `keys` (unknown keys are left out)."""
@@ -531,16 +602,24 @@ class Ledger:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def generations(self, *, since: datetime | None = None, provider: str | None = None) -> list[Generation]:
-        """Finished requests, oldest first; `provider` is a provider name or PROVIDER:MODEL."""
+    def generations(
+        self, *, since: datetime | None = None, provider: str | None = None, gateway_key: str | None = None
+    ) -> list[Generation]:
+        """Finished requests, oldest first; `provider` is a provider name or PROVIDER:MODEL;
+        `gateway_key` keeps only what that gateway key spent."""
         sql = (
             "SELECT receipt_id, created_at, env, prompt, provider, model, images, cost_usd, "
-            "reported_cost_usd IS NOT NULL, item_key FROM generations WHERE 1 = 1"
+            "reported_cost_usd IS NOT NULL, item_key, "
+            "COALESCE(json_extract(receipt, '$.sandbox'), 0), json_extract(receipt, '$.would_cost_usd'), "
+            "gateway_key FROM generations WHERE 1 = 1"
         )
         args: list[Any] = []
         if since is not None:
             sql += " AND created_ts >= ?"
             args.append(since.timestamp())
+        if gateway_key is not None:
+            sql += " AND gateway_key = ?"
+            args.append(gateway_key)
         if provider:
             name, sep, model = provider.partition(":")
             sql += " AND provider = ?"
@@ -550,9 +629,62 @@ class Ledger:
                 args.append(model)
         sql += " ORDER BY created_ts, receipt_id"
         return [
-            Generation(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), float(r[7]), bool(r[8]), r[9])
+            Generation(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                int(r[6]),
+                float(r[7]),
+                bool(r[8]),
+                r[9],
+                bool(r[10]),
+                None if r[11] is None else float(r[11]),
+                r[12],
+            )
             for r in self._conn.execute(sql, args)
         ]
+
+    def receipt(self, receipt_id: str) -> tuple[str, str | None] | None:
+        """The receipt (JSON) of one finished request and the gateway key that spent it, or None."""
+        row = self._conn.execute(
+            "SELECT receipt, gateway_key FROM generations WHERE receipt_id = ?", (receipt_id,)
+        ).fetchone()
+        return (str(row[0]), row[1]) if row else None
+
+    # -- the gateway ----------------------------------------------------------------------------
+
+    def start_gateway_request(
+        self, receipt_id: str, *, gateway_key: str, idempotency_key: str | None, fingerprint: str
+    ) -> None:
+        """Record a gateway request before anything is sent. Raises `sqlite3.IntegrityError` when
+        the key already used this `idempotency_key` (the caller looks that request up instead)."""
+        with _transaction(self._conn):
+            self._conn.execute(
+                "INSERT INTO gateway_requests VALUES (?,?,?,?,?)",
+                (receipt_id, gateway_key, idempotency_key, fingerprint, _now()),
+            )
+
+    def gateway_request(self, gateway_key: str, idempotency_key: str) -> tuple[str, str] | None:
+        """(receipt id, fingerprint) of the request this key made with `idempotency_key`, or None."""
+        row = self._conn.execute(
+            "SELECT receipt_id, fingerprint FROM gateway_requests "
+            "WHERE gateway_key = ? AND idempotency_key = ?",
+            (gateway_key, idempotency_key),
+        ).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
+    def key_spent(self, gateway_key: str, since: datetime) -> float:
+        """USD a gateway key spent since `since`: the cost of its finished requests, plus what
+        their failed attempts may have been billed (a cap is never to be exceeded)."""
+        finished = self._conn.execute(
+            """SELECT COALESCE(SUM(cost_usd + COALESCE(json_extract(receipt, '$.possibly_billed_usd'), 0)), 0)
+               FROM generations WHERE gateway_key = ? AND created_ts >= ?""",
+            (gateway_key, since.timestamp()),
+        ).fetchone()[0]
+        return float(finished)
 
     def receipts(self) -> Iterator[str]:
         """Every finished receipt, as JSON, oldest first."""
@@ -603,6 +735,19 @@ class Ledger:
 
 def _statements() -> list[str]:
     return [s.strip() for s in _SCHEMA.split(";") if s.strip()]
+
+
+_ADD_COLUMN = re.compile(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", re.IGNORECASE)
+
+
+def _apply(conn: sqlite3.Connection, statement: str) -> None:
+    """Run one migration statement; a column that is already there is not added again."""
+    match = _ADD_COLUMN.match(statement)
+    if match:
+        table, column = match.groups()
+        if any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})")):
+            return
+    conn.execute(statement)
 
 
 @contextlib.contextmanager

@@ -10,18 +10,23 @@ name = "monday-post"            # used in file names; must be unique
 prompt = "a lighthouse at dusk"
 references = ["photos/coast.jpg"]   # relative to the manifest
 tags = ["week-48"]
-publish_on = 2026-11-30         # any other field is kept in the receipt's metadata
+metadata = { publish_on = 2026-11-30 }   # free-form, kept in the receipt
 ```
 
-CSV: one item a row, a header naming the columns; `references` and `tags` are `;`-separated and
-a column `PROVIDER.FIELD` (`replicate.go_fast`) is a provider extra. JSON Lines: one object a
-line; a first line `{"defaults": {...}}` applies to every item.
+CSV: one item a row, a header naming the columns; `references` and `tags` are `;`-separated, a
+column `PROVIDER.FIELD` (`replicate.go_fast`) is a provider extra and a column `meta.FIELD` is
+free-form metadata. JSON Lines: one object a line (free-form data in its `"metadata"` object); a
+first line `{"defaults": {...}}` applies to every item.
+
+Any other field or column is refused before anything is sent, with the nearest known name: a
+misspelt `refrences` must not make an image without its reference.
 
 An item's identity (its `key`) is a hash of what decides the image — prompt, references (by
-content), shape, seed, provider, extras — plus its name and the manifest's file name. It does not
-depend on the item's position, so adding, removing or reordering items in a manifest never makes
-the others look new; identical unnamed items are told apart by their occurrence. `n`, tags and
-metadata are not part of it: asking for more images of a finished item asks only for the rest.
+content), shape, seed, provider, extras — plus its name. It depends neither on the item's position
+nor on the manifest's path, so adding, removing or reordering items never makes the others look
+new, and a renamed or copied manifest resumes in the same output directory; identical unnamed
+items are told apart by their occurrence. `n`, tags and metadata are not part of it: asking for
+more images of a finished item asks only for the rest.
 """
 
 from __future__ import annotations
@@ -43,12 +48,16 @@ from pydantic import ValidationError
 from .errors import ImageRelayError, UserError
 from .request import MAX_N, ImageRequest
 
-__all__ = ["FORMATS", "Manifest", "ManifestError", "ManifestItem", "load_manifest"]
+__all__ = ["FORMATS", "ITEM_FIELDS", "Manifest", "ManifestError", "ManifestItem", "load_manifest"]
 
 #: File suffixes understood, by format.
 FORMATS = {".toml": "toml", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 _REQUEST_FIELDS = frozenset(ImageRequest.model_fields) - {"metadata"}
+#: Every field an item (or [defaults]) may have.
+ITEM_FIELDS = _REQUEST_FIELDS | {"name", "tags", "metadata"}
+#: The CSV column prefix of a free-form metadata field (`meta.publish_on`).
+_META_PREFIX = "meta."
 _LIST_FIELDS = ("references", "tags")
 _PROVIDERS = ("xai", "openai", "replicate")
 _TOML_ITEM_HEADER = re.compile(r"^\s*\[\[\s*items\s*\]\]\s*(#.*)?$")
@@ -75,6 +84,9 @@ class ManifestItem:
     request: ImageRequest
     name: str | None = None
     tags: tuple[str, ...] = ()
+    #: The key earlier versions gave this item (it included the manifest's file name): a ledger
+    #: that knows the item under it is carried over, never paid for again.
+    legacy_key: str | None = None
 
     @property
     def n(self) -> int:
@@ -216,6 +228,10 @@ def _parse_csv(text: str, problems: list[str]) -> list[_Entry]:
     dupes = sorted({c for c in columns if c and columns.count(c) > 1})
     if dupes:
         raise ManifestError(f"the manifest's CSV header repeats {', '.join(dupes)}: name each column once")
+    unknown = [c for c in columns if c and not _csv_column_known(c)]
+    if unknown:
+        listing = "; ".join(_unknown_field(c, csv_column=True) for c in unknown)
+        raise ManifestError(f"the manifest's CSV header has {listing}; nothing was sent")
     entries: list[_Entry] = []
     line = reader.line_num + 1
     while True:
@@ -237,13 +253,33 @@ def _parse_csv(text: str, problems: list[str]) -> list[_Entry]:
             value = cell.strip()
             if not column or not value:
                 continue  # an empty cell means "not given", so defaults and the model's own apply
-            fields.update(_csv_field(column, value))
+            for key, val in _csv_field(column, value).items():
+                if isinstance(val, dict) and isinstance(fields.get(key), dict):
+                    if key == "extras":  # several replicate.* columns: one table per provider
+                        for provider, table in val.items():
+                            fields[key].setdefault(provider, {}).update(table)
+                    else:
+                        fields[key].update(val)
+                else:
+                    fields[key] = val
         entries.append(_Entry(where, fields))
     return entries
 
 
+def _csv_column_known(column: str) -> bool:
+    lowered = column.lower()
+    if lowered.startswith(_META_PREFIX):
+        return bool(column[len(_META_PREFIX) :].strip())
+    provider, dot, name = column.partition(".")
+    if dot:
+        return provider.lower() in _PROVIDERS and bool(name)
+    return lowered in ITEM_FIELDS - {"metadata", "extras"}
+
+
 def _csv_field(column: str, value: str) -> dict[str, Any]:
     lowered = column.lower()
+    if lowered.startswith(_META_PREFIX):
+        return {"metadata": {column[len(_META_PREFIX) :].strip(): value}}
     if lowered in _LIST_FIELDS:
         return {lowered: [v.strip() for v in value.split(";") if v.strip()]}
     provider, dot, name = column.partition(".")
@@ -253,9 +289,7 @@ def _csv_field(column: str, value: str) -> dict[str, Any]:
         except json.JSONDecodeError:
             parsed = value
         return {"extras": {provider.lower(): {name: parsed}}}
-    if lowered in _REQUEST_FIELDS or lowered == "name":
-        return {lowered: value}
-    return {column: value}
+    return {lowered: value}
 
 
 def _parse_jsonl(text: str, problems: list[str]) -> tuple[dict[str, Any], list[_Entry]]:
@@ -302,6 +336,10 @@ def _build(
     bad_defaults = [k for k in ("prompt", "name") if k in defaults]
     if bad_defaults:
         problems.append(f"defaults: {', '.join(bad_defaults)} cannot be a default: give each item its own")
+    unknown_defaults = [k for k in defaults if k not in ITEM_FIELDS]
+    if unknown_defaults:  # said once here, not once per item
+        problems.append("defaults: " + "; ".join(_unknown_field(k) for k in unknown_defaults))
+        defaults = {k: v for k, v in defaults.items() if k in ITEM_FIELDS}
     items: list[ManifestItem] = []
     names: dict[str, str] = {}
     occurrences: dict[str, int] = {}
@@ -324,12 +362,18 @@ def _build(
             if problem:
                 problems.append(f"{entry.where}: {problem}")
                 continue
-        digest = _digest({"manifest": path.name, "name": name, **content})
+        digest = _digest({"name": name, **content})
         occurrences[digest] = occurrences.get(digest, 0) + 1
-        key = digest if occurrences[digest] == 1 else f"{digest}.{occurrences[digest]}"
+        suffix = "" if occurrences[digest] == 1 else f".{occurrences[digest]}"
         items.append(
             ManifestItem(
-                position=len(items) + 1, where=entry.where, key=key, request=request, name=name, tags=tags
+                position=len(items) + 1,
+                where=entry.where,
+                key=digest + suffix,
+                request=request,
+                name=name,
+                tags=tags,
+                legacy_key=_digest({"manifest": path.name, "name": name, **content}) + suffix,
             )
         )
     return items
@@ -354,6 +398,9 @@ def _request_of(
     fields: dict[str, Any], refs: _ReferenceChecker
 ) -> tuple[ImageRequest, str | None, tuple[str, ...], dict[str, Any]]:
     """The item's request, name, tags, and the content its key is made of."""
+    unknown = [k for k in fields if k not in ITEM_FIELDS]
+    if unknown:
+        raise _ItemProblem("; ".join(_unknown_field(k) for k in unknown))
     if "prompt" not in fields:
         raise _ItemProblem("the prompt is missing: say what the image should show")
     name = fields.get("name")
@@ -366,12 +413,7 @@ def _request_of(
     extra_metadata = fields.get("metadata", {})
     if not isinstance(extra_metadata, dict):
         raise _ItemProblem("metadata must be a table of fields")
-    metadata = {
-        k: _jsonable(v)
-        for k, v in fields.items()
-        if k not in _REQUEST_FIELDS and k not in ("name", "tags", "metadata")
-    }
-    metadata.update({k: _jsonable(v) for k, v in extra_metadata.items()})
+    metadata = {str(k): _jsonable(v) for k, v in extra_metadata.items()}
     if name is not None:
         metadata["name"] = name.strip()
     if tags:
@@ -406,6 +448,21 @@ def _request_of(
     )
     content["inputs"] = hashes
     return request, name.strip() if name else None, tags, content
+
+
+def _unknown_field(name: str, *, csv_column: bool = False) -> str:
+    """`unknown field 'refrences' (did you mean 'references'?)`, or where free-form data goes."""
+    import difflib
+
+    what = "column" if csv_column else "field"
+    wanted = re.sub(r"[\s\-]+", "_", name.strip().lower())
+    known = sorted(ITEM_FIELDS - ({"metadata", "extras"} if csv_column else set()))
+    match = [wanted] if wanted in known else difflib.get_close_matches(wanted, known, n=1, cutoff=0.6)
+    if match:
+        return f"unknown {what} {name!r} (did you mean {match[0]!r}?)"
+    if csv_column:
+        return f"unknown column {name!r}: name free-form data {_META_PREFIX}{name.strip()}"
+    return f"unknown field {name!r}: put free-form data in the item's metadata table"
 
 
 def _string_list(value: Any, what: str) -> tuple[str, ...]:

@@ -7,9 +7,24 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from . import envvars
 from .errors import ConfigError
 
-__all__ = ["deep_merge", "read_toml", "shipped_dir", "user_config_dir"]
+__all__ = [
+    "catalog_dirs",
+    "deep_merge",
+    "env_config_dir",
+    "provider_names",
+    "read_toml",
+    "shipped_dir",
+    "user_config_dirs",
+    "user_environments",
+    "user_providers_dirs",
+    "user_settings_files",
+]
+
+#: The user's own settings files are `imagerelay.toml` and `imagerelay.<env>.toml`.
+USER_FILE = "imagerelay"
 
 _PKG = Path(__file__).resolve().parent
 
@@ -22,23 +37,91 @@ def shipped_dir(kind: str) -> Path:
     return _PKG.parents[1] / kind  # editable install: src/imagerelay → repository root
 
 
-def user_config_dir() -> Path | None:
-    """The user's own config directory: `$IMAGERELAY_CONFIG_DIR`, else `./config` when present.
+def env_config_dir() -> Path | None:
+    """The directory `$IMAGERELAY_CONFIG_DIR` names, or None when it is not set.
 
     A variable naming no directory is a ConfigError: a typo must not silently mean "no overrides".
     """
-    env = os.environ.get("IMAGERELAY_CONFIG_DIR")
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_dir():
-            raise ConfigError(
-                f"IMAGERELAY_CONFIG_DIR is '{env}', which is not a directory: create it or fix the variable"
-            )
-        return path
+    value = os.environ.get(envvars.CONFIG_DIR)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise ConfigError(
+            f"{envvars.CONFIG_DIR} is '{value}', which is not a directory: create it or fix the variable"
+        )
+    return path
+
+
+def user_config_dirs() -> list[Path]:
+    """Where the user's own `imagerelay.toml` / `imagerelay.<env>.toml` are looked for, lowest
+    precedence first: `$IMAGERELAY_CONFIG_DIR`, `./config`, the working directory.
+
+    Only files named `imagerelay*.toml` are read there, so another program's `./config/default.toml`
+    is none of imagerelay's business.
+    """
+    dirs: list[Path] = []
+    for d in (env_config_dir(), Path.cwd() / "config", Path.cwd()):
+        if d is not None and d.is_dir() and all(d.resolve() != seen.resolve() for seen in dirs):
+            dirs.append(d)
+    return dirs
+
+
+def _holds_user_files(directory: Path) -> bool:
+    return (directory / f"{USER_FILE}.toml").is_file() or any(directory.glob(f"{USER_FILE}.*.toml"))
+
+
+def user_settings_files(env: str) -> list[Path]:
+    """The user's own settings files of `env` that exist, lowest precedence first: in each of
+    `user_config_dirs()`, `imagerelay.toml` then `imagerelay.<env>.toml`."""
+    own = env_config_dir()
+    if own is not None and own.resolve() != shipped_dir("config").resolve():
+        # The one directory that is imagerelay's by name: a settings file there under the shipped
+        # names would otherwise be ignored without a word (and a budget cap in it with it).
+        for old, new in (("default.toml", f"{USER_FILE}.toml"), (f"{env}.toml", f"{USER_FILE}.{env}.toml")):
+            if (own / old).is_file():
+                raise ConfigError(
+                    f"{own / old}: imagerelay reads only files named {USER_FILE}.toml and "
+                    f"{USER_FILE}.<env>.toml: rename it to {new}"
+                )
+    files: list[Path] = []
+    for d in user_config_dirs():
+        names = [f"{USER_FILE}.toml"] + ([f"{USER_FILE}.{env}.toml"] if env != "default" else [])
+        files.extend(d / name for name in names if (d / name).is_file())
+    return files
+
+
+def user_environments() -> set[str]:
+    """The environments the user's own files define (`imagerelay.<env>.toml`)."""
+    return {
+        p.name[len(USER_FILE) + 1 : -len(".toml")]
+        for d in user_config_dirs()
+        for p in d.glob(f"{USER_FILE}.*.toml")
+    }
+
+
+def user_providers_dirs() -> list[Path]:
+    """The user's catalog overrides: `providers/` in `$IMAGERELAY_CONFIG_DIR`, and in `./config`
+    when it holds imagerelay's own files (so another program's `./config/providers/` is ignored)."""
+    dirs: list[Path] = []
+    own = env_config_dir()
+    if own is not None:
+        dirs.append(own / "providers")
     local = Path.cwd() / "config"
-    if local.is_dir() and local.resolve() != shipped_dir("config").resolve():
-        return local
-    return None
+    if _holds_user_files(local) and (own is None or own.resolve() != local.resolve()):
+        dirs.append(local / "providers")
+    shipped = shipped_dir("providers").resolve()
+    return [d for d in dirs if d.is_dir() and d.resolve() != shipped]
+
+
+def catalog_dirs() -> list[Path]:
+    """The directories of `providers/*.toml`, shipped first, then the user's overrides."""
+    return [shipped_dir("providers"), *user_providers_dirs()]
+
+
+def provider_names() -> set[str]:
+    """Every provider the catalog has (one `providers/<name>.toml` each), without parsing it."""
+    return {p.stem for d in catalog_dirs() if d.is_dir() for p in d.glob("*.toml")}
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,8 @@ class SavedImage(BaseModel):
     provider: str
     model: str
     receipt_path: str | None = None
+    #: The prompt as the model rewrote it, when it did (GPT-image and Grok may).
+    revised_prompt: str | None = None
 
 
 class Attempt(BaseModel):
@@ -50,6 +52,7 @@ class Attempt(BaseModel):
     images: int = 0
     maybe_billed: bool = False
     sent: dict[str, Any] = Field(default_factory=dict)  # the parameters actually sent (no image bytes)
+    usage: dict[str, Any] = Field(default_factory=dict)  # as the provider reported it (tokens, ticks)
 
 
 class ReferenceRecord(BaseModel):
@@ -88,6 +91,10 @@ class Receipt(BaseModel):
     cost_usd: float = 0.0  # the provider's figure when it gave one, else our estimate
     #: Estimated cost of attempts that failed after the provider may have charged for them.
     possibly_billed_usd: float = 0.0
+    #: Made by the sandbox (the emulator): nothing was paid, `cost_usd` is 0 and counts against
+    #: no budget, and `would_cost_usd` is what the same run would have cost for real.
+    sandbox: bool = False
+    would_cost_usd: float | None = None
     described_reference: str | None = None  # set when a reference was described, not matched
     metadata: dict[str, Any] = Field(default_factory=dict)
 

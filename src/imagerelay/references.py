@@ -36,6 +36,7 @@ __all__ = [
     "load_mask",
     "load_reference",
     "prepare",
+    "reference_from_bytes",
 ]
 
 MAX_REFERENCE_FILE_BYTES = 100 * 1024 * 1024
@@ -115,6 +116,14 @@ def _verified(source: str, data: bytes, what: str) -> Reference:
     except imaging.CorruptImage as exc:
         raise InvalidReference(f"{what} is truncated or corrupt: re-export it") from exc
     return Reference(source=source, data=data, info=info, sha256=hashlib.sha256(data).hexdigest())
+
+
+def reference_from_bytes(data: bytes, *, source: str, label: str = "reference") -> Reference:
+    """Verify image bytes received some other way (an upload, a data URI) as a reference.
+
+    `source` names it in receipts and messages (e.g. "upload:photo.png"); it is never opened.
+    """
+    return _verified(source, data, f"{label} '{source}'")
 
 
 def load_reference(source: str | os.PathLike[str], *, label: str = "reference") -> Reference:

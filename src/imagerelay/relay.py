@@ -39,7 +39,7 @@ from .policy import Action, Decision, decide
 from .ratelimit import RateLimiter
 from .receipt import Attempt, Receipt, ReferenceRecord, SavedImage
 from .request import ImageRequest
-from .settings import Settings, load_keys, load_settings
+from .settings import RoutingSettings, Settings, load_keys, load_settings
 from .store import Store, provenance
 
 if TYPE_CHECKING:
@@ -184,6 +184,11 @@ class Relay:
         self._keys = {name: SecretStr(f"sandbox-{name}") for name in self.catalog.providers}
 
     @property
+    def keyed_providers(self) -> frozenset[str]:
+        """Providers this relay can call: those with a key (every one in the sandbox)."""
+        return frozenset(self.catalog.providers if self.settings.sandbox else self._keys)
+
+    @property
     def emulator(self) -> Any:
         """The in-process emulator when running in the sandbox, else None."""
         return self._emulator
@@ -207,19 +212,22 @@ class Relay:
         *,
         max_cost: float | None = None,
         reference_sizes: list[tuple[int, int] | None] | None = None,
+        routing: RoutingSettings | None = None,
         **fields: Any,
     ) -> Plan:
-        """The plan for `request`, sending nothing.
+        """The plan for `request`, sending nothing. `routing` replaces the environment's model
+        order for this request only (a named route of the gateway, say).
 
         `reference_sizes` are the references' pixel sizes; by default local files are measured
         (URLs are not fetched: their estimates assume the costliest size).
         """
         req = _as_request(request, fields)
-        keys = set(self._keys) if not self.settings.sandbox else set(self.catalog.providers)
+        keys = self.keyed_providers
+        settings = self.settings if routing is None else self.settings.model_copy(update={"routing": routing})
         sizes = reference_sizes if reference_sizes is not None else _local_sizes(req.references)
         return plan_request(
             req,
-            self.settings,
+            settings,
             self.catalog,
             keys=keys,
             cooling=self.cooling(),
@@ -241,6 +249,8 @@ class Relay:
         name: str | None = None,
         reserve: Reserve | None = None,
         reserved: float = 0.0,
+        routing: RoutingSettings | None = None,
+        loaded: Mapping[str, Reference] | None = None,
         **fields: Any,
     ) -> Receipt:
         """Generate the images of `request`; every image is on disk when this returns.
@@ -248,8 +258,11 @@ class Relay:
         Raises `UserError` for bad input (before anything is spent), `BudgetExceeded` when no
         candidate fits the budget, and `GenerationFailed` (with `.failures` and `.receipt`)
         when no image could be made. `name` stands for the prompt in file names (a batch item's).
-        With `reserve`, the request holds `reserved` USD of a shared budget and asks `reserve` for
-        more before any call whose worst case would need it; a refused call is not made.
+        `routing` replaces the model order for this request; `loaded` holds references (and the
+        mask) already loaded and verified, by the source string the request names them with
+        (uploads, which have no path or URL of their own). With `reserve`, the request holds
+        `reserved` USD of a shared budget and asks `reserve` for more before any call whose worst
+        case would need it; a refused call is not made.
         """
         req = _as_request(request, fields)
         await self.open()
@@ -258,11 +271,11 @@ class Relay:
         if self.out_dir not in self._ensured:  # once per relay: it is a mkdir and a probe file
             store.ensure()
             self._ensured.add(self.out_dir)
-        refs = await self._load_references(req)
+        refs = await self._load_references(req, loaded or {})
         sizes: list[tuple[int, int] | None] = [
             (r.info.width, r.info.height) for r in refs[: len(req.references)]
         ]
-        plan = self.plan(req, max_cost=max_cost, reference_sizes=sizes)
+        plan = self.plan(req, max_cost=max_cost, reference_sizes=sizes, routing=routing)
         receipt = Receipt(
             id=receipt_id or uuid.uuid4().hex,
             env=self.settings.env,
@@ -281,6 +294,7 @@ class Relay:
             ],
             metadata=dict(req.metadata),
             left_out={e.ref: e.reason for e in plan.excluded},
+            sandbox=self.settings.sandbox,
         )
         cap = max_cost if max_cost is not None else self.settings.budget.max_cost_per_request
         if not plan.candidates and not plan.describe:
@@ -313,6 +327,7 @@ class Relay:
         except _Stop:
             pass
         finally:
+            _settle_sandbox(receipt)
             if receipt.images:
                 if run.remaining > 0:
                     receipt.notes.append(f"{run.remaining} of {req.n} images could not be made: see attempts")
@@ -322,14 +337,17 @@ class Relay:
             raise GenerationFailed(_failure_message(run), run.failures, receipt)
         return receipt
 
-    async def _load_references(self, req: ImageRequest) -> list[Reference]:
+    async def _load_references(self, req: ImageRequest, loaded: Mapping[str, Reference]) -> list[Reference]:
         if not req.references:
             return []
-        from .references import aload_reference, load_mask
+        from .references import aload_reference, as_mask
 
         assert self._http is not None
         refs = []
         for i, source in enumerate(req.references, 1):
+            if source in loaded:
+                refs.append(loaded[source])
+                continue
             refs.append(
                 await aload_reference(
                     source,
@@ -339,7 +357,13 @@ class Relay:
                 )
             )
         if req.mask:
-            mask = load_mask(req.mask)
+            given = loaded.get(req.mask) or await aload_reference(
+                req.mask,
+                client=self._http,
+                allow_private=self.settings.references.allow_private_urls,
+                label="mask",
+            )
+            mask = as_mask(given)
             first = refs[0].info
             if (mask.info.width, mask.info.height) != (first.width, first.height):
                 from .errors import InvalidReference
@@ -557,6 +581,7 @@ class Relay:
                     prediction_id=result.prediction_id or prediction.get("id"),
                     images=len(delivered),
                     sent=result.sent,
+                    usage=result.usage,
                 )
             )
             estimate = cost.call(len(delivered))
@@ -649,6 +674,7 @@ class Relay:
             bytes=len(written),
             provider=cand.provider.name,
             model=cand.model.id,
+            revised_prompt=image.revised_prompt if image.revised_prompt != run.request.prompt else None,
         )
         run.receipt.images.append(saved)
         if image.revised_prompt and image.revised_prompt != run.request.prompt:
@@ -691,6 +717,17 @@ def _local_sizes(sources: tuple[str, ...]) -> list[tuple[int, int] | None]:
                 size = None  # the load before any call reports what is wrong with it
         sizes.append(size)
     return sizes
+
+
+def _settle_sandbox(receipt: Receipt) -> None:
+    """Sandbox output costs nothing: what it would have cost moves to `would_cost_usd`, so that no
+    budget, history total or batch spend ever counts it."""
+    if not receipt.sandbox or receipt.would_cost_usd is not None:
+        return
+    receipt.would_cost_usd = receipt.cost_usd + receipt.possibly_billed_usd
+    receipt.cost_usd = 0.0
+    receipt.reported_cost_usd = None
+    receipt.possibly_billed_usd = 0.0
 
 
 def _format_of(mime: str | None) -> str:

@@ -1,14 +1,18 @@
-"""Settings: CLI flag > environment (`IMAGERELAY_…`) > config/<env>.toml > config/default.toml.
+"""Settings: CLI flag > environment (`IMAGERELAY_…`) > the user's files > the shipped files.
 
-The shipped `config/` is read first; a user's own directory (`$IMAGERELAY_CONFIG_DIR`, or `./config`)
-is merged over it key by key. API keys are *never* read from config files: only from the
-variables the catalog names (`XAI_API_KEY`, `OPENAI_API_KEY`, `REPLICATE_API_TOKEN`) or a `.env`.
+The shipped `config/default.toml` and `config/<env>.toml` are read first; the user's own
+`imagerelay.toml` and `imagerelay.<env>.toml` (in `$IMAGERELAY_CONFIG_DIR`, `./config`, then the
+working directory) are merged over them key by key. Misspelt keys, sections, providers and
+`IMAGERELAY_*` variables are refused with a did-you-mean. API keys are *never* read from config
+files: only from the variables the catalog names (`XAI_API_KEY`, …) or a `.env`.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -22,8 +26,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from . import envvars
 from .errors import ConfigError
-from .paths import read_toml, shipped_dir, user_config_dir
+from .gateway.config import GatewaySettings
+from .paths import provider_names, read_toml, shipped_dir, user_environments, user_settings_files
 
 __all__ = [
     "BudgetSettings",
@@ -31,12 +37,13 @@ __all__ = [
     "RetrySettings",
     "RoutingSettings",
     "Settings",
+    "config_files",
     "load_keys",
     "load_settings",
 ]
 
 ENVIRONMENTS_HINT = (
-    "default, development, production, sandbox, or a file of your own in IMAGERELAY_CONFIG_DIR"
+    "default, development, production, sandbox, or one of your own in an imagerelay.<env>.toml"
 )
 
 
@@ -115,7 +122,7 @@ class Settings(BaseSettings):
     """The effective settings of one environment."""
 
     model_config = SettingsConfigDict(
-        env_prefix="IMAGERELAY_",
+        env_prefix=envvars.PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
@@ -131,6 +138,7 @@ class Settings(BaseSettings):
     output: OutputSettings = Field(default_factory=OutputSettings)
     references: ReferenceSettings = Field(default_factory=ReferenceSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
     @classmethod
@@ -142,29 +150,28 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # CLI flags (init) > IMAGERELAY_* variables > config/<env>.toml > config/default.toml.
+        # CLI flags (init) > IMAGERELAY_* variables > the user's files > the shipped files.
         # No dotenv source: `.env` is read for API keys only (see `load_keys`).
         return (
             init_settings,
             env_settings,
-            _TomlLayers(settings_cls, toml_file=list(_FILES.get()), deep_merge=True),
+            _TomlLayers(settings_cls, toml_file=[p for p, _ in _LAYERS.get()], deep_merge=True),
         )
 
     def provider(self, name: str) -> ProviderSettings:
         return self.providers.get(name) or ProviderSettings()
 
 
-def _config_files(env: str) -> list[Path]:
-    dirs = [shipped_dir("config")]
-    user = user_config_dir()
-    if user is not None:
-        dirs.append(user)
-    files: list[Path] = []
-    for d in dirs:
-        files.append(d / "default.toml")
-        if env != "default":
-            files.append(d / f"{env}.toml")
-    return files
+def config_files(env: str) -> list[Path]:
+    """The settings files of `env` that exist, in the order they are merged (later wins)."""
+    shipped = shipped_dir("config")
+    files = [shipped / "default.toml"] + ([shipped / f"{env}.toml"] if env != "default" else [])
+    return [p for p in files if p.is_file()] + user_settings_files(env)
+
+
+def _environments() -> list[str]:
+    """Every environment there is a file for, shipped or the user's."""
+    return sorted({p.stem for p in shipped_dir("config").glob("*.toml")} | user_environments())
 
 
 def _describe(exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]]) -> str:
@@ -186,6 +193,9 @@ def _describe(exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]]) -
                 f"{where}: API keys are never read from config files ({dotted}): "
                 "set XAI_API_KEY, OPENAI_API_KEY or REPLICATE_API_TOKEN in the environment or .env"
             )
+        close = _close(loc[-1], _keys_at(loc[:-1], provider_names()) or ())
+        if close is not None:
+            return f"{where}: unknown setting {dotted!r}: did you mean {'.'.join([*loc[:-1], close])!r}?"
         return f"{where}: unknown setting {dotted!r}: remove it or check its spelling"
     return f"{where}: {dotted}: {err['msg']}: fix the value"
 
@@ -205,9 +215,9 @@ def _lookup(node: Any, parts: list[str]) -> Any:
 def _env_culprit(loc: list[str]) -> str | None:
     """The IMAGERELAY_* variable that set the value at `loc`: the variable for that very setting,
     or one for an enclosing list or table (`IMAGERELAY_ROUTING__TEXT='[1]'`) whose JSON holds it."""
-    names = {k.upper(): k for k in os.environ if k.upper().startswith("IMAGERELAY_")}
+    names = {k.upper(): k for k in os.environ if k.upper().startswith(envvars.PREFIX)}
     for i in range(len(loc), 0, -1):
-        var = names.get("IMAGERELAY_" + "__".join(p.upper() for p in loc[:i]))
+        var = names.get(envvars.PREFIX + "__".join(p.upper() for p in loc[:i]))
         if var is None:
             continue
         if i == len(loc):
@@ -225,39 +235,178 @@ class _TomlLayers(TomlConfigSettingsSource):
     """The config files, shipped first then the user's, merged key by key."""
 
     def _read_file(self, file_path: Any) -> dict[str, Any]:
-        return read_toml(Path(file_path))
+        return dict(_LAYERS.get())[Path(file_path)]
 
 
-_FILES: ContextVar[tuple[Path, ...]] = ContextVar("imagerelay_config_files", default=())
+#: The files to merge, each already read (in merge order): set by `load_settings`.
+_LAYERS: ContextVar[tuple[tuple[Path, dict[str, Any]], ...]] = ContextVar(
+    "imagerelay_config_layers", default=()
+)
 
 
 def load_settings(env: str | None = None, **overrides: Any) -> Settings:
     """The settings of `env` (else `$IMAGERELAY_ENV`, else `development`), with CLI overrides."""
-    env = env or os.environ.get("IMAGERELAY_ENV") or "development"
+    env = env or os.environ.get(envvars.ENV) or "development"
     if not env.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"environment name {env!r} is not a plain name: use {ENVIRONMENTS_HINT}")
-    files = [p for p in _config_files(env) if p.is_file()]
-    if env != "default" and not any(p.stem == env for p in files):
-        raise ConfigError(f"no configuration for environment {env!r}: use {ENVIRONMENTS_HINT}")
+    _check_variables()
+    files = config_files(env)
+    if env != "default" and not any(p.stem in (env, f"imagerelay.{env}") for p in files):
+        close = _close(env, _environments())
+        hint = f"did you mean {close!r}?" if close else f"use {ENVIRONMENTS_HINT}"
+        raise ConfigError(f"no configuration for environment {env!r}: {hint}")
     # Read each layer once up front: a broken file is reported by name, before anything else.
     layers = [(p, read_toml(p)) for p in files]
-    token = _FILES.set(tuple(files))
+    given = {k: v for k, v in overrides.items() if v is not None}
+    settings = _build(env, layers, given)
+    if settings.sandbox:
+        # The shipped per-provider rate limits are the real APIs' limits, which the emulator does
+        # not have: a sandbox batch is never paced at 60 a minute. A limit set anywhere else
+        # (sandbox.toml, the user's files, a variable, a flag) still applies.
+        shipped = shipped_dir("config") / "default.toml"
+        layers = [(p, _without_rate_limits(d) if p == shipped else d) for p, d in layers]
+        settings = _build(env, layers, given)
+    _check_providers(settings, layers)
+    return settings
+
+
+def _build(env: str, layers: list[tuple[Path, dict[str, Any]]], overrides: dict[str, Any]) -> Settings:
+    token = _LAYERS.set(tuple(layers))
     try:
-        return Settings(env=env, **{k: v for k, v in overrides.items() if v is not None})
+        return Settings(env=env, **overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, layers)) from exc
     except SettingsError as exc:  # a list or table in an IMAGERELAY_* variable that is not JSON
         raise ConfigError(_describe_unparsable_env()) from exc
     finally:
-        _FILES.reset(token)
+        _LAYERS.reset(token)
+
+
+def _without_rate_limits(data: dict[str, Any]) -> dict[str, Any]:
+    providers = data.get("providers")
+    if not isinstance(providers, dict):
+        return data
+    stripped = {
+        name: {k: v for k, v in table.items() if k != "max_requests_per_minute"}
+        if isinstance(table, dict)
+        else table
+        for name, table in providers.items()
+    }
+    return {**data, "providers": stripped}
+
+
+# -- what is a setting: derived from the models above, never listed by hand ---------------------
+
+#: Tables keyed by provider name: a key there must be a provider of the catalog.
+_PROVIDER_TABLES = {("providers",)}
+
+
+def _keys_at(path: Iterable[str], providers: set[str]) -> list[str] | None:
+    """The names valid directly under the table at `path` (`()`: the top level); None when `path`
+    names no table. A table keyed by provider takes the catalog's providers; another free-form
+    table takes any key (an empty list)."""
+    ann: Any = Settings
+    seen: list[str] = []
+    for part in path:
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            field = ann.model_fields.get(part)
+            if field is None:
+                return None
+            ann = field.annotation
+        elif get_origin(ann) is dict:
+            if tuple(seen) in _PROVIDER_TABLES and part not in providers:
+                return None
+            ann = get_args(ann)[1]
+        else:
+            return None
+        seen.append(part)
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return list(ann.model_fields)
+    if get_origin(ann) is dict:
+        return sorted(providers) if tuple(seen) in _PROVIDER_TABLES else []
+    return None
+
+
+def _is_setting(path: list[str], providers: set[str]) -> bool:
+    """Whether `path` names a setting or a table of them."""
+    if not path or not all(path):
+        return False
+    under = _keys_at(path[:-1], providers)
+    if under is None:
+        return False
+    return path[-1] in under or (under == [] and tuple(path[:-1]) not in _PROVIDER_TABLES)
+
+
+def _setting_paths(providers: set[str], path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every setting and table of settings, as paths (providers' tables once per provider)."""
+    for key in _keys_at(path, providers) or ():
+        yield (*path, key)
+        yield from _setting_paths(providers, (*path, key))
+
+
+def _close(word: str, choices: Iterable[str]) -> str | None:
+    """The choice `word` most likely misspells: the same but for `_` and case, else a near one."""
+    options = list(choices)
+    squashed = {c.replace("_", "").lower(): c for c in options}
+    exact = squashed.get(word.replace("_", "").lower())
+    if exact is not None:
+        return exact
+    near = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return near[0] if near else None
+
+
+def _check_variables() -> None:
+    """Refuse every `IMAGERELAY_*` variable that is neither a setting nor one of `NOT_SETTINGS`."""
+    providers = provider_names()
+    unknown = sorted(
+        var
+        for var in os.environ
+        if var.upper().startswith(envvars.PREFIX)
+        and var.upper() not in envvars.NOT_SETTINGS
+        and not _is_setting(var[len(envvars.PREFIX) :].lower().split("__"), providers)
+    )
+    if not unknown:
+        return
+    # Matched without the prefix they all share, which would make any two look alike.
+    known = ["__".join(p).upper() for p in _setting_paths(providers)]
+    known += [v[len(envvars.PREFIX) :] for v in sorted(envvars.NOT_SETTINGS)]
+    problems = []
+    for var in unknown:
+        close = _close(var[len(envvars.PREFIX) :].upper(), known)
+        problems.append(
+            f"environment variable {var} names no setting: "
+            + (f"did you mean {envvars.PREFIX}{close}?" if close else "unset it or check its spelling")
+        )
+    hint = (
+        ""
+        if all("did you mean" in p for p in problems)
+        else " (a setting is IMAGERELAY_<SECTION>__<KEY>, e.g. IMAGERELAY_RETRY__ATTEMPTS: "
+        "see `imagerelay config show`)"
+    )
+    raise ConfigError("; ".join(problems) + hint)
+
+
+def _check_providers(settings: Settings, layers: list[tuple[Path, dict[str, Any]]]) -> None:
+    """A `[providers.NAME]` table must name a provider of the catalog (a typo would be ignored)."""
+    providers = provider_names()
+    for name in settings.providers:
+        if name in providers:
+            continue
+        where = next(
+            (str(path) for path, data in reversed(layers) if _lookup(data, ["providers", name]) is not None),
+            "the settings",
+        )
+        close = _close(name, providers)
+        hint = f"did you mean {close!r}?" if close else f"use one of {', '.join(sorted(providers))}"
+        raise ConfigError(f"{where}: unknown provider {name!r} in [providers.{name}]: {hint}")
 
 
 def _describe_unparsable_env() -> str:
     culprits = sorted(
         var
         for var, value in os.environ.items()
-        if var.upper().startswith("IMAGERELAY_")
-        and _wants_json(var[len("IMAGERELAY_") :].lower().split("__"))
+        if var.upper().startswith(envvars.PREFIX)
+        and _wants_json(var[len(envvars.PREFIX) :].lower().split("__"))
         and not _is_json(value)
     )
     where = "environment variable " + " or ".join(culprits) if culprits else "an IMAGERELAY_* variable"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import tempfile
 import unicodedata
 from collections.abc import Callable
@@ -39,9 +40,29 @@ def slugify(text: str, max_len: int = 48) -> str:
     return slug.strip("-") or "image"
 
 
+def _create_temp(directory: Path, suffix: str) -> tuple[int, str]:
+    """A new, empty `.tmp-*` file in `directory`, opened for writing.
+
+    Unlike `tempfile.mkstemp` (always 0600), the mode is 0666 less the umask, as for any file a
+    program creates: the final file is this one renamed, so it must already have the mode the
+    user expects (0644 under umask 022).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(directory, f".tmp-{secrets.token_hex(8)}{suffix}")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {directory}")
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a reader (or a crash) sees the old file or the new one, whole."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    """Write `data` to `path` so that a reader (or a crash) sees the old file or the new one, whole.
+
+    Temp file, fsync, rename; the file's mode follows the umask.
+    """
+    fd, tmp = _create_temp(path.parent, path.suffix)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -1,0 +1,394 @@
+"""The gateway's state: one `Relay` per process (rate limits and cooldowns shared by every
+client), the ledger, the keys and their budgets, and the generations in flight.
+
+A generation runs in a task of its own, not in the request's: a client that hangs up does not
+cancel it, so an image the provider was already paid for is still saved, recorded in the
+ledger, and its receipt can be fetched by id (or the whole answer again, with the same
+`Idempotency-Key`). SIGTERM stops new work and waits for the tasks in flight, up to
+`gateway.drain_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import math
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, ImageRelayError
+from ..ledger import Ledger
+from ..receipt import Receipt
+from ..relay import Relay
+from ..store import Store
+from .errors import GatewayError, from_relay_error
+from .keys import Budgets, KeyRing, Principal
+from .metrics import Metrics
+from .translate import Parsed, answer
+
+if TYPE_CHECKING:
+    from ..receipt import SavedImage
+    from ..settings import Settings
+
+__all__ = ["Gateway", "Generated"]
+
+log = logging.getLogger("imagerelay.gateway")
+
+_IDEMPOTENCY_MAX = 200
+
+
+@dataclass
+class Generated:
+    """How one generation ended: its receipt, or the error to answer with."""
+
+    receipt: Receipt | None = None
+    error: GatewayError | None = None
+
+
+class Gateway:
+    """Everything one gateway process shares between requests."""
+
+    def __init__(self, settings: Settings, *, relay: Relay | None = None) -> None:
+        self.settings = settings
+        self.relay = relay or Relay(settings)
+        self.catalog = self.relay.catalog
+        self.keys = KeyRing(settings.gateway.keys)
+        self.metrics = Metrics()
+        self._check_config()
+        # Opened here, on the thread that will serve: a broken output directory or ledger is a
+        # one-line error before the server starts, not a failed request later.
+        Store(self.relay.out_dir).ensure()
+        self.ledger = Ledger.open(self.relay.out_dir)
+        self.budgets = Budgets(self.ledger)
+        self.relay.on_receipt.append(self._record)
+        self.draining = False
+        self.started = False
+        #: Generations cancelled because the drain deadline passed (the exit code says so).
+        self.cancelled = 0
+        self.drain_deadline: float | None = None
+        self._tasks: dict[str, asyncio.Task[Generated]] = {}  # by receipt id
+        self._by_idempotency: dict[tuple[str, str], tuple[str, str]] = {}  # → (receipt id, fingerprint)
+        self._key_of: dict[str, str] = {}  # receipt id → gateway key name
+
+    def _check_config(self) -> None:
+        gw = self.settings.gateway
+        for name, route in gw.routes.items():
+            if name == "auto" or name in self.catalog.providers:
+                raise ConfigError(
+                    f"[gateway.routes.{name}]: {name!r} is already a provider name: rename the route"
+                )
+            for ref in route.models:
+                provider, sep, model = ref.partition(":")
+                spec = self.catalog.providers.get(provider)
+                if not sep or spec is None or model not in spec.models:
+                    shown = repr(ref) if sep and len(ref) <= 80 else "an entry"
+                    raise ConfigError(
+                        f"[gateway.routes.{name}] lists {shown}, which is not in the catalog: "
+                        "use provider:model as `imagerelay providers` lists them"
+                    )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.relay.open()
+        self.started = True
+
+    def begin_drain(self) -> None:
+        """Stop taking new generations; those in flight get until the deadline to finish."""
+        if not self.draining:
+            self.draining = True
+            self.drain_deadline = time.monotonic() + self.settings.gateway.drain_seconds
+            log.warning("draining: %d generation(s) in flight", len(self._tasks))
+
+    async def stop(self) -> None:
+        """Wait for the generations in flight (up to the drain deadline), then close everything."""
+        self.begin_drain()
+        assert self.drain_deadline is not None
+        pending = [t for t in self._tasks.values() if not t.done()]
+        if pending:
+            left = max(0.0, self.drain_deadline - time.monotonic())
+            _, late = await asyncio.wait(pending, timeout=left)
+            for task in late:
+                task.cancel()
+            self.cancelled = len(late)
+            if late:
+                log.warning("drain deadline reached: %d generation(s) cancelled", len(late))
+                await asyncio.wait(late, timeout=5)
+        await self.relay.aclose()
+        self.ledger.close()
+
+    # -- the ledger hook ----------------------------------------------------------------------
+
+    def _record(self, receipt: Receipt) -> None:
+        key = self._key_of.get(receipt.id)
+        self.ledger.record_receipt(receipt, gateway_key=key)
+        if key is not None:
+            self.metrics.record(receipt, key)
+
+    # -- generations --------------------------------------------------------------------------
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        return self.keys.authenticate(authorization)
+
+    async def generate(self, principal: Principal, parsed: Parsed, idempotency_key: str | None) -> Generated:
+        """Admit (model, rate, budget, idempotency), then run one generation in its own task."""
+        if not principal.allows(parsed.model, self.catalog):
+            allowed = ", ".join(principal.spec.models or []) if principal.spec else ""
+            raise GatewayError(
+                403,
+                f"model {parsed.model!r} is not allowed for gateway key {principal.name!r} "
+                f"(it may use: {allowed})",
+                code="model_not_allowed",
+                param="model",
+            )
+        fingerprint = _fingerprint(parsed)
+        if idempotency_key is not None:
+            if len(idempotency_key) > _IDEMPOTENCY_MAX:
+                raise GatewayError(
+                    400,
+                    f"Idempotency-Key is over {_IDEMPOTENCY_MAX} characters",
+                    code="invalid_idempotency_key",
+                )
+            earlier = self._earlier(principal, idempotency_key, fingerprint)
+            if earlier is not None:
+                return await earlier
+        wait = principal.take_request(time.monotonic())
+        if wait is not None:
+            raise GatewayError(
+                429,
+                f"gateway key {principal.name!r} is over its request rate "
+                f"({principal.spec.requests_per_minute if principal.spec else 0} a minute): "
+                "wait and try again",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
+        remaining, reset = self.budgets.remaining(principal)
+        if remaining is not None and remaining <= 1e-9:
+            raise _over_budget(principal, reset)
+        caps = [
+            c
+            for c in (parsed.max_cost, self.settings.budget.max_cost_per_request, remaining)
+            if c is not None
+        ]
+        max_cost = min(caps) if caps else None
+        try:
+            plan = self.relay.plan(parsed.request, max_cost=max_cost, routing=parsed.routing)
+        except ImageRelayError as exc:
+            raise from_relay_error(exc, param="model") from None
+        if (
+            not plan.candidates
+            and not plan.describe
+            and remaining is not None
+            and max_cost == remaining
+            and any(e.over_budget for e in plan.excluded)
+        ):
+            raise _over_budget(principal, reset)
+        # The most the request may cost, whichever candidate serves it (the relay holds each call to it).
+        reserve = max((c.worst_usd for c in (*plan.candidates, *plan.describe)), default=0.0)
+        receipt_id = uuid.uuid4().hex
+        try:
+            self.ledger.start_gateway_request(
+                receipt_id,
+                gateway_key=principal.name,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+            )
+        except sqlite3.IntegrityError:  # another process of this gateway took the key just now
+            raise GatewayError(
+                409,
+                "a request with this Idempotency-Key is already running: retry it",
+                code="idempotency_conflict",
+            ) from None
+        except sqlite3.Error as exc:
+            raise GatewayError(
+                500, f"the gateway cannot write its ledger: {exc}", code="storage_error"
+            ) from None
+        # From here to the task's start nothing awaits: the reservation and the check above are
+        # one step, so two requests cannot both spend the last of a budget.
+        self._key_of[receipt_id] = principal.name
+        if idempotency_key is not None:
+            self._by_idempotency[(principal.name, idempotency_key)] = (receipt_id, fingerprint)
+        self.budgets.hold(principal, reserve)
+        task = asyncio.create_task(self._run(principal, parsed, receipt_id, max_cost, reserve))
+        self._tasks[receipt_id] = task
+        self.metrics.in_flight.inc()
+        task.add_done_callback(lambda _t: self._done(receipt_id))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not self.draining:
+                raise
+            # The drain deadline passed: answer, rather than drop the connection.
+            raise GatewayError(
+                503,
+                f"the gateway shut down before generation {receipt_id} finished: it may still be billed; "
+                f"see GET /v1/receipts/{receipt_id} once the gateway is back",
+                code="drain_deadline",
+                headers={"Retry-After": "5"},
+            ) from None
+
+    def _done(self, receipt_id: str) -> None:
+        self._tasks.pop(receipt_id, None)
+        self.metrics.in_flight.dec()
+
+    async def _run(
+        self, principal: Principal, parsed: Parsed, receipt_id: str, max_cost: float | None, reserve: float
+    ) -> Generated:
+        def on_image(saved: SavedImage, receipt: Receipt) -> None:
+            self.ledger.record_image(receipt.id, saved)  # each image counted the moment it is on disk
+
+        try:
+            receipt = await self.relay.generate(
+                parsed.request,
+                max_cost=max_cost,
+                receipt_id=receipt_id,
+                name=parsed.name,
+                routing=parsed.routing,
+                loaded=parsed.loaded,
+                on_image=on_image,
+            )
+            return Generated(receipt=receipt)
+        except ImageRelayError as exc:
+            return Generated(error=from_relay_error(exc))
+        except Exception:  # a bug of ours: logged here, one line to the client
+            log.exception("generation %s failed unexpectedly", receipt_id)
+            return Generated(
+                error=GatewayError(500, f"the gateway failed unexpectedly (receipt {receipt_id})")
+            )
+        finally:
+            self.budgets.release(principal, reserve)
+
+    def _earlier(
+        self, principal: Principal, idempotency_key: str, fingerprint: str
+    ) -> asyncio.Future[Generated] | None:
+        """The outcome of an earlier request with this Idempotency-Key, or None if there was none."""
+        known = self._by_idempotency.get((principal.name, idempotency_key))
+        if known is None:
+            row = self.ledger.gateway_request(principal.name, idempotency_key)
+            if row is None:
+                return None
+            known = row
+        receipt_id, first = known
+        if first != fingerprint:
+            raise GatewayError(
+                400,
+                "this Idempotency-Key was used for a different request: use a new key for a new request",
+                code="idempotency_key_reused",
+            )
+        task = self._tasks.get(receipt_id)
+        if task is not None:
+            return asyncio.ensure_future(asyncio.shield(task))
+        future: asyncio.Future[Generated] = asyncio.get_running_loop().create_future()
+        stored = self.stored_receipt(receipt_id)
+        if stored is None:
+            future.set_exception(
+                GatewayError(
+                    409,
+                    f"the request with this Idempotency-Key (receipt {receipt_id}) started but did not "
+                    f"finish (the gateway stopped): see GET /v1/receipts/{receipt_id}",
+                    code="idempotency_unfinished",
+                )
+            )
+        elif stored.images:
+            future.set_result(Generated(receipt=stored))
+        else:
+            future.set_result(Generated(error=_failed_again(stored)))
+        return future
+
+    # -- reading back -------------------------------------------------------------------------
+
+    def stored_receipt(self, receipt_id: str, principal: Principal | None = None) -> Receipt | None:
+        """A finished receipt by id; with `principal`, only one that key spent."""
+        row = self.ledger.receipt(receipt_id)
+        if row is None:
+            return None
+        body, key = row
+        if principal is not None and not self.keys.open and key != principal.name:
+            return None
+        return Receipt.model_validate_json(body)
+
+    def running(self, receipt_id: str, principal: Principal) -> bool:
+        return receipt_id in self._tasks and self._key_of.get(receipt_id) == principal.name
+
+    def image_path(self, receipt: Receipt, index: int) -> Path | None:
+        """The file of one image of a receipt, only when it lies inside the output directory."""
+        if not 1 <= index <= len(receipt.images):
+            return None
+        root = self.relay.out_dir.resolve()
+        path = Path(receipt.images[index - 1].path).resolve()  # relative paths are the process's
+        if not path.is_relative_to(root) or not path.is_file():
+            return None
+        return path
+
+    async def render(self, receipt: Receipt, response_format: str, base_url: str) -> dict[str, Any]:
+        """The OpenAI answer for a receipt, reading the stored images for b64_json."""
+        b64 = None
+        if response_format == "b64_json":
+            paths = [self.image_path(receipt, i) for i in range(1, len(receipt.images) + 1)]
+            if any(p is None for p in paths):
+                raise GatewayError(
+                    500,
+                    f"an image of receipt {receipt.id} is no longer in the output directory",
+                    code="image_missing",
+                )
+            b64 = await asyncio.to_thread(_encode, [p for p in paths if p is not None])
+        return answer(
+            receipt,
+            response_format="url" if b64 is None else "b64_json",
+            base_url=base_url,
+            b64=b64,
+            sandbox=self.settings.sandbox,
+        )
+
+
+def _encode(paths: list[Path]) -> list[str]:
+    return [base64.b64encode(p.read_bytes()).decode("ascii") for p in paths]
+
+
+def _fingerprint(parsed: Parsed) -> str:
+    """What makes two requests the same request (an SDK's retry), whatever their encoding."""
+    data = {
+        "request": parsed.request.model_dump(mode="json"),
+        "model": parsed.model,
+        "format": parsed.response_format,
+        "max_cost": parsed.max_cost,
+        "name": parsed.name,
+        "loaded": sorted((k, r.sha256) for k, r in parsed.loaded.items()),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _over_budget(principal: Principal, reset: float) -> GatewayError:
+    spec = principal.spec
+    which = []
+    if spec is not None and spec.budget_per_day is not None:
+        which.append(f"${spec.budget_per_day:g} a day")
+    if spec is not None and spec.budget_per_month is not None:
+        which.append(f"${spec.budget_per_month:g} a month")
+    return GatewayError(
+        429,
+        f"gateway key {principal.name!r} has spent its budget ({' and '.join(which)}): "
+        f"it renews in {math.ceil(reset)} s",
+        code="budget_exceeded",
+        type="insufficient_quota",
+        headers={"Retry-After": str(math.ceil(reset))},
+    )
+
+
+def _failed_again(receipt: Receipt) -> GatewayError:
+    """The error a finished request without images answered with, rebuilt from its receipt."""
+    from ..errors import GenerationFailed
+
+    lines = [
+        f"{a.provider}:{a.model} {a.outcome}" + (f" ({a.error})" if a.error else "") for a in receipt.attempts
+    ]
+    return from_relay_error(
+        GenerationFailed("no image was made — " + " | ".join(lines or ["nothing was tried"]), [], receipt)
+    )

@@ -1,0 +1,165 @@
+"""Reading request bodies within limits: JSON, multipart uploads and data URIs.
+
+Every cap is checked before the bytes are kept: a declared Content-Length over the limit is
+refused before the body is read, a body that grows past it is cut off, and an image (an uploaded
+part or a data URI) is measured before it is decoded. A refused body is still read to its end
+(up to a bound) so the client sees the 413 instead of a connection reset.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from .errors import GatewayError
+
+if TYPE_CHECKING:
+    from starlette.datastructures import FormData, UploadFile
+    from starlette.requests import Request
+    from starlette.types import Message, Receive
+
+__all__ = ["Body", "decode_data_uri", "read_body", "read_upload"]
+
+#: A refused body is read on (and dropped) up to this many bytes, then the connection is closed.
+_DRAIN_LIMIT = 1024 * 1024 * 1024
+_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^,;]*)*),", re.IGNORECASE)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Limited:
+    """An ASGI `receive` that counts body bytes and stops past `limit`."""
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self._receive = receive
+        self.limit = limit
+        self.received = 0
+        self.done = False
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            self.done = not message.get("more_body", False)
+            if self.received > self.limit:
+                raise _TooLarge
+        return message
+
+    async def drain(self) -> None:
+        while not self.done and self.received <= _DRAIN_LIMIT:
+            message = await self._receive()
+            if message["type"] != "http.request":
+                return
+            self.received += len(message.get("body", b""))
+            self.done = not message.get("more_body", False)
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413,
+        f"the request body is over the gateway's {limit:,}-byte limit "
+        "(gateway.max_request_bytes): send smaller or fewer images",
+        code="request_too_large",
+    )
+
+
+class Body:
+    """A request body read within the gateway's limits: `json` or `form`, by content type."""
+
+    def __init__(self, json_data: dict[str, Any] | None = None, form: FormData | None = None) -> None:
+        self.json = json_data
+        self.form = form
+
+    async def close(self) -> None:
+        if self.form is not None:
+            await self.form.close()
+
+
+async def read_body(request: Request, *, limit: int, max_files: int) -> Body:
+    """The body of `request`: a JSON object, or a multipart form (uploads spooled to disk)."""
+    from starlette.formparsers import MultiPartException
+    from starlette.requests import Request as StarletteRequest
+
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    limited = _Limited(request.receive, limit)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        await limited.drain()
+        raise _too_large(limit)
+    inner = StarletteRequest(request.scope, limited)
+    try:
+        if ctype == "multipart/form-data":
+            try:
+                form = await inner.form(max_files=max_files, max_fields=200, max_part_size=1024 * 1024)
+            except MultiPartException as exc:
+                raise GatewayError(400, f"the multipart body cannot be read: {exc.message}") from None
+            return Body(form=form)
+        if ctype not in ("application/json", ""):
+            await limited.drain()
+            raise GatewayError(
+                415,
+                f"content type {ctype!r} is not accepted here: send application/json "
+                "(or multipart/form-data to /v1/images/edits)",
+                code="unsupported_media_type",
+            )
+        raw = await inner.body()
+    except _TooLarge:
+        await limited.drain()
+        raise _too_large(limit) from None
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise GatewayError(400, "the body is not valid JSON", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise GatewayError(400, "the body must be a JSON object", code="invalid_json")
+    return Body(json_data=data)
+
+
+async def read_upload(upload: UploadFile, *, limit: int, param: str) -> bytes:
+    """The bytes of one uploaded image, refused past `limit`."""
+    if upload.size is not None and upload.size > limit:
+        raise _image_too_large(param, upload.size, limit)
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise _image_too_large(param, None, limit)
+    return data
+
+
+def _image_too_large(param: str, size: int | None, limit: int) -> GatewayError:
+    got = f" is {size:,} bytes," if size is not None else ""
+    return GatewayError(
+        400,
+        f"{param}{got} over the gateway's {limit:,}-byte limit for one image "
+        "(gateway.max_image_bytes): downscale or recompress it",
+        code="image_too_large",
+        param=param,
+    )
+
+
+def decode_data_uri(uri: str, *, limit: int, param: str) -> bytes:
+    """The bytes of a `data:image/…;base64,…` URI, measured before they are decoded."""
+    match = _DATA_URI.match(uri)
+    if match is None or ";base64" not in match.group("params").lower():
+        raise GatewayError(
+            400,
+            f"{param} is not a base64 data URI (data:image/png;base64,…)",
+            param=param,
+            code="invalid_image",
+        )
+    payload = uri[match.end() :]
+    if len(payload) * 3 // 4 > limit + 2:
+        raise _image_too_large(param, len(payload) * 3 // 4, limit)
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise GatewayError(
+            400, f"{param} has invalid base64 data", param=param, code="invalid_image"
+        ) from None
+    if len(data) > limit:
+        raise _image_too_large(param, len(data), limit)
+    return data

@@ -1,0 +1,557 @@
+"""OpenAI image request bodies → an `ImageRequest`, and a receipt → an OpenAI images answer.
+
+The standard fields are those of OpenAI's `CreateImageRequest`, `CreateImageEditRequest` and
+`EditImageBodyJsonParam`; imagerelay's own ride in one object, `imagerelay`, which the SDKs
+send through `extra_body` (JSON) or as `imagerelay[field]` form fields (multipart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ValidationError
+
+from ..request import ImageRequest
+from ..settings import RoutingSettings
+from .errors import GatewayError
+from .inputs import decode_data_uri, read_upload
+
+if TYPE_CHECKING:
+    from starlette.datastructures import FormData
+
+    from ..catalog import Catalog
+    from ..receipt import Receipt
+    from ..references import Reference
+    from .config import GatewaySettings
+
+__all__ = [
+    "Parsed",
+    "answer",
+    "image_name",
+    "parse_edit_form",
+    "parse_edit_json",
+    "parse_generation",
+    "resolve_model",
+]
+
+_STANDARD = {
+    "prompt",
+    "model",
+    "n",
+    "size",
+    "quality",
+    "response_format",
+    "output_format",
+    "output_compression",
+    "background",
+    "moderation",
+    "style",
+    "user",
+    "stream",
+    "partial_images",
+}
+_EDIT = {"image", "images", "mask", "input_fidelity"}
+#: Standard fields that are provider extras in imagerelay, sent to the models that declare them.
+_EXTRAS = ("background", "moderation", "output_compression", "user", "input_fidelity")
+_OWN = {"aspect_ratio", "resolution", "seed", "references", "max_cost", "metadata", "name", "extras"}
+_QUALITY = {"auto": None, "standard": None, "hd": "high", "low": "low", "medium": "medium", "high": "high"}
+_PARAM_OF = {
+    "prompt": "prompt",
+    "n": "n",
+    "size": "size",
+    "quality": "quality",
+    "output_format": "output_format",
+    "aspect_ratio": "imagerelay.aspect_ratio",
+    "resolution": "imagerelay.resolution",
+    "seed": "imagerelay.seed",
+    "references": "image",
+    "mask": "mask",
+    "metadata": "imagerelay.metadata",
+    "extras": "imagerelay.extras",
+}
+_BRACKET = re.compile(r"^(\w+)((?:\[[^\]]*\])+)$")
+
+
+@dataclass
+class Parsed:
+    """One OpenAI request, translated."""
+
+    request: ImageRequest
+    model: str  # as asked for: auto, a route name, a provider, or PROVIDER:MODEL
+    routing: RoutingSettings | None
+    response_format: Literal["b64_json", "url"]
+    max_cost: float | None
+    name: str | None
+    loaded: dict[str, Reference] = field(default_factory=dict)
+
+
+def resolve_model(value: Any, catalog: Catalog, gateway: GatewaySettings) -> str:
+    """`model` as imagerelay reads it: auto, a route, a provider, PROVIDER:MODEL, or a bare model id
+    that exactly one provider has (e.g. "gpt-image-2" → "openai:gpt-image-2")."""
+    if value is None or value == "" or value == "auto":
+        return "auto"
+    if not isinstance(value, str):
+        raise GatewayError(400, "model must be a string", param="model")
+    if value in gateway.routes or value in catalog.providers:
+        return value
+    provider, sep, _ = value.partition(":")
+    if sep and provider in catalog.providers:
+        return value
+    owners = [p.name for p in catalog.providers.values() if value in p.models]
+    if len(owners) == 1:
+        return f"{owners[0]}:{value}"
+    choices = ", ".join(["auto", *catalog.providers, *gateway.routes])
+    raise GatewayError(
+        400,
+        f"unknown model {value[:80]!r}: use {choices}, or PROVIDER:MODEL (GET /v1/models lists them)",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def _route_of(model: str, gateway: GatewaySettings, base: RoutingSettings) -> RoutingSettings | None:
+    route = gateway.routes.get(model)
+    if route is None:
+        return None
+    return base.model_copy(update={"text": list(route.models), "reference": list(route.models)})
+
+
+def _truthy(value: Any) -> bool:
+    return value not in (None, False, 0, "", "false", "False", "0")
+
+
+def _own_fields(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, str):  # a multipart field holding JSON
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise GatewayError(400, "imagerelay must be a JSON object", param="imagerelay") from None
+    if not isinstance(value, dict):
+        raise GatewayError(400, "imagerelay must be an object", param="imagerelay")
+    unknown = sorted(set(value) - _OWN)
+    if unknown:
+        raise GatewayError(
+            400,
+            f"unknown imagerelay field {unknown[0]!r}: use {', '.join(sorted(_OWN))}",
+            param=f"imagerelay.{unknown[0]}",
+        )
+    return value
+
+
+def _common(
+    body: dict[str, Any],
+    allowed: set[str],
+    catalog: Catalog,
+    gateway: GatewaySettings,
+    routing: RoutingSettings,
+) -> tuple[dict[str, Any], dict[str, Any], str, RoutingSettings | None, Literal["b64_json", "url"]]:
+    """The fields every endpoint shares: (ImageRequest fields, imagerelay fields, model, routing,
+    response format)."""
+    unknown = sorted(k for k in body if k not in allowed and k != "imagerelay")
+    if unknown:
+        raise GatewayError(
+            400, f"unknown parameter {unknown[0][:80]!r}", param=unknown[0][:80], code="unknown_parameter"
+        )
+    if _truthy(body.get("stream")):
+        raise GatewayError(400, "streaming is not supported here: leave stream unset", param="stream")
+    if body.get("style") is not None:
+        raise GatewayError(400, "style is a dall-e-3 setting, which no model here takes", param="style")
+    own = _own_fields(body.get("imagerelay"))
+    model = resolve_model(body.get("model"), catalog, gateway)
+    given_format = body.get("response_format") or "b64_json"
+    if given_format not in ("b64_json", "url"):
+        raise GatewayError(400, "response_format must be url or b64_json", param="response_format")
+    fmt: Literal["b64_json", "url"] = "url" if given_format == "url" else "b64_json"
+    quality = body.get("quality")
+    if quality is not None and quality not in _QUALITY:
+        raise GatewayError(400, "quality must be low, medium, high or auto", param="quality")
+    size = body.get("size")
+    if size is not None and own.get("aspect_ratio") is not None and size != "auto":
+        raise GatewayError(400, "give size or imagerelay.aspect_ratio, not both", param="size")
+    output_format = body.get("output_format")
+    if output_format == "jpg":
+        output_format = "jpeg"
+    fields: dict[str, Any] = {
+        "prompt": body.get("prompt"),
+        "n": body.get("n") if body.get("n") is not None else 1,
+        "size": None if size == "auto" else size,
+        "quality": _QUALITY.get(quality) if quality is not None else None,
+        "output_format": output_format,
+        "aspect_ratio": own.get("aspect_ratio"),
+        "resolution": own.get("resolution"),
+        "seed": own.get("seed"),
+        "metadata": own.get("metadata") or {},
+        "provider": "auto" if model in gateway.routes else model,
+    }
+    if fields["prompt"] is None:
+        raise GatewayError(400, "prompt is required: say what the image should show", param="prompt")
+    extras: dict[str, dict[str, Any]] = {}
+    for name in _EXTRAS:
+        if body.get(name) is not None and not (name in ("background", "moderation") and body[name] == "auto"):
+            for p in catalog.providers.values():
+                if any(name in m.extra_fields for m in p.models.values()):
+                    extras.setdefault(p.name, {})[name] = body[name]
+    given = own.get("extras") or {}
+    if not isinstance(given, dict) or not all(isinstance(v, dict) for v in given.values()):
+        raise GatewayError(
+            400, "imagerelay.extras must be {provider: {field: value}}", param="imagerelay.extras"
+        )
+    for provider, values in given.items():
+        extras.setdefault(provider, {}).update(values)
+    fields["extras"] = extras
+    return fields, own, model, _route_of(model, gateway, routing), fmt
+
+
+def _build(fields: dict[str, Any]) -> ImageRequest:
+    try:
+        return ImageRequest(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err["loc"]]
+        param = _PARAM_OF.get(loc[0], loc[0]) if loc else None
+        msg = str(err.get("ctx", {}).get("error") or err["msg"]).removeprefix("Value error, ")
+        if not err.get("ctx", {}).get("error") and loc:
+            msg = f"{param}: {err['msg']}"
+        raise GatewayError(400, msg, param=param) from None
+
+
+async def _url_or_data(
+    value: Any, *, param: str, limit: int, loaded: dict[str, Reference], label: str
+) -> str:
+    """A reference given as a URL (fetched later by the relay, under its URL rules) or a data URI
+    (decoded and verified now); returns the source string the request names it with."""
+    from ..errors import InvalidReference
+    from ..references import reference_from_bytes
+
+    if not isinstance(value, str) or not value:
+        raise GatewayError(400, f"{param} must be an https URL or a data: URI", param=param)
+    if value[:5].lower() == "data:":
+        data = decode_data_uri(value, limit=limit, param=param)
+        source = f"data:{len(loaded) + 1}"
+        try:
+            loaded[source] = await asyncio.to_thread(reference_from_bytes, data, source=source, label=label)
+        except InvalidReference as exc:
+            raise GatewayError(400, exc.message, param=param, code="invalid_image") from None
+        return source
+    if value[:8].lower() == "https://" or value[:7].lower() == "http://":
+        return value
+    # Never a path: a client must not make this machine read its own files.
+    raise GatewayError(400, f"{param} must be an https URL or a data: URI", param=param, code="invalid_image")
+
+
+async def _own_references(own: dict[str, Any], limit: int, loaded: dict[str, Reference]) -> list[str]:
+    refs = own.get("references") or []
+    if isinstance(refs, str):
+        refs = [refs]
+    if not isinstance(refs, list):
+        raise GatewayError(400, "imagerelay.references must be a list of URLs", param="imagerelay.references")
+    return [
+        await _url_or_data(
+            r, param=f"imagerelay.references[{i}]", limit=limit, loaded=loaded, label="reference"
+        )
+        for i, r in enumerate(refs)
+    ]
+
+
+def _finish(
+    fields: dict[str, Any],
+    own: dict[str, Any],
+    model: str,
+    routing: RoutingSettings | None,
+    fmt: Literal["b64_json", "url"],
+    loaded: dict[str, Reference],
+) -> Parsed:
+    max_cost = own.get("max_cost")
+    if max_cost is not None:
+        try:
+            max_cost = float(max_cost)
+        except (TypeError, ValueError):
+            raise GatewayError(
+                400, "imagerelay.max_cost must be a number (USD)", param="imagerelay.max_cost"
+            ) from None
+        if not max_cost >= 0:
+            raise GatewayError(400, "imagerelay.max_cost must be 0 or more", param="imagerelay.max_cost")
+    name = own.get("name")
+    if name is not None and not isinstance(name, str):
+        raise GatewayError(400, "imagerelay.name must be a string", param="imagerelay.name")
+    return Parsed(
+        request=_build(fields),
+        model=model,
+        routing=routing,
+        response_format=fmt,
+        max_cost=max_cost,
+        name=name or None,
+        loaded=loaded,
+    )
+
+
+async def parse_generation(
+    body: dict[str, Any], catalog: Catalog, gateway: GatewaySettings, routing: RoutingSettings
+) -> Parsed:
+    """A `POST /v1/images/generations` JSON body."""
+    fields, own, model, route, fmt = _common(body, _STANDARD, catalog, gateway, routing)
+    loaded: dict[str, Reference] = {}
+    refs = await _own_references(own, gateway.max_image_bytes, loaded)
+    fields["references"] = tuple(refs)
+    return _finish(fields, own, model, route, fmt, loaded)
+
+
+def _unflatten(form: FormData) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """Form fields as a body: `imagerelay[seed]=7` → {"imagerelay": {"seed": "7"}}; `x[]` repeated
+    → a list. Returns (fields, uploads in order)."""
+    from starlette.datastructures import UploadFile
+
+    body: dict[str, Any] = {}
+    uploads: list[tuple[str, Any]] = []
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            uploads.append((key, value))
+            continue
+        match = _BRACKET.match(key)
+        if match is None:
+            body[key] = value
+            continue
+        parts = [match.group(1), *re.findall(r"\[([^\]]*)\]", match.group(2))]
+        node: Any = body
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            nxt = parts[i + 1] if not last else None
+            if isinstance(node, list):
+                if last:
+                    node.append(value)
+                else:
+                    child: Any = [] if nxt == "" else {}
+                    node.append(child)
+                    node = child
+                continue
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, [] if nxt == "" else {})
+    return body, uploads
+
+
+def _upload_name(upload: Any, fallback: str) -> str:
+    name = str(getattr(upload, "filename", "") or fallback)
+    name = re.sub(r"[^\w.+-]+", "-", name.replace("\\", "/").rsplit("/", 1)[-1]).strip("-.")
+    return (name or fallback)[:80]
+
+
+async def parse_edit_form(
+    form: FormData, catalog: Catalog, gateway: GatewaySettings, routing: RoutingSettings
+) -> Parsed:
+    """A multipart `POST /v1/images/edits`: `image` (once or repeated), `image[]` and `mask`."""
+    from ..errors import InvalidReference
+    from ..references import reference_from_bytes
+
+    body, uploads = _unflatten(form)
+    for key in ("image", "mask"):
+        if key in body:  # a text field where a file belongs
+            raise GatewayError(400, f"{key} must be an uploaded file", param=key)
+    fields, own, model, route, fmt = _common(body, _STANDARD | _EDIT, catalog, gateway, routing)
+    loaded: dict[str, Reference] = {}
+    refs: list[str] = []
+    mask: str | None = None
+    limit = gateway.max_image_bytes
+    for key, upload in uploads:
+        base = key.split("[", 1)[0]
+        if base not in ("image", "mask"):
+            raise GatewayError(
+                400, f"unexpected file field {key[:40]!r}: send image, image[] or mask", param=key
+            )
+        is_mask = base == "mask"
+        if is_mask and mask is not None:
+            raise GatewayError(400, "only one mask may be sent", param="mask")
+        data = await read_upload(upload, limit=limit, param=base)
+        index = len(refs) + 1
+        source = (
+            f"upload:mask:{_upload_name(upload, 'mask')}"
+            if is_mask
+            else (f"upload:{index}:{_upload_name(upload, f'image-{index}')}")
+        )
+        try:
+            loaded[source] = await asyncio.to_thread(
+                reference_from_bytes, data, source=source, label="mask" if is_mask else f"image {index}"
+            )
+        except InvalidReference as exc:
+            raise GatewayError(400, exc.message, param=base, code="invalid_image") from None
+        if is_mask:
+            mask = source
+        else:
+            refs.append(source)
+    refs += await _own_references(own, limit, loaded)
+    if not refs:
+        raise GatewayError(400, "image is required: upload the image(s) to edit", param="image")
+    fields["references"] = tuple(refs)
+    fields["mask"] = mask
+    return _finish(fields, own, model, route, fmt, loaded)
+
+
+async def parse_edit_json(
+    body: dict[str, Any], catalog: Catalog, gateway: GatewaySettings, routing: RoutingSettings
+) -> Parsed:
+    """A JSON `POST /v1/images/edits`: `images: [{image_url}]` and `mask: {image_url}`."""
+    fields, own, model, route, fmt = _common(
+        body, _STANDARD | {"images", "mask", "input_fidelity"}, catalog, gateway, routing
+    )
+    images = body.get("images")
+    if not isinstance(images, list) or not images:
+        raise GatewayError(400, "images is required: a list of {image_url}", param="images")
+    loaded: dict[str, Reference] = {}
+    limit = gateway.max_image_bytes
+    refs = []
+    for i, item in enumerate(images):
+        refs.append(
+            await _url_or_data(
+                _image_url(item, f"images[{i}]"),
+                param=f"images[{i}].image_url",
+                limit=limit,
+                loaded=loaded,
+                label=f"image {i + 1}",
+            )
+        )
+    mask = None
+    if body.get("mask") is not None:
+        mask = await _url_or_data(
+            _image_url(body["mask"], "mask"), param="mask.image_url", limit=limit, loaded=loaded, label="mask"
+        )
+    refs += await _own_references(own, limit, loaded)
+    fields["references"] = tuple(refs)
+    fields["mask"] = mask
+    return _finish(fields, own, model, route, fmt, loaded)
+
+
+def _image_url(item: Any, param: str) -> Any:
+    if not isinstance(item, dict):
+        raise GatewayError(400, f"{param} must be an object with image_url", param=param)
+    if item.get("file_id") is not None:
+        raise GatewayError(
+            400, "file ids are not supported here: send image_url (https or data:)", param=f"{param}.file_id"
+        )
+    unknown = sorted(set(item) - {"image_url", "file_id"})
+    if unknown:
+        raise GatewayError(
+            400, f"unknown parameter {unknown[0][:40]!r} in {param}", param=f"{param}.{unknown[0][:40]}"
+        )
+    return item.get("image_url")
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+def _usage(receipt: Receipt) -> dict[str, Any] | None:
+    """Token usage summed over the calls that reported tokens (OpenAI's do), else None."""
+    counted = [a.usage for a in receipt.attempts if a.outcome == "success" and "output_tokens" in a.usage]
+    if not counted:
+        return None
+
+    def total(key: str, sub: str | None = None) -> int:
+        out = 0
+        for u in counted:
+            value = (u.get(key) or {}).get(sub) if sub else u.get(key)
+            out += int(value or 0)
+        return out
+
+    return {
+        "input_tokens": total("input_tokens"),
+        "output_tokens": total("output_tokens"),
+        "total_tokens": total("total_tokens"),
+        "input_tokens_details": {
+            "text_tokens": total("input_tokens_details", "text_tokens"),
+            "image_tokens": total("input_tokens_details", "image_tokens"),
+        },
+    }
+
+
+def image_name(receipt: Receipt, index: int) -> str:
+    """The file part of an image's gateway URL: `1.png`, `2.jpg`."""
+    fmt = receipt.images[index - 1].format
+    return f"{index}.{'jpg' if fmt == 'jpeg' else fmt}"
+
+
+def answer(
+    receipt: Receipt,
+    *,
+    response_format: Literal["b64_json", "url"],
+    base_url: str,
+    b64: list[str] | None,
+    sandbox: bool,
+) -> dict[str, Any]:
+    """The OpenAI images answer for a receipt with at least one image; `b64` holds each image's
+    bytes, base64-encoded, when the client asked for b64_json."""
+    urls = [
+        f"{base_url}/v1/images/{receipt.id}/{image_name(receipt, i)}"
+        for i in range(1, len(receipt.images) + 1)
+    ]
+    data: list[dict[str, Any]] = []
+    for i, image in enumerate(receipt.images):
+        item: dict[str, Any] = {"b64_json": b64[i]} if b64 is not None else {"url": urls[i]}
+        if image.revised_prompt:
+            item["revised_prompt"] = image.revised_prompt
+        data.append(item)
+    first = receipt.images[0]
+    try:
+        created = int(datetime.fromisoformat(receipt.created_at).timestamp())
+    except ValueError:
+        created = 0
+    out: dict[str, Any] = {
+        "created": created,
+        "data": data,
+        "output_format": first.format,
+        "size": f"{first.width}x{first.height}",
+    }
+    quality = receipt.request.get("quality")
+    if quality:
+        out["quality"] = quality
+    usage = _usage(receipt)
+    if usage is not None:
+        out["usage"] = usage
+    out["imagerelay"] = {
+        "receipt_id": receipt.id,
+        "receipt_url": f"{base_url}/v1/receipts/{receipt.id}",
+        "provider": receipt.provider,
+        "model": receipt.model,
+        "sandbox": sandbox,
+        "cost_usd": round(receipt.cost_usd, 6),
+        "estimated_cost_usd": round(receipt.estimated_cost_usd, 6),
+        "reported_cost_usd": None
+        if receipt.reported_cost_usd is None
+        else round(receipt.reported_cost_usd, 6),
+        "possibly_billed_usd": round(receipt.possibly_billed_usd, 6),
+        "notes": list(receipt.notes),
+        "attempts": [
+            {
+                "provider": a.provider,
+                "model": a.model,
+                "outcome": a.outcome,
+                "status": a.status,
+                "error": a.error,
+                "images": a.images,
+                "duration_s": a.duration_s,
+                "maybe_billed": a.maybe_billed,
+            }
+            for a in receipt.attempts
+        ],
+        "images": [
+            {
+                "url": urls[i],
+                "width": image.width,
+                "height": image.height,
+                "format": image.format,
+                "bytes": image.bytes,
+                "sha256": image.sha256,
+                "provider": image.provider,
+                "model": image.model,
+            }
+            for i, image in enumerate(receipt.images)
+        ],
+    }
+    return out

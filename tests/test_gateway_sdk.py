@@ -1,0 +1,372 @@
+"""`imagerelay serve` driven by the official OpenAI Python SDK (sync and async), with the emulator
+behind it: generations, edits with several images and a mask, url and b64_json answers, and every
+error mapped to the SDK's exception class."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from imagerelay.emulator import Emulator
+from imagerelay.emulator.wire import Fault
+
+from . import images
+from .conftest import TEST_KEYS
+from .gatewaykit import GatewayProcess, emulator_env, gateway, ledger_rows
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    """One emulator for the module's gateway; scripts and logs are reset by `served`."""
+    emulator = Emulator(keys=TEST_KEYS, url_ttl=60).start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def shared(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """One `imagerelay serve` (development environment, no gateway key, loopback) for the module."""
+    cwd = tmp_path_factory.mktemp("gateway")
+    # No cooldown: a test that makes a model fail must not change the routing of the next one.
+    env = emulator_env(emu, IMAGERELAY_RETRY__COOLDOWN="0")
+    with gateway(cwd, env, "--env", "development") as proc:
+        yield proc
+
+
+@pytest.fixture
+def served(shared: GatewayProcess, emu: Emulator) -> GatewayProcess:
+    """The module's gateway, with the emulator's scripts and request log cleared for this test."""
+    emu.reset()
+    yield shared
+    assert not emu.errors, emu.errors
+
+
+def client(proc: GatewayProcess) -> openai.OpenAI:
+    # No SDK retries: each test counts exactly what reached the emulator.
+    return openai.OpenAI(base_url=proc.url + "/v1", api_key="unused-locally", max_retries=0)
+
+
+def aclient(proc: GatewayProcess) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=proc.url + "/v1", api_key="unused-locally", max_retries=0)
+
+
+def generations(emu: Emulator) -> list[str]:
+    """Routes of the generation calls the emulator received (downloads and key checks left out)."""
+    return [r.route for r in emu.requests if r.route.endswith((".generations", ".edits", ".create"))]
+
+
+def test_generate_b64_json_saves_and_answers_in_openai_shape(served: GatewayProcess, emu: Emulator) -> None:
+    """A generation answers with b64_json of the stored image, its size and format, the receipt id
+    in the body and a header, and a ledger row recording the local (keyless) client."""
+    raw = client(served).images.with_raw_response.generate(prompt="a red fox in snow", model="auto")
+    result = raw.parse()
+    receipt_id = raw.headers["x-imagerelay-receipt"]
+    assert raw.headers["x-request-id"].startswith("req_")
+    [item] = result.data
+    assert item.b64_json is not None
+    assert item.url is None
+    data = base64.b64decode(item.b64_json)
+    extra = result.model_extra or {}
+    info = extra["imagerelay"]
+    assert info["receipt_id"] == receipt_id
+    assert (info["provider"], info["model"]) == ("xai", "grok-imagine-image")
+    assert info["cost_usd"] > 0
+    assert info["attempts"][-1]["outcome"] == "success"
+    assert result.size == f"{images.decode(data).width}x{images.decode(data).height}"
+    assert result.output_format == "jpeg"
+    [(path, key)] = ledger_rows(
+        served.out_dir,
+        "SELECT m.path, g.gateway_key FROM generations g JOIN images m USING (receipt_id) "
+        "WHERE receipt_id = ?",
+        (receipt_id,),
+    )
+    assert key == "local"
+    assert (served.out_dir / path).read_bytes() == data  # the stored image, metadata and all
+    assert generations(emu) == ["xai.generations"]
+
+
+def test_response_format_url_is_served_by_the_gateway_from_the_stored_image(served: GatewayProcess) -> None:
+    """`response_format: url` returns a URL on the gateway itself that serves the saved file, not
+    the provider's expiring URL."""
+    result = client(served).images.generate(prompt="a lighthouse", response_format="url")
+    [item] = result.data
+    assert item.url is not None
+    assert item.url.startswith(served.url + "/v1/images/")
+    got = httpx.get(item.url)
+    assert got.status_code == 200
+    assert got.headers["content-type"] == "image/jpeg"
+    [(path,)] = ledger_rows(
+        served.out_dir,
+        "SELECT path FROM images WHERE receipt_id = ?",
+        ((result.model_extra or {})["imagerelay"]["receipt_id"],),
+    )
+    assert got.content == (served.out_dir / path).read_bytes()
+
+
+async def test_async_generate_takes_imagerelay_fields_through_extra_body(
+    served: GatewayProcess, emu: Emulator
+) -> None:
+    """The async SDK's `extra_body={"imagerelay": …}` reaches the request: n=2, aspect ratio and
+    seed arrive at the provider, and metadata lands in the receipt."""
+    async with aclient(served) as c:
+        result = await c.images.generate(
+            prompt="two boats",
+            n=2,
+            model="xai",
+            extra_body={"imagerelay": {"aspect_ratio": "16:9", "metadata": {"post": "monday"}}},
+        )
+    assert len(result.data) == 2
+    sent = emu.requests_for("xai.generations")[-1].json
+    assert sent["n"] == 2
+    assert sent["aspect_ratio"] == "16:9"
+    receipt_id = (result.model_extra or {})["imagerelay"]["receipt_id"]
+    receipt = httpx.get(f"{served.url}/v1/receipts/{receipt_id}").json()
+    assert receipt["metadata"] == {"post": "monday"}
+    assert receipt["status"] == "succeeded"
+    assert receipt["request"]["aspect_ratio"] == "16:9"
+
+
+def test_edit_with_several_images_and_a_mask_reaches_the_pinned_model(
+    served: GatewayProcess, emu: Emulator
+) -> None:
+    """A multipart edit with two images and a mask, pinned to openai:gpt-image-2, sends both images
+    and the mask to the model and answers with the edited image."""
+    first = images.png_bytes((64, 48), images.RED)
+    second = images.jpeg_bytes((40, 40), images.BLUE)
+    mask = images.rgba_png_bytes((64, 48))
+    result = client(served).images.edit(
+        image=[("a.png", first, "image/png"), ("b.jpg", second, "image/jpeg")],
+        mask=("mask.png", mask, "image/png"),
+        prompt="paint the sky",
+        model="openai:gpt-image-2",
+    )
+    assert base64.b64decode(result.data[0].b64_json or "")
+    [call] = emu.requests_for("openai.edits")
+    names = [name for name, *_ in call.files]
+    assert names.count("image[]") + names.count("image") == 2
+    assert names.count("mask") == 1
+    receipt = httpx.get(
+        f"{served.url}/v1/receipts/{(result.model_extra or {})['imagerelay']['receipt_id']}"
+    ).json()
+    assert [r["source"] for r in receipt["references"]] == [
+        "upload:1:a.png",
+        "upload:2:b.jpg",
+        "upload:mask:mask.png",
+    ]
+
+
+def test_multipart_edit_takes_imagerelay_fields_as_form_fields(served: GatewayProcess, emu: Emulator) -> None:
+    """In a multipart edit the SDK sends `extra_body` as `imagerelay[field]` form fields; they
+    reach the request like JSON ones (aspect ratio to the provider, metadata to the receipt)."""
+    result = client(served).images.edit(
+        image=("cat.png", images.png_bytes(), "image/png"),
+        prompt="a cat, wider",
+        model="xai",
+        extra_body={"imagerelay": {"aspect_ratio": "16:9", "metadata": {"shoot": "week-48"}}},
+    )
+    assert emu.requests_for("xai.edits")[-1].json["aspect_ratio"] == "16:9"
+    receipt_id = (result.model_extra or {})["imagerelay"]["receipt_id"]
+    receipt = httpx.get(f"{served.url}/v1/receipts/{receipt_id}").json()
+    assert receipt["metadata"] == {"shoot": "week-48"}
+
+
+async def test_async_edit_takes_one_image(served: GatewayProcess, emu: Emulator) -> None:
+    """The async SDK's edit with one uploaded image goes to the environment's reference routing."""
+    async with aclient(served) as c:
+        result = await c.images.edit(
+            image=("cat.png", images.png_bytes(), "image/png"), prompt="make it blue"
+        )
+    assert (result.model_extra or {})["imagerelay"]["provider"] == "xai"
+    assert emu.requests_for("xai.edits")
+
+
+def test_json_edit_takes_data_uris(served: GatewayProcess, emu: Emulator) -> None:
+    """A JSON edit with `images: [{image_url: data:…}]` is decoded and sent as a reference."""
+    uri = "data:image/png;base64," + base64.b64encode(images.png_bytes((32, 32), images.GREEN)).decode()
+    got = httpx.post(
+        f"{served.url}/v1/images/edits",
+        json={"prompt": "add a hat", "images": [{"image_url": uri}], "model": "xai"},
+        timeout=60,
+    )
+    assert got.status_code == 200, got.text
+    assert emu.requests_for("xai.edits")
+    assert got.json()["imagerelay"]["receipt_id"] == got.headers["x-imagerelay-receipt"]
+
+
+def test_a_local_path_as_image_url_is_refused(served: GatewayProcess, emu: Emulator) -> None:
+    """An image_url that is a path on the gateway's machine is refused: a client never reads its files."""
+    got = httpx.post(
+        f"{served.url}/v1/images/edits",
+        json={"prompt": "x", "images": [{"image_url": "/etc/hostname"}]},
+    )
+    assert got.status_code == 400
+    assert got.json()["error"]["param"] == "images[0].image_url"
+    assert generations(emu) == []
+
+
+def test_bad_size_is_a_bad_request_naming_the_param(served: GatewayProcess, emu: Emulator) -> None:
+    """A size that is not WxH is BadRequestError with param `size`, and nothing is sent."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(served).images.generate(prompt="a fox", size="huge")  # type: ignore[arg-type]
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["param"] == "size"
+    assert body["type"] == "invalid_request_error"
+    assert generations(emu) == []
+
+
+def test_unknown_model_and_unknown_parameter_are_bad_requests(served: GatewayProcess, emu: Emulator) -> None:
+    """An unknown model and a misspelt parameter each get a BadRequestError naming them."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(served).images.generate(prompt="a fox", model="dall-e-9")
+    assert caught.value.param == "model"  # type: ignore[attr-defined]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(served).images.generate(prompt="a fox", extra_body={"qualty": "high"})
+    assert caught.value.param == "qualty"  # type: ignore[attr-defined]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(served).images.generate(prompt="a fox", extra_body={"imagerelay": {"sed": 3}})
+    assert caught.value.param == "imagerelay.sed"  # type: ignore[attr-defined]
+    assert generations(emu) == []
+
+
+def test_bare_model_id_resolves_to_its_provider(served: GatewayProcess, emu: Emulator) -> None:
+    """`model: "gpt-image-2"` (as OpenAI names it) means openai:gpt-image-2."""
+    result = client(served).images.generate(prompt="a fox", model="gpt-image-2")
+    assert (result.model_extra or {})["imagerelay"]["model"] == "gpt-image-2"
+    assert generations(emu) == ["openai.generations"]
+
+
+def test_blocked_prompt_is_content_policy_violation(served: GatewayProcess, emu: Emulator) -> None:
+    """A moderation refusal is a 400 with code content_policy_violation, and nothing falls back."""
+    emu.script("xai.generations", Fault(blocked=True))
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(served).images.generate(prompt="something refused")
+    assert caught.value.code == "content_policy_violation"
+    assert generations(emu) == ["xai.generations"]
+
+
+def test_every_upstream_failing_is_502_listing_the_attempts(served: GatewayProcess, emu: Emulator) -> None:
+    """When every model fails, the SDK raises InternalServerError (502) whose message lists each
+    attempt, and the body carries the failed receipt's id."""
+    for route in ("xai.generations", "replicate.create", "openai.generations"):
+        emu.script(route, Fault(status=500, times=None))
+    with pytest.raises(openai.InternalServerError) as caught:
+        client(served).images.generate(prompt="a fox")
+    assert caught.value.status_code == 502
+    message = str(caught.value)
+    for model in (
+        "xai:grok-imagine-image",
+        "replicate:black-forest-labs/flux-schnell",
+        "openai:gpt-image-2.6-flare",
+    ):
+        assert model in message
+    body = caught.value.body
+    assert isinstance(body, dict)
+    receipt_id = body["imagerelay"]["receipt_id"]
+    receipt = httpx.get(f"{served.url}/v1/receipts/{receipt_id}").json()
+    assert receipt["status"] == "failed"
+    assert len(receipt["attempts"]) == len(body["imagerelay"]["attempts"]) > 3
+
+
+def test_reference_url_on_a_private_address_is_refused(served: GatewayProcess, emu: Emulator) -> None:
+    """A reference URL on loopback is refused by the usual URL rules (400), before anything is sent."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(served).images.generate(
+            prompt="a fox", extra_body={"imagerelay": {"references": [emu.url + "/files/x.png"]}}
+        )
+    assert caught.value.code == "invalid_image"
+    assert generations(emu) == []
+
+
+def test_models_lists_auto_providers_models_and_capabilities(served: GatewayProcess) -> None:
+    """`models.list()` names auto, each provider and each pinned model, with capabilities."""
+    listed = client(served).models.list()
+    by_id = {m.id: m.model_extra or {} for m in listed.data}
+    assert {"auto", "xai", "openai", "replicate", "openai:gpt-image-2"} <= set(by_id)
+    assert by_id["auto"]["imagerelay"]["text"][0] == "xai:grok-imagine-image"
+    gpt = by_id["openai:gpt-image-2"]["imagerelay"]
+    assert "mask" in gpt["modes"]
+    assert gpt["max_references"] == 16
+    assert gpt["available"] is True
+
+
+def test_images_are_served_only_from_the_output_directory(served: GatewayProcess, tmp_path: Path) -> None:
+    """Image URLs take only a receipt id and an index: traversal and unknown ids are 404."""
+    result = client(served).images.generate(prompt="a fox", response_format="url")
+    url = result.data[0].url or ""
+    assert httpx.get(url).status_code == 200
+    base = url.rsplit("/", 2)[0]
+    for bad in (
+        "../../../etc/passwd",
+        "..%2F..%2Fimagerelay.sqlite3",
+        "0" * 32 + "/1.jpg",
+        url.rsplit("/", 2)[1] + "/9.jpg",
+    ):
+        assert httpx.get(f"{base}/{bad}").status_code == 404, bad
+
+
+def test_metrics_count_requests_images_cost_and_attempts(served: GatewayProcess) -> None:
+    """/metrics is Prometheus text with requests, images, cost, attempts by outcome and latency."""
+    client(served).images.generate(prompt="a fox")
+    text = httpx.get(f"{served.url}/metrics").text
+    for name in (
+        'imagerelay_requests_total{endpoint="generations",status="200"}',
+        'imagerelay_images_total{model="grok-imagine-image",provider="xai"}',
+        "imagerelay_cost_usd_total",
+        'outcome="success"',
+        "imagerelay_request_duration_seconds_bucket",
+    ):
+        assert name in text, name
+
+
+def test_health_and_readiness(served: GatewayProcess) -> None:
+    """/healthz and /readyz answer 200 while serving."""
+    assert httpx.get(f"{served.url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{served.url}/readyz").json() == {"status": "ready"}
+
+
+def test_errors_never_carry_a_traceback_or_a_provider_key(served: GatewayProcess, emu: Emulator) -> None:
+    """Provider errors reach the client as one-line messages: no traceback, no provider key."""
+    emu.script("xai.generations", Fault(status=401, times=None))
+    emu.script("replicate.create", Fault(status=500, times=None))
+    emu.script("openai.generations", Fault(status=500, times=None))
+    got = httpx.post(f"{served.url}/v1/images/generations", json={"prompt": "a fox"}, timeout=60)
+    assert got.status_code == 502
+    text = got.text
+    assert "Traceback" not in text
+    for key in TEST_KEYS.values():
+        assert key not in text
+    assert "XAI_API_KEY" in text  # the variable is named, never its value
+    json.loads(text)
+
+
+def test_no_request_body_surprises(served: GatewayProcess) -> None:
+    """A body that is not JSON, JSON that is not an object, and a wrong content type are 400/415."""
+    url = f"{served.url}/v1/images/generations"
+    assert (
+        httpx.post(url, content=b"{not json", headers={"content-type": "application/json"}).status_code == 400
+    )
+    assert httpx.post(url, json=["a list"]).status_code == 400
+    assert httpx.post(url, content=b"prompt=x", headers={"content-type": "text/plain"}).status_code == 415
+    missing = httpx.post(url, json={"n": 1})
+    assert missing.status_code == 400
+    assert missing.json()["error"]["param"] == "prompt"
+
+
+def test_upload_that_is_not_an_image_is_refused(served: GatewayProcess, emu: Emulator) -> None:
+    """An uploaded file that does not decode is a 400 naming `image`, and nothing is sent."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(served).images.edit(
+            image=("x.png", io.BytesIO(b"not an image at all"), "image/png"), prompt="x"
+        )
+    assert caught.value.param == "image"  # type: ignore[attr-defined]
+    assert generations(emu) == []
