@@ -42,8 +42,8 @@ SCHNELL = "black-forest-labs/flux-schnell"
 PRO = "black-forest-labs/flux-1.1-pro"
 KONTEXT = "black-forest-labs/flux-kontext-pro"
 CREATE = "replicate.create"
-#: Quick polls and a short deadline; `Prefer: wait=1` (the shortest) keeps creates from holding long.
-FAST = {"poll_interval": 0.05, "prediction_deadline": 2.0, "wait_seconds": 1}
+#: Quick polls and a short deadline.
+FAST = {"timeout": 1.0, "poll_interval": 0.05, "prediction_deadline": 2.0}
 
 
 @pytest.fixture
@@ -103,7 +103,8 @@ def reference(tmp_path: Path, size: tuple[int, int] = (96, 64)) -> PreparedImage
 async def test_text_call_maps_inputs_and_delivers_each_output(
     backend: ReplicateBackend, emulator: Emulator
 ) -> None:
-    """A list-output model: canonical params under the model's names, n → num_outputs, Prefer: wait."""
+    """A list-output model: canonical params under the model's names, n → num_outputs; the create is
+    never held open (no `Prefer: wait`), so its id is known within one round trip."""
     events: list[Any] = []
     c = call(
         n=2, params={"aspect_ratio": "16:9", "seed": 42, "output_format": "jpg"}, extras={"go_fast": True}
@@ -121,14 +122,15 @@ async def test_text_call_maps_inputs_and_delivers_each_output(
             "go_fast": True,
         }
     }
-    assert req.headers["prefer"] == "wait=1"
+    assert "prefer" not in req.headers
     assert len(images) == 2
     for img in images:
         info = probe(img.data)
         assert (info.format, info.width, info.height) == ("jpeg", 1344, 768)
     assert result.prediction_id is not None
-    assert events[0] == ("prediction", result.prediction_id)  # recorded before any image
-    assert [e[0] for e in events[1:]] == ["image", "image"]
+    assert events[0] == ("sent", result.sent)  # what is sent is known before it is sent
+    assert events[1] == ("prediction", result.prediction_id)  # recorded before any image
+    assert [e[0] for e in events[2:]] == ["image", "image"]
     assert result.reported_cost_usd is None  # Replicate reports no cost: the relay uses its estimate
     assert result.sent == req.json["input"]
 
@@ -243,7 +245,7 @@ async def test_resume_polls_the_id_without_creating(
     assert emulator.requests_for("replicate.get")[0].path.endswith(f"/predictions/{pid}")
     assert len(images) == 2
     assert result.prediction_id == pid
-    assert events[0] == ("prediction", pid)
+    assert events[:2] == [("sent", {"resumed_prediction": pid}), ("prediction", pid)]
 
 
 # -- the end of a prediction ---------------------------------------------------------------------
@@ -307,7 +309,7 @@ async def test_images_before_a_failed_download_are_delivered(
     log: list[Any] = []
     with pytest.raises(DownloadFailed):
         await run(backend, call(n=2), log)
-    assert [e[0] for e in log] == ["prediction", "image"]
+    assert [e[0] for e in log] == ["sent", "prediction", "image"]
 
 
 # -- the error seam on create ------------------------------------------------------------------

@@ -183,7 +183,7 @@ async def test_resume_reattaches_to_a_running_replicate_prediction(
         tmp_path / "m.jsonl", {"prompt": "a fox", "provider": "replicate:black-forest-labs/flux-schnell"}
     )
     manifest = load_manifest(path)
-    settings: dict[str, Any] = {"providers": {"replicate": {"wait_seconds": 1, "poll_interval": 0.05}}}
+    settings: dict[str, Any] = {"providers": {"replicate": {"poll_interval": 0.05}}}
 
     with Ledger.open(out) as ledger:
         relay = relay_for(emulator, out, test_keys, **settings)

@@ -51,15 +51,14 @@ WRONG_KEYS = {
     "replicate": "r8_wrong0123456789",
 }
 
-#: Quick: a short read timeout for the timeout cells, short polls and prediction deadline, and
-#: `Prefer: wait=1` so a create holds at most a second (the SDK then times it out at 1.5 s).
+#: Quick: a short read timeout for the timeout cells, short polls and prediction deadline.
 FAST_PROVIDERS: dict[str, dict[str, Any]] = {
     "xai": {"timeout": 0.4},
     "openai": {"timeout": 0.4},
-    "replicate": {"poll_interval": 0.05, "prediction_deadline": 1.3, "wait_seconds": 1},
+    "replicate": {"timeout": 0.4, "poll_interval": 0.05, "prediction_deadline": 1.3},
 }
-#: Longer than every read timeout above (Replicate's create: wait_seconds + 0.5 s).
-TIMEOUT_LATENCY = {"xai": 1.0, "openai": 1.0, "replicate": 2.0}
+#: Longer than every read timeout above.
+TIMEOUT_LATENCY = {"xai": 1.0, "openai": 1.0, "replicate": 1.0}
 
 UNSUPPORTED_ARGUMENT = {
     "xai": Fault(

@@ -284,7 +284,8 @@ async def test_describe_strategy_uses_vision_then_text_model(
     }
     async with make_relay(emulator, tmp_path, test_keys, routing=routing, retry={"attempts": 1}) as relay:
         receipt = await relay.generate("in this style", references=(str(ref_jpg),))
-    assert routes(emulator) == ["xai.edits", "xai.chat", "replicate.create"]
+    assert routes(emulator)[:3] == ["xai.edits", "xai.chat", "replicate.create"]
+    assert set(routes(emulator)[3:]) == {"replicate.get"}  # polled until done
     assert receipt.described_reference
     assert receipt.model == "black-forest-labs/flux-schnell"
     assert any("described" in n for n in receipt.notes)
@@ -451,12 +452,14 @@ async def test_partial_delivery_names_the_model_that_delivered(
 async def test_unusable_image_url_is_a_typed_failure_not_a_crash(
     emulator: Emulator, tmp_path: Path, test_keys: dict[str, str]
 ) -> None:
-    """An output URL httpx cannot fetch (ftp:, nonsense) ends as a typed outcome and a fallback."""
+    """An output URL httpx cannot fetch (ftp:, nonsense) ends as a typed, possibly billed outcome
+    and a fallback."""
     body = {"created": 1, "block_reason": None, "data": [{"url": "ftp://example.invalid/a.jpg"}]}
     emulator.script("xai.generations", Fault(body=body, times=None))
     async with make_relay(emulator, tmp_path, test_keys, retry={"attempts": 1}) as relay:
         receipt = await relay.generate("a fox")
-    assert receipt.attempts[0].error_type == "ConnectionFailed"
+    assert receipt.attempts[0].error_type == "DownloadFailed"
+    assert receipt.attempts[0].maybe_billed
     assert receipt.provider != "xai"
 
 

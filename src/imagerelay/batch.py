@@ -255,10 +255,15 @@ async def _run_item(
     budget: tuple[Reserve | None, float],
 ) -> ItemOutcome:
     """Make the `missing` images of one item; record everything in the ledger as it happens."""
+    from .backends.base import Adopt
     from .receipt import Receipt
 
     receipt_id = uuid.uuid4().hex
     request = item.request if missing == item.n else item.request.model_copy(update={"n": missing})
+    # A run of this item cut short (killed) may have created a prediction whose id it never
+    # recorded: look for it from when that run began, rather than paying for it again.
+    since = ledger.interrupted_since(item.key)
+    adopt = Adopt(since, ledger.known_predictions()) if since is not None else None
     ledger.start_run(item.key, receipt_id, n=missing, estimate_usd=estimate, planned=planned)
     resume = ledger.resumable_predictions(item.key)
     saved: list[str] = []
@@ -283,6 +288,7 @@ async def _run_item(
             resume=resume,
             receipt_id=receipt_id,
             name=item.name,
+            adopt=adopt,
         )
     except asyncio.CancelledError:
         ledger.finish_item(item.key, "pending", "interrupted")

@@ -503,7 +503,27 @@ class Ledger:
                 "VALUES (?,?,?,?,?)",
                 (prediction_id, receipt_id, item_key, model, _now()),
             )
+            # A new prediction for the same item and model supersedes any older one still open
+            # (dead, or given up on): that one is never resumed again.
+            self._conn.execute(
+                "UPDATE predictions SET closed = 1 WHERE item_key = ? AND model = ? AND prediction_id != ? "
+                "AND closed = 0",
+                (item_key, model, prediction_id),
+            )
         self._current_prediction[receipt_id] = (model, prediction_id)
+
+    def interrupted_since(self, item_key: str) -> datetime | None:
+        """When the earliest run of an item that never finished (no receipt: it was killed) began."""
+        row = self._conn.execute(
+            """SELECT MIN(started_at) FROM runs r WHERE item_key = ? AND NOT EXISTS
+                   (SELECT 1 FROM generations g WHERE g.receipt_id = r.receipt_id)""",
+            (item_key,),
+        ).fetchone()
+        return datetime.fromtimestamp(_timestamp(row[0]), UTC) if row and row[0] else None
+
+    def known_predictions(self) -> frozenset[str]:
+        """Every prediction id recorded here, by any item."""
+        return frozenset(pid for (pid,) in self._conn.execute("SELECT prediction_id FROM predictions"))
 
     def resumable_predictions(self, item_key: str) -> dict[str, str]:
         """`{model ref: prediction id}` to re-attach to: created for this item, never settled by a

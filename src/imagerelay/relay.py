@@ -23,7 +23,7 @@ import httpx
 from pydantic import SecretStr, ValidationError
 
 from .backends import backend_class
-from .backends.base import Backend, Call, Delivered
+from .backends.base import Adopt, Backend, Call, Delivered
 from .catalog import Catalog, load_catalog
 from .errors import (
     EmptyResult,
@@ -90,6 +90,8 @@ class _Run:
     #: A shared budget this request draws on beyond the `reserved` USD it holds already.
     reserve: Reserve | None = None
     reserved: float = 0.0
+    adopt: Adopt | None = None  # an earlier run was cut short: look for what it never recorded
+    predictions: set[str] = dataclasses.field(default_factory=set)  # made (or re-attached) by this run
 
 
 class Relay:
@@ -249,6 +251,7 @@ class Relay:
         name: str | None = None,
         reserve: Reserve | None = None,
         reserved: float = 0.0,
+        adopt: Adopt | None = None,
         routing: RoutingSettings | None = None,
         loaded: Mapping[str, Reference] | None = None,
         **fields: Any,
@@ -258,6 +261,8 @@ class Relay:
         Raises `UserError` for bad input (before anything is spent), `BudgetExceeded` when no
         candidate fits the budget, and `GenerationFailed` (with `.failures` and `.receipt`)
         when no image could be made. `name` stands for the prompt in file names (a batch item's).
+        `resume` ({model ref: prediction id}) and `adopt` re-attach to what an interrupted earlier
+        run of the same request created, instead of paying for it again.
         `routing` replaces the model order for this request; `loaded` holds references (and the
         mask) already loaded and verified, by the source string the request names them with
         (uploads, which have no path or URL of their own). With `reserve`, the request holds
@@ -313,6 +318,7 @@ class Relay:
             cap=cap,
             reserve=reserve,
             reserved=reserved,
+            adopt=adopt,
         )
         try:
             for cand in plan.candidates:
@@ -492,6 +498,12 @@ class Relay:
                     references=images,
                     mask=mask,
                     resume_id=run.resume.pop(cand.ref, None),
+                    # Never "find" a prediction this very run made: only what the earlier one left.
+                    adopt=(
+                        dataclasses.replace(run.adopt, known=run.adopt.known | run.predictions)
+                        if run.adopt is not None
+                        else None
+                    ),
                 )
                 await self._call_with_retries(run, cand, call)
         except _NextCandidate:
@@ -509,15 +521,19 @@ class Relay:
             attempt += 1
             wait += await limiter.acquire()
             delivered: list[SavedImage] = []
-            prediction: dict[str, str] = {}
+            prediction: dict[str, Any] = {}
 
             async def deliver(image: Delivered, _d: list[SavedImage] = delivered) -> None:
                 saved = self._save(run, cand, image)
                 _d.append(saved)
 
-            def on_event(kind: str, value: Any, _p: dict[str, str] = prediction) -> None:
+            def on_event(kind: str, value: Any, _p: dict[str, Any] = prediction) -> None:
+                if kind == "sent":
+                    _p["sent"] = dict(value)
+                    return
                 if kind == "prediction":
                     _p["id"] = str(value)
+                    run.predictions.add(str(value))
                 if run.on_event is not None:
                     run.on_event(kind, {"model": cand.ref, "value": value})
 
@@ -531,6 +547,7 @@ class Relay:
                 rec = _attempt_of(exc, cand.provider.name, cand.model.id, wait, duration)
                 rec.prediction_id = prediction.get("id")
                 rec.images = len(delivered)
+                rec.sent = prediction.get("sent", {})
                 run.receipt.attempts.append(rec)
                 if rec.maybe_billed:  # at its worst: it may have been billed in full
                     missing = max(0, call.n - len(delivered))

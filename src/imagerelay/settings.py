@@ -61,8 +61,6 @@ class ProviderSettings(_Section):
     timeout: float = Field(default=300.0, gt=0)
     download_timeout: float = Field(default=60.0, gt=0)
     max_requests_per_minute: float | None = Field(default=None, gt=0)
-    #: Replicate: seconds to hold the create call open (`Prefer: wait=N`, at most 60).
-    wait_seconds: int = Field(default=60, ge=1, le=60)
     poll_interval: float = Field(default=1.0, gt=0)
     #: Replicate: a prediction still unfinished after this long is cancelled.
     prediction_deadline: float = Field(default=600.0, gt=0)

@@ -350,3 +350,38 @@ def test_model_listing_publishes_the_input_schema(raw: httpx.Client, emulator: E
     assert "seed" not in raw.get(f"/models/{FLUX2}").json()["latest_version"]["openapi_schema"][
         "components"]["schemas"]["Input"]["properties"]  # fmt: skip
     assert raw.get("/models/black-forest-labs/flux-9").status_code == 404
+
+
+def test_list_is_newest_first_100_a_page_with_a_cursor_and_created_after(
+    client: replicate.Client, raw: httpx.Client
+) -> None:
+    """GET /v1/predictions lists every prediction newest first, 100 a page, `next` a cursor URL the
+    SDK follows, and `created_after` keeps only later ones."""
+    made = [
+        raw.post(f"/models/{SCHNELL}/predictions", json={"input": {"prompt": f"p{i}"}}).json()
+        for i in range(205)
+    ]
+    first = client.predictions.list()
+    assert [p.id for p in first.results] == [p["id"] for p in reversed(made)][:100]
+    assert first.next is not None
+    second = client.predictions.list(first.next)
+    third = client.predictions.list(second.next)
+    assert [len(first.results), len(second.results), len(third.results)] == [100, 100, 5]
+    assert third.next is None
+    seen = [p.id for page in (first, second, third) for p in page.results]
+    assert seen == [p["id"] for p in reversed(made)]
+    assert third.results[0].input == {"prompt": "p4"}
+
+    after = raw.get("/predictions", params={"created_after": made[202]["created_at"]}).json()
+    assert [p["id"] for p in after["results"]] == [made[204]["id"], made[203]["id"]]
+    assert after["next"] is None
+    assert raw.get("/predictions", params={"created_after": "yesterday"}).status_code == 400
+
+
+def test_answer_after_creates_the_prediction_before_answering(raw: httpx.Client, emulator: Emulator) -> None:
+    """`answer_after` on a create: the prediction exists at once, while its answer is still held."""
+    emulator.script("replicate.create", Fault(answer_after=5))
+    with pytest.raises(httpx.ReadTimeout):
+        raw.post(f"/models/{SCHNELL}/predictions", json={"input": {"prompt": "x"}}, timeout=0.5)
+    [prediction] = emulator.replicate.predictions.values()
+    assert prediction.input == {"prompt": "x"}

@@ -6,6 +6,7 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -15,7 +16,6 @@ from ..errors import (
     DownloadFailed,
     MalformedResponse,
     ReadTimedOut,
-    ServerError,
 )
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..settings import ProviderSettings
 
 __all__ = [
+    "Adopt",
     "Backend",
     "Call",
     "CallResult",
@@ -59,6 +60,17 @@ class Call:
     mask: PreparedImage | None = None
     #: Replicate: a prediction created earlier (e.g. before a crash) to re-attach to by id.
     resume_id: str | None = None
+    #: Replicate: an earlier run of this request was cut short; a prediction it created that was
+    #: never recorded is looked for before creating another (see `Adopt`).
+    adopt: Adopt | None = None
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """Where to look for a prediction an interrupted run created but never recorded."""
+
+    since: datetime  # when that run began: only predictions created after it are candidates
+    known: frozenset[str] = frozenset()  # ids already recorded (by any item): never taken twice
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,8 @@ class CallResult:
 
 #: Persists one delivered image at once (bytes first) — called before anything else can fail.
 Deliver = Callable[[Delivered], Awaitable[None]]
-#: Reports progress the caller must record before it is too late, e.g. ("prediction", id).
+#: Reports progress the caller must record before it is too late: ("sent", the parameters as the
+#: receipt shows them) just before the generation is sent, ("prediction", id) once one exists.
 OnEvent = Callable[[str, Any], None]
 
 
@@ -165,48 +178,42 @@ async def download_image(
     """Fetch a delivered image now (provider URLs expire); verify it decodes completely.
 
     A truncated body is fetched once more before giving up: the URL usually still works.
+    The image was generated (and billed) before its URL was handed out, so every way this can fail
+    — an expired URL, a host that refuses, resets or does not resolve, a broken body — is a
+    `DownloadFailed` (possibly billed: never re-sent to the same model) naming the host.
     """
+    from urllib.parse import urlsplit
+
     from ..imaging import CorruptImage, probe
 
+    host = urlsplit(url).netloc.rpartition("@")[2] or "the image host"
+    kw: dict[str, Any] = {"provider": provider, "model": model}
+    made = f"{provider}:{model} made the image (it may be billed), but"
     last: Exception | None = None
     for _ in range(2):
-        with httpx_errors(provider, model, billed_on_timeout=False):
+        try:
             async with http.stream("GET", url, timeout=timeout) as resp:
-                if resp.status_code in (401, 403, 404, 410):
-                    raise DownloadFailed(
-                        f"{provider}:{model} image URL answered {resp.status_code} (expired?): "
-                        "the image was generated but could not be fetched",
-                        provider=provider,
-                        model=model,
-                        status=resp.status_code,
-                    )
-                if resp.status_code >= 500:
-                    raise ServerError(
-                        f"{provider} image host answered {resp.status_code}",
-                        provider=provider,
-                        model=model,
-                        status=resp.status_code,
-                    )
                 if resp.status_code != 200:
+                    why = " (expired?)" if resp.status_code in (401, 403, 404, 410) else ""
                     raise DownloadFailed(
-                        f"{provider} image host answered {resp.status_code}",
-                        provider=provider,
-                        model=model,
+                        f"{made} its URL on {host} answered {resp.status_code}{why}",
                         status=resp.status_code,
+                        **kw,
                     )
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in resp.aiter_bytes():
                     size += len(chunk)
                     if size > max_bytes:
-                        raise MalformedResponse(
-                            f"{provider} image is over {max_bytes // 2**20} MiB",
-                            provider=provider,
-                            model=model,
-                        )
+                        big = f"{max_bytes // 2**20} MiB"
+                        raise DownloadFailed(f"{made} the image on {host} is over {big}", **kw)
                     chunks.append(chunk)
                 data = b"".join(chunks)
                 mime = resp.headers.get("content-type", "").split(";")[0] or None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise DownloadFailed(
+                f"{made} fetching it from {host} failed: {_transport_failure(exc)}", **kw
+            ) from exc
         try:
             info = probe(data)
         except CorruptImage as exc:
@@ -214,10 +221,19 @@ async def download_image(
             continue
         return Delivered(data=data, mime=mime, info=info)
     raise DownloadFailed(
-        f"{provider}:{model} sent an image that does not decode ({last}): truncated or corrupt",
-        provider=provider,
-        model=model,
+        f"{made} the image from {host} does not decode ({last}): truncated or corrupt", **kw
     ) from last
+
+
+def _transport_failure(exc: Exception) -> str:
+    """What went wrong on the wire, in words (never the URL: it may carry a signed token)."""
+    if isinstance(exc, httpx.ConnectError):
+        return "the connection was refused or the name did not resolve (ConnectError)"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer in time ({type(exc).__name__})"
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        return f"the connection was reset or cut off ({type(exc).__name__})"
+    return type(exc).__name__
 
 
 def retry_after_seconds(headers: Any) -> float | None:

@@ -1,8 +1,12 @@
 """Replicate FLUX: predictions created with the `replicate` SDK, then polled by id.
 
 Wire facts (see providers/replicate.toml): a create answers 201 with a prediction that may still
-be `starting`/`processing` after `Prefer: wait=N`; it is then polled by id until `succeeded`,
-`failed`, `canceled` or `aborted`. Output is a list of URLs or one URL (per model) that expires
+be `starting`/`processing`; it is then polled by id until `succeeded`, `failed`, `canceled` or
+`aborted`. The create is never held open with `Prefer: wait`: until its answer arrives the
+prediction's id is unknown, so a crash in that window would pay for it again. Answered at once,
+the id is recorded within one round trip; and a run cut short even then finds its prediction
+again in `GET /v1/predictions` (same model and input, created since it began) instead of
+creating another. Output is a list of URLs or one URL (per model) that expires
 in about an hour. Errors are problem+json `{"title", "detail", "status"}`; a 429 body carries
 `retry_after`.
 
@@ -18,6 +22,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import datetime as dt
 import json
 import logging
 import time
@@ -41,6 +46,7 @@ from ..errors import (
     TransientError,
 )
 from .base import (
+    Adopt,
     Backend,
     Call,
     CallResult,
@@ -68,6 +74,10 @@ NSFW_MARKERS = ("nsfw",)
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 RUNNING = frozenset({"starting", "processing"})
+#: Predictions listed this long before the interrupted run began still count (clocks differ).
+_CLOCK_SKEW = dt.timedelta(minutes=2)
+#: Pages of `GET /v1/predictions` (100 each) read at most when looking for an unrecorded one.
+_MAX_LIST_PAGES = 20
 #: Canonical request fields sent when the model declares them (besides prompt, n, reference).
 _PARAMS = ("size", "aspect_ratio", "resolution", "quality", "seed", "output_format")
 
@@ -118,9 +128,16 @@ class ReplicateBackend(Backend):
                 base_url=self.base_url.removesuffix("/v1"),  # the SDK adds /v1 itself
                 timeout=self._timeout(),
                 transport=self._transport,
-                event_hooks={"response": [_capture]},
+                event_hooks={"request": [self._bounded], "response": [_capture]},
             )
         return self._client
+
+    async def _bounded(self, request: httpx.Request) -> None:
+        """httpx request hook: without `wait`, replicate 1.0.7 sends its create with `timeout=None`
+        (no timeout at all); give it ours, so a create that never answers ends as ReadTimedOut."""
+        timeout = request.extensions.get("timeout") or {}
+        if all(v is None for v in timeout.values()):
+            request.extensions["timeout"] = self._timeout().as_dict()
 
     async def aclose(self) -> None:
         if self._transport is not None:
@@ -172,28 +189,94 @@ class ReplicateBackend(Backend):
         model = call.model.id
         started = time.monotonic()
         prediction: dict[str, Any] | None = None
-        if call.resume_id:
+        inp = self.build_input(call)
+        found = None if call.resume_id or call.adopt is None else await self._unrecorded(call, inp)
+        resume_id = call.resume_id or (str(found["id"]) if found is not None else None)
+        if resume_id is not None:
             # Re-attach to a prediction made before (e.g. before a crash): never create another.
-            pid = call.resume_id
+            pid = resume_id
             sent: dict[str, Any] = {"resumed_prediction": pid}
+            on_event("sent", sent)
+            prediction = found
         else:
-            inp = self.build_input(call)
-            sent = dict(inp)
-            if call.references:
-                field = call.model.wire("reference") if call.model.accepts("reference") else "image"
-                inp[field], sent[field] = await self._reference(call)
+            prediction, sent = await self._start(call, inp, on_event)
             started = time.monotonic()
-            prediction = await self._create(call, inp)
             pid = prediction["id"]
         on_event("prediction", pid)
         try:
             prediction = await self._until_done(pid, model, prediction, started)
+            if "resumed_prediction" in sent and _dead(prediction):
+                # Cancelled, aborted or failed while we were away: polling it again cannot help,
+                # nor is the model at fault. Drop it and make exactly one new prediction.
+                log.info(
+                    "replicate: resumed prediction %s was %s; creating a new one", pid, prediction["status"]
+                )
+                prediction, sent = await self._start(call, self.build_input(call), on_event)
+                started = time.monotonic()
+                pid = prediction["id"]
+                on_event("prediction", pid)
+                prediction = await self._until_done(pid, model, prediction, started)
             count = await self._deliver_output(prediction, model, deliver)
         except ProviderError as exc:
             if exc.request_id is None:
                 exc.request_id = pid  # the prediction id is what to look up at Replicate
             raise
         return CallResult(images=count, request_id=pid, prediction_id=pid, sent=sent)
+
+    async def _start(
+        self, call: Call, inp: dict[str, Any], on_event: OnEvent
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Create the prediction for `call`: (its first answer, what the receipt shows as sent)."""
+        sent = dict(inp)
+        if call.references:
+            field = call.model.wire("reference") if call.model.accepts("reference") else "image"
+            inp[field], sent[field] = await self._reference(call)
+        on_event("sent", sent)  # a failed attempt's receipt says what was sent, too
+        return await self._create(call, inp), sent
+
+    async def _unrecorded(self, call: Call, inp: dict[str, Any]) -> dict[str, Any] | None:
+        """The newest prediction an interrupted run made for this call but never recorded: same
+        model, same input, created since that run began, not known to the ledger. None if none."""
+        adopt: Adopt = call.adopt  # type: ignore[assignment]
+        model = call.model.id
+        path = call.model.path or model
+        reference = None
+        if call.references:  # an uploaded reference has a new URL each time: compare the rest
+            reference = call.model.wire("reference") if call.model.accepts("reference") else "image"
+        since = adopt.since - _CLOCK_SKEW
+        url: str | None = f"{self.base_url}/predictions"
+        params: dict[str, str] | None = {"created_after": since.astimezone(dt.UTC).isoformat()}
+        for _ in range(_MAX_LIST_PAGES):
+            if url is None:
+                break
+            with httpx_errors(self.provider.name, model, billed_on_timeout=False):
+                resp = await self.http.get(
+                    url, params=params, headers=self._headers(), timeout=self._timeout()
+                )
+            if resp.status_code == 404:  # no listing here: nothing to find
+                return None
+            if resp.status_code != 200:
+                raise self._status_error(resp, model)
+            page = _json_object(resp)
+            for p in page.get("results") or []:
+                if not isinstance(p, dict) or p.get("model") != path or p.get("id") in adopt.known:
+                    continue
+                created = _parse_time(p.get("created_at"))
+                if created is not None and created < since:
+                    return None  # newest first: everything further is older
+                given: dict[str, Any] = p["input"] if isinstance(p.get("input"), dict) else {}
+                if reference is not None and reference not in given:
+                    continue
+                if {k: v for k, v in given.items() if k != reference} == inp and (
+                    isinstance(p.get("id"), str) and p.get("status") in TERMINAL | RUNNING
+                ):
+                    log.info(
+                        "replicate: re-attaching to prediction %s, created before an interruption", p["id"]
+                    )
+                    return p
+            nxt = page.get("next")
+            url, params = (nxt if isinstance(nxt, str) and nxt else None), None
+        return None
 
     # -- create (SDK), poll, cancel, upload (httpx) --------------------------------------------
 
@@ -205,13 +288,8 @@ class ReplicateBackend(Backend):
         try:
             with self._sdk_errors(model, box):
                 try:
-                    # `Prefer: wait=N` holds the answer up to N s; the SDK sets this request's read
-                    # timeout to N + 0.5 s itself, so `settings.timeout` does not apply here.
-                    await client.models.predictions.async_create(
-                        model=call.model.path or model,
-                        input=inp,
-                        wait=min(self.settings.wait_seconds, 60),
-                    )
+                    # No `wait`: the answer (and with it the id) comes at once; see the module docs.
+                    await client.models.predictions.async_create(model=call.model.path or model, input=inp)
                 except (ValueError, TypeError) as exc:
                     # The SDK's model cannot parse newer statuses (`aborted`), raises ValueError on a
                     # body that is not JSON and TypeError on JSON that is not an object; the raw
@@ -256,7 +334,9 @@ class ReplicateBackend(Backend):
     ) -> dict[str, Any]:
         """Poll until the prediction is terminal; cancel it when the deadline passes."""
         deadline = started + self.settings.prediction_deadline
-        delay = 0.0 if prediction is None else self.settings.poll_interval
+        # A fresh create answers `starting`: look again soon (fast models finish in a second or
+        # two), then every poll_interval.
+        delay = 0.0 if prediction is None else min(self.settings.poll_interval, 0.25)
         while prediction is None or prediction["status"] not in TERMINAL:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -431,6 +511,25 @@ class ReplicateBackend(Backend):
                 f"replicate server error ({status})", retry_after=retry_after_seconds(resp.headers), **kw
             )
         return ArgumentRejected(f"replicate:{model} rejected the input ({status}): {detail}", **kw)
+
+
+def _dead(prediction: dict[str, Any]) -> bool:
+    """Ended without output for a reason a new prediction may not share (not a safety refusal)."""
+    status = prediction.get("status")
+    if status in ("canceled", "aborted"):
+        return True
+    error = str(prediction.get("error") or "").lower()
+    return status == "failed" and not any(marker in error for marker in NSFW_MARKERS)
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 def _output_urls(output: Any) -> list[str]:

@@ -85,8 +85,9 @@ class XAIBackend(Backend):
 
     async def generate(self, call: Call, deliver: Deliver, on_event: OnEvent) -> CallResult:
         path, body = self.build_body(call)
-        data = await self._post(path, body, call.model.id)
         sent = _redact(body)
+        on_event("sent", sent)  # a failed attempt's receipt says what was sent, too
+        data = await self._post(path, body, call.model.id)
         if data.get("block_reason"):
             raise ContentBlocked(
                 f"xai:{call.model.id} refused the request (block_reason: {data['block_reason']})",

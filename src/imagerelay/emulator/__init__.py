@@ -8,9 +8,9 @@ images with Pillow, serves expiring image URLs, and takes a script of faults per
         ...  # point a client at emu.base_url("xai")
 
 Routes: xai.generations, xai.edits, xai.chat, xai.api_key, xai.models, openai.generations,
-openai.edits, openai.models, replicate.create, replicate.get, replicate.cancel, replicate.files,
-replicate.model, files (any hosted image or upload URL); an unknown endpoint logs as
-"<provider>.unknown". The model listings (xai.models, openai.models, replicate.model) serve
+openai.edits, openai.models, replicate.create, replicate.list, replicate.get, replicate.cancel,
+replicate.files, replicate.model, files (any hosted image or upload URL); an unknown endpoint logs
+as "<provider>.unknown". The model listings (xai.models, openai.models, replicate.model) serve
 `emu.listings`, which a test edits to script drift from the catalog.
 
 Faults, checked in this order: `latency` (sleep first), `drop` (hang up; with `truncate`, after the
@@ -18,7 +18,9 @@ headers and half the body), `status` (the provider's error body, or `body`), `ma
 JSON), `body` alone (200 with it); the rest shape a normal answer: `empty`, `blocked`, `truncate`
 (image bytes cut in half), `expired` (files route), and on replicate.create `prediction`
 ("failed", "canceled", "aborted", "stuck", "slow"), `error`, `seconds`. `headers` are added to
-whatever is answered. A scripted fault takes precedence over the key check.
+whatever is answered; `answer_after` does the work at once and holds the answer that long (a
+create whose prediction exists before its id reaches the client). A scripted fault takes
+precedence over the key check.
 """
 
 from imagerelay.emulator.server import PROVIDERS, Emulator, serve

@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from imagerelay.emulator import draw
 from imagerelay.emulator.replicate_models import MODELS, ModelSpec, output_size, references_of, validate
@@ -349,6 +350,52 @@ def create(call: Call) -> Reply:
         until_done = finish - time.monotonic() if finish is not None else left
         time.sleep(max(0.0, min(left, until_done, 0.05)))
     return json_reply(201, _snapshot(call, p))
+
+
+#: Predictions per page of `GET /v1/predictions`, as Replicate serves them.
+PAGE_SIZE = 100
+
+
+def list_predictions(call: Call) -> Reply:
+    """GET /v1/predictions: newest first, 100 a page, `next`/`previous` cursor URLs;
+    `created_after` / `created_before` (ISO 8601) filter by creation time."""
+    bounds: dict[str, dt.datetime] = {}
+    for name in ("created_after", "created_before"):
+        if name in call.query:
+            try:
+                when = dt.datetime.fromisoformat(call.query[name])
+            except ValueError:
+                raise _problem(400, f"{name} must be an ISO 8601 date-time.") from None
+            bounds[name] = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    with call.emu.replicate._lock:
+        every = list(call.emu.replicate.predictions.values())
+    chosen = []
+    for p in sorted(every, key=lambda p: p.created, reverse=True):
+        created = dt.datetime.fromisoformat(p.created_at)
+        if "created_after" in bounds and created <= bounds["created_after"]:
+            continue
+        if "created_before" in bounds and created >= bounds["created_before"]:
+            continue
+        chosen.append(p)
+    try:
+        start = int(call.query.get("cursor", "0"))
+    except ValueError:
+        raise _problem(400, "Invalid cursor.") from None
+    page = chosen[start : start + PAGE_SIZE]
+    kept: dict[str, str] = {k: call.query[k] for k in ("created_after", "created_before") if k in call.query}
+
+    def link(offset: int) -> str:
+        query: dict[str, str] = {**kept, "cursor": str(offset)}
+        return f"{call.emu.url}/replicate/v1/predictions?" + urlencode(query)
+
+    return json_reply(
+        200,
+        {
+            "next": link(start + PAGE_SIZE) if start + PAGE_SIZE < len(chosen) else None,
+            "previous": link(max(0, start - PAGE_SIZE)) if start > 0 else None,
+            "results": [_snapshot(call, p) for p in page],
+        },
+    )
 
 
 def _find(call: Call) -> Prediction:

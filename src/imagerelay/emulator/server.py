@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from imagerelay.emulator import openai as openai_dialect
 from imagerelay.emulator import replicate as replicate_dialect
@@ -82,6 +82,13 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, str, Handler]] = [
             "replicate.create",
             "replicate",
             replicate_dialect.create,
+        ),
+        (
+            "GET",
+            r"/replicate/v1/predictions",
+            "replicate.list",
+            "replicate",
+            replicate_dialect.list_predictions,
         ),
         (
             "GET",
@@ -197,7 +204,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         emu = self.server.emu
         received = time.monotonic()
         raw = self._read_body()
-        path = urlsplit(self.path).path
+        split = urlsplit(self.path)
+        path = split.path
+        query = dict(parse_qsl(split.query))
         method = self.command
         route, provider, handler, params = _route(method, path)
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -226,11 +235,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         delay = fault.latency if fault is not None and fault.latency is not None else emu.latency
         if delay > 0:
             time.sleep(delay)
-        call = Call(emu, route, method, path, params, headers, raw, body_json, parts, fault)
+        call = Call(emu, route, method, path, params, headers, raw, body_json, parts, fault, query)
         if fault is not None and fault.drop:
             self._drop(self._answer(call, dialect, handler, key, key_ok) if fault.truncate else None)
             return
         reply = self._answer(call, dialect, handler, key, key_ok)
+        if fault is not None and fault.answer_after:
+            time.sleep(fault.answer_after)  # done already; only the answer is late
         logged.status = reply.status
         self._write(reply, head_only=method == "HEAD")
 

@@ -34,6 +34,8 @@ class Fault:
     prediction: str | None = None
     error: str | None = None
     seconds: float | None = None
+    #: Do the work at once, then hold the answer this many seconds (a create whose answer is slow).
+    answer_after: float | None = None
     times: int | None = 1
 
 
@@ -88,6 +90,7 @@ class Call:
     json: Any
     parts: list[Part]
     fault: Fault | None
+    query: dict[str, str] = field(default_factory=dict)  # the query string (last value wins)
 
     @property
     def form(self) -> dict[str, str]:

@@ -32,7 +32,7 @@ from .app import Gateway
 from .errors import GatewayError
 from .inputs import read_body
 from .metrics import CONTENT_TYPE
-from .translate import parse_edit_form, parse_edit_json, parse_generation
+from .translate import merge_header, parse_edit_form, parse_edit_json, parse_generation
 
 __all__ = ["create_app"]
 
@@ -110,18 +110,19 @@ def create_app(gateway: Gateway) -> Starlette:
         gw = gateway.settings.gateway
         body = await read_body(request, limit=gw.max_request_bytes, max_files=_MAX_FILES)
         routing = gateway.settings.routing
+        header = request.headers.get("x-imagerelay")
         try:
             if not edit:
                 if body.json is None:
                     raise GatewayError(
                         415, "send the generation as application/json", code="unsupported_media_type"
                     )
-                parsed = await parse_generation(body.json, gateway.catalog, gw, routing)
+                parsed = await parse_generation(merge_header(body.json, header), gateway.catalog, gw, routing)
             elif body.form is not None:
-                parsed = await parse_edit_form(body.form, gateway.catalog, gw, routing)
+                parsed = await parse_edit_form(body.form, gateway.catalog, gw, routing, header=header)
             else:
                 assert body.json is not None
-                parsed = await parse_edit_json(body.json, gateway.catalog, gw, routing)
+                parsed = await parse_edit_json(merge_header(body.json, header), gateway.catalog, gw, routing)
         finally:
             await body.close()
         done = await gateway.generate(principal, parsed, request.headers.get("idempotency-key"))

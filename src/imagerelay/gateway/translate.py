@@ -2,7 +2,9 @@
 
 The standard fields are those of OpenAI's `CreateImageRequest`, `CreateImageEditRequest` and
 `EditImageBodyJsonParam`; imagerelay's own ride in one object, `imagerelay`, which the SDKs
-send through `extra_body` (JSON) or as `imagerelay[field]` form fields (multipart).
+send through `extra_body` (JSON) or as `imagerelay[field]` form fields (multipart). A client
+that cannot add body fields (the Vercel AI SDK) sends the same object as JSON in an
+`x-imagerelay` header; fields in the body win.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "Parsed",
     "answer",
     "image_name",
+    "merge_header",
     "parse_edit_form",
     "parse_edit_json",
     "parse_generation",
@@ -51,12 +54,13 @@ _STANDARD = {
     "moderation",
     "style",
     "user",
+    "safety_identifier",
     "stream",
     "partial_images",
 }
 _EDIT = {"image", "images", "mask", "input_fidelity"}
 #: Standard fields that are provider extras in imagerelay, sent to the models that declare them.
-_EXTRAS = ("background", "moderation", "output_compression", "user", "input_fidelity")
+_EXTRAS = ("background", "moderation", "output_compression", "user", "safety_identifier", "input_fidelity")
 _OWN = {"aspect_ratio", "resolution", "seed", "references", "max_cost", "metadata", "name", "extras"}
 _QUALITY = {"auto": None, "standard": None, "hd": "high", "low": "low", "medium": "medium", "high": "high"}
 _PARAM_OF = {
@@ -111,6 +115,24 @@ def resolve_model(value: Any, catalog: Catalog, gateway: GatewaySettings) -> str
         param="model",
         code="model_not_found",
     )
+
+
+def merge_header(body: dict[str, Any], header: str | None) -> dict[str, Any]:
+    """The body with the `x-imagerelay` header's fields under `imagerelay` (the body's win)."""
+    if not header:
+        return body
+    import json
+
+    try:
+        given = json.loads(header)
+    except ValueError:
+        raise GatewayError(
+            400, "the x-imagerelay header must be a JSON object", param="x-imagerelay"
+        ) from None
+    if not isinstance(given, dict):
+        raise GatewayError(400, "the x-imagerelay header must be a JSON object", param="x-imagerelay")
+    own = _own_fields(body.get("imagerelay"))
+    return {**body, "imagerelay": {**given, **own}}
 
 
 def _route_of(model: str, gateway: GatewaySettings, base: RoutingSettings) -> RoutingSettings | None:
@@ -196,9 +218,15 @@ def _common(
     extras: dict[str, dict[str, Any]] = {}
     for name in _EXTRAS:
         if body.get(name) is not None and not (name in ("background", "moderation") and body[name] == "auto"):
-            for p in catalog.providers.values():
-                if any(name in m.extra_fields for m in p.models.values()):
-                    extras.setdefault(p.name, {})[name] = body[name]
+            # To every provider with a model that takes it; an OpenAI field no model takes goes to
+            # openai anyway, so the receipt notes that it was dropped rather than losing it quietly.
+            takers = [
+                p.name
+                for p in catalog.providers.values()
+                if any(name in m.extra_fields for m in p.models.values())
+            ]
+            for provider in takers or ["openai"]:
+                extras.setdefault(provider, {})[name] = body[name]
     given = own.get("extras") or {}
     if not isinstance(given, dict) or not all(isinstance(v, dict) for v in given.values()):
         raise GatewayError(
@@ -346,13 +374,19 @@ def _upload_name(upload: Any, fallback: str) -> str:
 
 
 async def parse_edit_form(
-    form: FormData, catalog: Catalog, gateway: GatewaySettings, routing: RoutingSettings
+    form: FormData,
+    catalog: Catalog,
+    gateway: GatewaySettings,
+    routing: RoutingSettings,
+    *,
+    header: str | None = None,
 ) -> Parsed:
     """A multipart `POST /v1/images/edits`: `image` (once or repeated), `image[]` and `mask`."""
     from ..errors import InvalidReference
     from ..references import reference_from_bytes
 
     body, uploads = _unflatten(form)
+    body = merge_header(body, header)
     for key in ("image", "mask"):
         if key in body:  # a text field where a file belongs
             raise GatewayError(400, f"{key} must be an uploaded file", param=key)

@@ -1,0 +1,73 @@
+"""A generation the provider accepted is possibly billed, whatever breaks after: never re-sent."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from imagerelay.emulator import Emulator, Fault
+from tests.clikit import run_cli
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (connections to it are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def failure_receipt(out: Path) -> dict[str, object]:
+    [path] = out.glob("*-failed.json")
+    receipt: dict[str, object] = json.loads(path.read_text())
+    return receipt
+
+
+def test_an_image_host_that_resets_is_possibly_billed_and_not_asked_again(
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Replicate made the image but its host resets every download: one prediction only, its cost in
+    possibly_billed_usd, the host named, and the receipt says what was sent."""
+    cli_emulator.script("files", Fault(drop=True, times=None))
+    model = "replicate:black-forest-labs/flux-schnell"
+    code, _, err = run_cli(capsys, monkeypatch, "generate", "a lighthouse", "-p", model, "--out", "out")
+    assert code == 1
+    assert len(cli_emulator.requests_for("replicate.create")) == 1
+    assert f"127.0.0.1:{cli_emulator.port}" in err
+    assert "reset or cut off" in err
+    receipt = failure_receipt(tmp_path / "out")
+    assert receipt["possibly_billed_usd"] == pytest.approx(0.003)
+    [attempt] = receipt["attempts"]  # type: ignore[misc]
+    assert attempt["maybe_billed"] is True
+    assert attempt["sent"]["prompt"] == "a lighthouse"
+    assert attempt["prediction_id"]
+
+
+def test_an_image_url_whose_host_refuses_is_possibly_billed_and_not_asked_again(
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """xAI answered 200 with an image URL whose host refuses the connection: one call only, its cost
+    in possibly_billed_usd, the message names that host, and the receipt says what was sent."""
+    port = closed_port()
+    body = {"created": 1, "data": [{"url": f"http://127.0.0.1:{port}/a.jpg"}]}
+    cli_emulator.script("xai.generations", Fault(body=body, times=None))
+    code, _, err = run_cli(capsys, monkeypatch, "generate", "a fox", "--provider", "xai:grok-imagine-image",
+                           "--out", "out", "--json")  # fmt: skip
+    assert code == 1
+    assert len(cli_emulator.requests_for("xai.generations")) == 1
+    assert f"127.0.0.1:{port}" in err
+    assert "refused" in err
+    receipt = failure_receipt(tmp_path / "out")
+    assert receipt["possibly_billed_usd"] == pytest.approx(0.02)
+    [attempt] = receipt["attempts"]  # type: ignore[misc]
+    assert attempt["error_type"] == "DownloadFailed"
+    assert attempt["sent"]["prompt"] == "a fox"
+    assert attempt["sent"]["model"] == "grok-imagine-image"
