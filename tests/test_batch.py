@@ -37,7 +37,7 @@ def jsonl(path: Path, *items: dict[str, Any]) -> Path:
 
 def relay_for(emulator: Emulator, out: Path, keys: dict[str, str], **overrides: Any) -> Relay:
     """A Relay on the emulator writing into `out`; `overrides` go to the settings."""
-    return Relay(emulator_settings(emulator, **overrides), keys=keys, out_dir=out)
+    return Relay(emulator_settings(emulator, **overrides), keys=keys, out_dir=out, record=False)
 
 
 async def run(

@@ -52,12 +52,12 @@ def _err(message: str) -> None:
 
 def _fail(exc: BaseException, *, as_json: bool = False) -> NoReturn:
     """Print one line for a known error and exit with its code (2 for user errors)."""
-    from .errors import GenerationFailed, ImageRelayError
+    from .errors import GenerationFailed, ImageRelayError, SaveFailed
 
     code = exc.exit_code if isinstance(exc, ImageRelayError) else 1
     if as_json:
         payload: dict[str, Any] = {"error": str(exc), "error_type": type(exc).__name__, "exit_code": code}
-        if isinstance(exc, GenerationFailed) and exc.receipt is not None:
+        if isinstance(exc, GenerationFailed | SaveFailed) and exc.receipt is not None:
             payload["receipt"] = json.loads(exc.receipt.model_dump_json())  # type: ignore[attr-defined]
         typer.echo(json.dumps(payload))
     _err(f"error: {exc}")
@@ -252,25 +252,19 @@ def _plan(settings: Settings, req: Any, max_cost: float | None) -> Plan:
 def _run_generate(settings: Settings, req: Any, max_cost: float | None) -> Receipt:
     import asyncio
 
-    from .ledger import Ledger
     from .relay import Relay
 
-    # Every generation gets a row in the output directory's ledger (history, gallery, budgets).
-    ledger = Ledger.open(settings.output.dir)
-
     async def run() -> Receipt:
-        async with Relay(settings, on_receipt=[ledger.record_receipt]) as relay:
+        # The relay records every generation in the output directory's ledger (history, gallery).
+        async with Relay(settings) as relay:
             return await relay.generate(req, max_cost=max_cost)
 
-    try:
-        if sys.stderr.isatty():
-            from rich.console import Console
+    if sys.stderr.isatty():
+        from rich.console import Console
 
-            with Console(stderr=True).status(f"generating {req.n} image(s)…"):
-                return asyncio.run(run())
-        return asyncio.run(run())
-    finally:
-        ledger.close()
+        with Console(stderr=True).status(f"generating {req.n} image(s)…"):
+            return asyncio.run(run())
+    return asyncio.run(run())
 
 
 def _show_plan(p: Plan, as_json: bool) -> None:
@@ -421,7 +415,7 @@ def batch(
 
     try:
         settings = _settings(env, out)
-        relay = Relay(settings)
+        relay = Relay(settings, record=False)  # the batch's own ledger records, below
         # Every item is checked (and planned) before anything is sent or any file is written.
         items = load_manifest(manifest, plan=relay.plan)
         Store(relay.out_dir).ensure()

@@ -31,8 +31,10 @@ from .errors import (
     ImageRelayError,
     InvalidRequest,
     Outcome,
+    OutputError,
     ProviderError,
     RateLimited,
+    SaveFailed,
 )
 from .planner import Candidate, Plan, plan_request
 from .policy import Action, Decision, decide
@@ -44,6 +46,7 @@ from .store import Store, provenance
 
 if TYPE_CHECKING:
     from .imaging import ImageInfo
+    from .ledger import Ledger
     from .references import PreparedImage, Reference
 
 __all__ = ["OnImage", "Relay", "Reserve"]
@@ -92,11 +95,16 @@ class _Run:
     reserved: float = 0.0
     adopt: Adopt | None = None  # an earlier run was cut short: look for what it never recorded
     predictions: set[str] = dataclasses.field(default_factory=set)  # made (or re-attached) by this run
+    #: Paid images that could be written nowhere: (their provider URL if any, why).
+    lost: list[tuple[str | None, str]] = dataclasses.field(default_factory=list)
 
 
 class Relay:
     """Plans and runs image requests. Reuse one for many requests: it keeps the connection pools,
     the per-provider rate limits and the cooldown of failing models.
+
+    Every receipt is recorded in the output directory's ledger, as the CLI does (so `imagerelay
+    history` and `gallery` see library runs); `record=False` leaves that to the caller.
 
     ```python
     async with Relay(env="sandbox") as relay:
@@ -115,6 +123,7 @@ class Relay:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         on_receipt: list[Callable[[Receipt], None]] | None = None,
+        record: bool = True,
     ) -> None:
         self.settings = settings or load_settings(env)
         #: Called with every finished receipt, failed ones included (e.g. to add a ledger row).
@@ -134,6 +143,9 @@ class Relay:
         self._prepared: dict[tuple[str, str], PreparedImage] = {}
         self._ensured: set[Path] = set()
         self._emulator: Any = None
+        self._record = record
+        #: The output directory's ledger while the relay is open (with `record`), else None.
+        self.ledger: Ledger | None = None
 
     def __repr__(self) -> str:
         return f"Relay(env={self.settings.env!r}, keys={sorted(self._keys)}, out_dir={str(self.out_dir)!r})"
@@ -168,6 +180,11 @@ class Relay:
         if self._emulator is not None:
             self._emulator.stop()
             self._emulator = None
+        if self.ledger is not None:
+            if self.ledger.record_receipt in self.on_receipt:
+                self.on_receipt.remove(self.ledger.record_receipt)
+            self.ledger.close()
+            self.ledger = None
 
     def _start_sandbox(self) -> None:
         from .emulator import Emulator
@@ -276,6 +293,13 @@ class Relay:
         if self.out_dir not in self._ensured:  # once per relay: it is a mkdir and a probe file
             store.ensure()
             self._ensured.add(self.out_dir)
+        if self._record and self.ledger is None:
+            from .ledger import Ledger
+
+            # Opened with the output directory, before anything is sent: a directory that cannot
+            # hold a ledger is refused while nothing has been spent.
+            self.ledger = Ledger.open(self.out_dir)
+            self.on_receipt.append(self.ledger.record_receipt)
         refs = await self._load_references(req, loaded or {})
         sizes: list[tuple[int, int] | None] = [
             (r.info.width, r.info.height) for r in refs[: len(req.references)]
@@ -334,10 +358,19 @@ class Relay:
             pass
         finally:
             _settle_sandbox(receipt)
+            for url, why in run.lost:
+                receipt.notes.append(
+                    f"a paid image could be kept nowhere ({why}): "
+                    + (f"fetch it from {url} while that URL lasts" if url else "it is lost")
+                )
             if receipt.images:
                 if run.remaining > 0:
                     receipt.notes.append(f"{run.remaining} of {req.n} images could not be made: see attempts")
                 store.finalize(receipt)
+        if store.failure is not None:
+            if not receipt.images:
+                store.write_failure_receipt(receipt)
+            raise SaveFailed(_save_failure_message(store, run), receipt)
         if not receipt.images:
             store.write_failure_receipt(receipt)
             raise GenerationFailed(_failure_message(run), run.failures, receipt)
@@ -487,6 +520,8 @@ class Relay:
         per_call = max(cand.calls)
         try:
             while run.remaining > 0:
+                if run.store.failure:  # the output cannot take what we would pay for next
+                    raise _Stop
                 n = min(per_call, run.remaining)
                 call = Call(
                     model=cand.model,
@@ -520,12 +555,20 @@ class Relay:
             self._check_cap(run, cand, call.n)
             attempt += 1
             wait += await limiter.acquire()
+            if run.store.failure:
+                raise _Stop
             delivered: list[SavedImage] = []
+            lost: list[str | None] = []
             prediction: dict[str, Any] = {}
 
-            async def deliver(image: Delivered, _d: list[SavedImage] = delivered) -> None:
-                saved = self._save(run, cand, image)
-                _d.append(saved)
+            async def deliver(
+                image: Delivered, _d: list[SavedImage] = delivered, _l: list[str | None] = lost
+            ) -> None:
+                try:
+                    _d.append(self._save(run, cand, image))
+                except OutputError as exc:  # nowhere to keep it: paid for all the same
+                    _l.append(image.url)
+                    run.lost.append((image.url, str(exc)))
 
             def on_event(kind: str, value: Any, _p: dict[str, Any] = prediction) -> None:
                 if kind == "sent":
@@ -549,14 +592,14 @@ class Relay:
                 rec.images = len(delivered)
                 rec.sent = prediction.get("sent", {})
                 run.receipt.attempts.append(rec)
+                paid = len(delivered) + len(lost)
                 if rec.maybe_billed:  # at its worst: it may have been billed in full
-                    missing = max(0, call.n - len(delivered))
-                    run.receipt.possibly_billed_usd += cost.worst_per_image * missing + (
-                        0.0 if delivered else cost.worst_per_call
+                    run.receipt.possibly_billed_usd += cost.worst_per_image * max(0, call.n - paid) + (
+                        0.0 if paid else cost.worst_per_call
                     )
-                if delivered:
-                    run.receipt.estimated_cost_usd += cost.call(len(delivered))
-                    run.receipt.cost_usd += cost.call(len(delivered))
+                if paid:
+                    run.receipt.estimated_cost_usd += cost.call(paid)
+                    run.receipt.cost_usd += cost.call(paid)
                     run.receipt.provider = run.receipt.provider or cand.provider.name
                     run.receipt.model = run.receipt.model or cand.model.id
                 wait = 0.0
@@ -601,7 +644,7 @@ class Relay:
                     usage=result.usage,
                 )
             )
-            estimate = cost.call(len(delivered))
+            estimate = cost.call(len(delivered) + len(lost))
             run.receipt.estimated_cost_usd += estimate
             if result.reported_cost_usd is not None:
                 run.receipt.reported_cost_usd = (
@@ -677,7 +720,7 @@ class Relay:
             delivered_sha256=delivered,
         )
         path, written, note = run.store.write_image(
-            image.data, stem=stem, fmt=fmt, info=info, provenance=label
+            image.data, stem=stem, fmt=fmt, info=info, provenance=label, receipt_id=run.receipt.id
         )
         if note:
             run.receipt.notes.append(note)
@@ -814,6 +857,27 @@ def _raise_empty_plan(plan: Plan, receipt: Receipt, limit: float | None) -> None
     raise InvalidRequest(
         f"no model can serve this request ({reasons}): set a provider's key, pass --provider, "
         f"or list models in [routing] {section}"
+    )
+
+
+def _save_failure_message(store: Store, run: _Run) -> str:
+    """One line: what failed, what was paid, where every paid image is, what to do."""
+    receipt = run.receipt
+    paid = len(receipt.images) + len(run.lost)
+    cost = "$0 (sandbox)" if receipt.sandbox else f"${receipt.cost_usd:.4f}"
+    kept = sorted({str(Path(i.path).parent) for i in receipt.images if Path(i.path).parent != store.out_dir})
+    where = []
+    if kept:
+        where.append(f"kept in {', '.join(kept)}: move them into '{store.out_dir}' once there is room")
+    urls = [url for url, _ in run.lost if url]
+    if urls:
+        where.append(f"{len(urls)} kept nowhere, fetch within the hour: {' '.join(urls)}")
+    if len(urls) < len(run.lost):
+        where.append(f"{len(run.lost) - len(urls)} could be kept nowhere and are lost")
+    return (
+        f"{store.failure}: {paid} image(s) were delivered and paid for ({cost}) — "
+        + ("; ".join(where) or "nothing else was made")
+        + "; no further call was made"
     )
 
 

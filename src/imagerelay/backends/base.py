@@ -82,6 +82,9 @@ class Delivered:
     revised_prompt: str | None = None
     #: What `imaging.probe` found when the backend verified the bytes (saves decoding them again).
     info: ImageInfo | None = None
+    #: Where it was fetched from (provider URLs stay valid for a while): a last resort when the
+    #: bytes can be written nowhere.
+    url: str | None = None
 
 
 @dataclass
@@ -219,7 +222,7 @@ async def download_image(
         except CorruptImage as exc:
             last = exc
             continue
-        return Delivered(data=data, mime=mime, info=info)
+        return Delivered(data=data, mime=mime, info=info, url=url)
     raise DownloadFailed(
         f"{made} the image from {host} does not decode ({last}): truncated or corrupt", **kw
     ) from last
