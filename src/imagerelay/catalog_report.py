@@ -51,9 +51,7 @@ def _tiers_of(by: dict[str, float]) -> str:
     return "tier"
 
 
-def model_rows(
-    catalog: Catalog, *, keys: set[str], sandbox: bool, key_envs: dict[str, str], today: date
-) -> list[dict[str, Any]]:
+def model_rows(catalog: Catalog, *, keys: set[str], sandbox: bool, today: date) -> list[dict[str, Any]]:
     """One row per model, as `providers --json` prints them."""
     rows: list[dict[str, Any]] = []
     for p in catalog.providers.values():
@@ -86,7 +84,7 @@ def model_rows(
                     "stale": age is None or age > STALE_AFTER_DAYS,
                     "source": m.source,
                     "unconfirmed": list(m.unconfirmed),
-                    "key_env": key_envs[p.name],
+                    "key_env": p.key_env,
                     "key_set": sandbox or p.name in keys,
                 }
             )

@@ -150,10 +150,10 @@ def _fewer_pixels(
 
 
 def resolution_for(model: ModelSpec, asked: str) -> str | None:
-    """The model's tier closest in area to an asked tier of another model (1k ≈ 1 MP, 2k ≈ 4 MP)."""
+    """The model's tier closest in area to an asked tier (1k ≈ 1 MP, 2k ≈ 4 MP, 4k ≈ 16 MP)."""
     if asked in model.resolutions:
         return asked
-    want = {"1k": 1.0, "2k": 4.0}.get(asked)
+    want = {"1k": 1.0, "2k": 4.0, "4k": 16.0}.get(asked)
     tiers = [t for t in model.resolutions if t in model.resolution_megapixels]
     if want is None or not tiers:
         return None
