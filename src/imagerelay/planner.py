@@ -295,9 +295,8 @@ def translate(
             if tier != request.resolution:
                 notes.append(f"resolution {request.resolution} → {tier}: the nearest tier {model.id} offers")
         else:
-            offers = (
-                f"offers {', '.join(model.resolutions)}" if model.resolutions else "has no resolution tiers"
-            )
+            tiers = model.resolutions or ((model.default_resolution,) if model.default_resolution else ())
+            offers = f"offers {', '.join(tiers)}" if tiers else "has no resolution tiers"
             notes.append(f"resolution {request.resolution} dropped: {model.id} {offers}")
     _quality(request, model, params, notes)
     if request.seed is not None:
