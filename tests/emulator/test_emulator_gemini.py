@@ -389,3 +389,13 @@ async def test_the_sdk_reads_one_model_and_a_retired_one_is_404(
         await client.aio.aclose()
         client.close()
     assert [r.route for r in emulator.requests] == ["gemini.model", "gemini.model"]
+
+
+def test_a_test_can_script_drift_in_the_listing(gemini: httpx.Client, emulator: Emulator) -> None:
+    """A model dropped from `emu.listings.gemini` is gone from GET models and 404s on GET models/{id};
+    `reset()` brings it back."""
+    emulator.listings.gemini = [m for m in emulator.listings.gemini if m["name"] != f"models/{LITE}"]
+    assert f"models/{LITE}" not in [m["name"] for m in gemini.get("/models").json()["models"]]
+    assert gemini.get(f"/models/{LITE}").status_code == 404
+    emulator.reset()
+    assert gemini.get(f"/models/{LITE}").status_code == 200

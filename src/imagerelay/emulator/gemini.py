@@ -489,27 +489,30 @@ def generate(call: Call) -> Reply:
     return _answer(req, {"candidates": [candidate], "usageMetadata": usage})
 
 
-def _resource(name: str, model: Model) -> dict[str, Any]:
-    """A `Model` resource as `GET …/models` lists it."""
-    resource: dict[str, Any] = {
-        "name": f"models/{name}",
-        "version": "001",
-        "displayName": model.label,
-        "supportedGenerationMethods": ["generateContent", "countTokens"],
-        "thinking": bool(model.thinking),
-    }
-    return resource
+def default_listing() -> list[dict[str, Any]]:
+    """The image models Gemini lists today, as `Model` resources (tests may edit
+    `emu.listings.gemini`); the listing describes them, generation answers from `MODELS`."""
+    return [
+        {
+            "name": f"models/{name}",
+            "version": "001",
+            "displayName": model.label,
+            "supportedGenerationMethods": ["generateContent", "countTokens"],
+            "thinking": bool(model.thinking),
+        }
+        for name, model in MODELS.items()
+    ]
 
 
 def list_models(call: Call) -> Reply:
-    """GET /{version}/models: the image models served today (one page)."""
-    models = [_resource(name, model) for name, model in MODELS.items()]
-    return json_reply(200, {"models": models}, _JSON)
+    """GET /{version}/models: the listing, in one page."""
+    return json_reply(200, {"models": [dict(m) for m in call.emu.listings.gemini]}, _JSON)
 
 
 def get_model(call: Call) -> Reply:
-    """GET /{version}/models/{model}: one model, or the 404 a generation would get."""
+    """GET /{version}/models/{model}: one listed model, or the 404 a generation would get."""
     name = call.params["model"]
-    if name not in MODELS:
+    found = next((m for m in call.emu.listings.gemini if m["name"] == f"models/{name}"), None)
+    if found is None:
         _Request.missing(name, call.params.get("version") or "")
-    return json_reply(200, _resource(name, MODELS[name]), _JSON)
+    return json_reply(200, dict(found), _JSON)
