@@ -9,8 +9,8 @@
   made for it;
 - `predictions`: Replicate prediction ids, recorded the moment they are created, so that a
   batch killed mid-call re-attaches to the prediction instead of paying for a second one;
-- `gateway_requests`: each request the gateway accepted, recorded before it is sent on: which
-  gateway key asked (the key's name, never the key) and its `Idempotency-Key`, so a client that
+- `gateway_requests`: each gateway request that came with an `Idempotency-Key`, recorded before
+  it is sent on, with the gateway key that asked (its name, never the key), so a client that
   asks again gets the first answer instead of paying twice. `generations.gateway_key` names the
   key that spent each row.
 
