@@ -481,9 +481,13 @@ class Ledger:
                 (state, error, _now(), item_key),
             )
 
-    def record_image(self, receipt_id: str, image: SavedImage) -> None:
-        """Record one saved image at once (an `on_image` hook): a crash after this loses nothing."""
-        with _transaction(self._conn):
+    def record_image(self, receipt_id: str, image: SavedImage, *, sync: bool = True) -> None:
+        """Record one saved image at once (an `on_image` hook): a crash after this loses nothing.
+
+        With `sync=False` the row survives the process being killed but not a power cut (no
+        fsync), until the next synced write — the receipt's, moments later — makes it durable.
+        """
+        with _synchronous(self._conn, "FULL" if sync else "NORMAL"), _transaction(self._conn):
             item_key = self._item_of(receipt_id)
             current = self._current_prediction.get(receipt_id)
             prediction_id = None
@@ -768,6 +772,19 @@ def _apply(conn: sqlite3.Connection, statement: str) -> None:
         if any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})")):
             return
     conn.execute(statement)
+
+
+@contextlib.contextmanager
+def _synchronous(conn: sqlite3.Connection, level: str) -> Iterator[None]:
+    """`PRAGMA synchronous = level` for the statements inside, FULL again after."""
+    if level == "FULL":
+        yield
+        return
+    conn.execute(f"PRAGMA synchronous = {level}")
+    try:
+        yield
+    finally:
+        conn.execute("PRAGMA synchronous = FULL")
 
 
 @contextlib.contextmanager

@@ -50,6 +50,8 @@ class Generated:
 
     receipt: Receipt | None = None
     error: GatewayError | None = None
+    #: Seconds inside `Relay.generate` (the rest of a request's time is the gateway's own).
+    relay_s: float = 0.0
 
 
 class Gateway:
@@ -244,8 +246,11 @@ class Gateway:
         self, principal: Principal, parsed: Parsed, receipt_id: str, max_cost: float | None, reserve: float
     ) -> Generated:
         def on_image(saved: SavedImage, receipt: Receipt) -> None:
-            self.ledger.record_image(receipt.id, saved)  # each image counted the moment it is on disk
+            # Each image is in the ledger the moment it is on disk, surviving a kill; the fsync is
+            # left to the receipt's write, which follows (after any further call) and syncs both.
+            self.ledger.record_image(receipt.id, saved, sync=False)
 
+        start = time.perf_counter()
         try:
             receipt = await self.relay.generate(
                 parsed.request,
@@ -256,9 +261,9 @@ class Gateway:
                 loaded=parsed.loaded,
                 on_image=on_image,
             )
-            return Generated(receipt=receipt)
+            return Generated(receipt=receipt, relay_s=time.perf_counter() - start)
         except ImageRelayError as exc:
-            return Generated(error=from_relay_error(exc))
+            return Generated(error=from_relay_error(exc), relay_s=time.perf_counter() - start)
         except Exception:  # a bug of ours: logged here, one line to the client
             log.exception("generation %s failed unexpectedly", receipt_id)
             return Generated(
@@ -340,7 +345,12 @@ class Gateway:
                     f"an image of receipt {receipt.id} is no longer in the output directory",
                     code="image_missing",
                 )
-            b64 = await asyncio.to_thread(_encode, [p for p in paths if p is not None])
+            found = [p for p in paths if p is not None]
+            # Big images are encoded off the event loop; a thread hop costs more than a small one.
+            if sum(image.bytes for image in receipt.images) > 1024 * 1024:
+                b64 = await asyncio.to_thread(_encode, found)
+            else:
+                b64 = _encode(found)
         return answer(
             receipt,
             response_format="url" if b64 is None else "b64_json",
