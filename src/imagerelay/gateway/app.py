@@ -107,7 +107,8 @@ class Gateway:
         if not self.draining:
             self.draining = True
             self.drain_deadline = time.monotonic() + self.settings.gateway.drain_seconds
-            log.warning("draining: %d generation(s) in flight", len(self._tasks))
+            level = logging.WARNING if self._tasks else logging.INFO
+            log.log(level, "draining: %d generation(s) in flight", len(self._tasks))
 
     async def stop(self) -> None:
         """Wait for the generations in flight (up to the drain deadline), then close everything."""
