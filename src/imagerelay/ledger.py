@@ -691,6 +691,11 @@ class Ledger:
                 (receipt_id, gateway_key, idempotency_key, fingerprint, _now()),
             )
 
+    def forget_gateway_request(self, receipt_id: str) -> None:
+        """Drop the record of a gateway request that was refused before anything was sent."""
+        with _transaction(self._conn):
+            self._conn.execute("DELETE FROM gateway_requests WHERE receipt_id = ?", (receipt_id,))
+
     def gateway_request(self, gateway_key: str, idempotency_key: str) -> tuple[str, str] | None:
         """(receipt id, fingerprint) of the request this key made with `idempotency_key`, or None."""
         row = self._conn.execute(

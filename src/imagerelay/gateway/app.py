@@ -28,10 +28,11 @@ from ..ledger import Ledger
 from ..receipt import Receipt
 from ..relay import Relay
 from ..store import Store
+from .answers import answer
 from .errors import GatewayError, from_relay_error
 from .keys import Budgets, KeyRing, Principal
 from .metrics import Metrics
-from .translate import Parsed, answer
+from .translate import Parsed
 
 if TYPE_CHECKING:
     from ..receipt import SavedImage
@@ -224,7 +225,7 @@ class Gateway:
         task = asyncio.create_task(self._run(principal, parsed, receipt_id, max_cost, reserve))
         self._tasks[receipt_id] = task
         self.metrics.in_flight.inc()
-        task.add_done_callback(lambda _t: self._done(receipt_id))
+        task.add_done_callback(lambda _t: self._done(receipt_id, principal.name, idempotency_key))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -239,8 +240,13 @@ class Gateway:
                 headers={"Retry-After": "5"},
             ) from None
 
-    def _done(self, receipt_id: str) -> None:
+    def _done(self, receipt_id: str, key: str, idempotency_key: str | None) -> None:
+        # What a finished request left is in the ledger now (receipt, key, idempotency row):
+        # nothing of it stays in memory, however long the gateway runs.
         self._tasks.pop(receipt_id, None)
+        self._key_of.pop(receipt_id, None)
+        if idempotency_key is not None:
+            self._by_idempotency.pop((key, idempotency_key), None)
         self.metrics.in_flight.dec()
 
     async def _run(
@@ -264,6 +270,10 @@ class Gateway:
             )
             return Generated(receipt=receipt, relay_s=time.perf_counter() - start)
         except ImageRelayError as exc:
+            if self.ledger.receipt(receipt_id) is None:
+                # Refused before anything was sent (anything sent leaves a receipt): the same
+                # Idempotency-Key may be used again once the request is fixed.
+                self.ledger.forget_gateway_request(receipt_id)
             return Generated(error=from_relay_error(exc), relay_s=time.perf_counter() - start)
         except Exception:  # a bug of ours: logged here, one line to the client
             log.exception("generation %s failed unexpectedly", receipt_id)
