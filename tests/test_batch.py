@@ -24,9 +24,9 @@ from imagerelay.ledger import LEDGER_NAME, Ledger
 from imagerelay.manifest import Manifest, load_manifest
 from imagerelay.relay import Relay
 from tests.clikit import run_cli
+from tests.keys import ALL_KEY_VARS
 from tests.relaykit import emulator_settings
 
-KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
 IMAGE_SUFFIXES = {".jpg", ".png", ".webp", ".gif"}
 
 
@@ -37,7 +37,7 @@ def jsonl(path: Path, *items: dict[str, Any]) -> Path:
 
 def relay_for(emulator: Emulator, out: Path, keys: dict[str, str], **overrides: Any) -> Relay:
     """A Relay on the emulator writing into `out`; `overrides` go to the settings."""
-    return Relay(emulator_settings(emulator, **overrides), keys=keys, out_dir=out)
+    return Relay(emulator_settings(emulator, **overrides), keys=keys, out_dir=out, record=False)
 
 
 async def run(
@@ -222,9 +222,7 @@ def test_sigkill_mid_batch_then_rerun_loses_nothing_and_pays_nothing_twice(
     path = jsonl(tmp_path / "m.jsonl", *({"prompt": f"item {i:02}"} for i in range(14)))
     out = tmp_path / "out"
     (tmp_path / "config").mkdir()
-    env = {
-        k: v for k, v in os.environ.items() if k not in KEY_VARS.values() and not k.startswith("IMAGERELAY_")
-    }
+    env = {k: v for k, v in os.environ.items() if k not in ALL_KEY_VARS and not k.startswith("IMAGERELAY_")}
     env.update(
         XAI_API_KEY=test_keys["xai"],
         IMAGERELAY_CONFIG_DIR=str(tmp_path / "config"),

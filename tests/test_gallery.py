@@ -80,7 +80,11 @@ async def make_batch(emulator: Emulator, tmp_path: Path, test_keys: dict[str, st
     out = tmp_path / "out"
     with Ledger.open(out) as ledger:
         relay = Relay(
-            emulator_settings(emulator), keys=test_keys, out_dir=out, on_receipt=[ledger.record_receipt]
+            emulator_settings(emulator),
+            keys=test_keys,
+            out_dir=out,
+            on_receipt=[ledger.record_receipt],
+            record=False,
         )
         async with relay:
             summary = await run_batch(manifest, relay, ledger)

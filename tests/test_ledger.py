@@ -117,7 +117,11 @@ async def test_no_key_reaches_the_ledger_or_any_file(
     out = tmp_path / "out"
     with Ledger.open(out) as ledger:
         relay = Relay(
-            emulator_settings(emulator), keys=test_keys, out_dir=out, on_receipt=[ledger.record_receipt]
+            emulator_settings(emulator),
+            keys=test_keys,
+            out_dir=out,
+            on_receipt=[ledger.record_receipt],
+            record=False,
         )
         async with relay:
             await run_batch(manifest, relay, ledger)

@@ -1,4 +1,4 @@
-"""The library's front door for scripts: `generate()` and `agenerate()`."""
+"""The library's front door: `generate()` for scripts, `agenerate()` for async code (Jupyter too)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
 from .receipt import Receipt
 from .relay import Relay
 from .request import ImageRequest
@@ -21,7 +22,8 @@ async def agenerate(
     max_cost: float | None = None,
     **fields: Any,
 ) -> Receipt:
-    """Generate images for one request and save them; returns the receipt.
+    """Generate images for one request, save them and record them in the output directory's
+    ledger; returns the receipt.
 
     `fields` are those of `ImageRequest` (references, n, size, aspect_ratio, seed, provider …).
     For many requests, open one `Relay` and call `relay.generate` on it instead.
@@ -38,5 +40,15 @@ def generate(
     max_cost: float | None = None,
     **fields: Any,
 ) -> Receipt:
-    """Synchronous `agenerate` for scripts (not for use inside a running event loop)."""
+    """`agenerate` for scripts: runs its own event loop. Inside a running one (Jupyter, async
+    code) it raises `UserError`: there, `await imagerelay.agenerate(...)` instead."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no loop running: the normal case for a script
+        pass
+    else:  # checked before the coroutine exists, so none is left un-awaited
+        raise UserError(
+            "imagerelay.generate() cannot run inside a running event loop (Jupyter, async code): "
+            "use `await imagerelay.agenerate(...)` there"
+        )
     return asyncio.run(agenerate(prompt, env=env, out_dir=out_dir, max_cost=max_cost, **fields))

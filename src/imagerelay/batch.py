@@ -22,6 +22,7 @@ import dataclasses
 import gc
 import logging
 import os
+import sqlite3
 import sys
 import time
 import uuid
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import GenerationFailed, ImageRelayError
+from .errors import GenerationFailed, ImageRelayError, SaveFailed
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -62,6 +63,7 @@ class ItemOutcome:
     cost_usd: float = 0.0
     error: str | None = None
     would_cost_usd: float | None = None  # sandbox: what it would have cost for real
+    stop: str | None = None  # why no further item may start (the output cannot be written)
 
 
 @dataclass
@@ -125,8 +127,9 @@ async def run_batch(
     """Run every item of `manifest` not yet done; see the module docs.
 
     `max_cost` is the batch budget in USD (None: `budget.max_cost_per_batch`, else no limit).
-    The relay must write into the ledger's directory; install `ledger.record_receipt` in its
-    `on_receipt` hooks so that finished receipts are recorded too.
+    The relay must write into the ledger's directory; make it with `record=False` and install
+    `ledger.record_receipt` in its `on_receipt` hooks, so that finished receipts are recorded
+    once, by this ledger.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
@@ -134,6 +137,9 @@ async def run_batch(
     sandbox = relay.settings.sandbox
     items = _sandbox_items(manifest.items) if sandbox else manifest.items
     _remove_stale_temp_files(ledger.directory)
+    restored = ledger.restore_rescued()
+    if restored:
+        log.warning("moved %d image(s) kept in a rescue directory back into %s", restored, ledger.directory)
     ledger.adopt_orphans()
     records = ledger.sync_items(manifest.name, items)
     summary = BatchSummary(items=len(items), ledger=str(ledger.path), sandbox=sandbox)
@@ -166,6 +172,8 @@ async def run_batch(
         summary.would_spend_usd += outcome.would_cost_usd or 0.0
         summary.batch_spent_usd = spent()
         summary.saved.extend(outcome.images)
+        if outcome.stop and not summary.stopped:
+            summary.stopped = outcome.stop
         if outcome.state == "done":
             summary.done += 1
         else:
@@ -189,6 +197,9 @@ async def run_batch(
     try:
         for item, missing in todo:
             await semaphore.acquire()
+            if summary.stopped:  # e.g. the disk is full: anything more would be paid and not kept
+                semaphore.release()
+                break
             request = item.request if missing == item.n else item.request.model_copy(update={"n": missing})
             try:
                 plan = relay.plan(request)
@@ -247,7 +258,12 @@ async def _run_item(
     # recorded: look for it from when that run began, rather than paying for it again.
     since = ledger.interrupted_since(item.key)
     adopt = Adopt(since, ledger.known_predictions()) if since is not None else None
-    ledger.start_run(item.key, receipt_id, n=missing, estimate_usd=estimate, planned=planned)
+    try:
+        ledger.start_run(item.key, receipt_id, n=missing, estimate_usd=estimate, planned=planned)
+    except sqlite3.Error as exc:  # a run that cannot be recorded is not started: nothing is spent
+        reason = f"the ledger {ledger.path} cannot be written ({exc})"
+        halt = f"no new item was started: {reason}"
+        return ItemOutcome(item, "failed", error=f"not started: {reason}", stop=halt)
     resume = ledger.resumable_predictions(item.key)
     saved: list[str] = []
 
@@ -261,6 +277,7 @@ async def _run_item(
 
     receipt: Receipt | None = None
     error: str | None = None
+    stop: str | None = None
     try:
         receipt = await relay.generate(
             request,
@@ -278,24 +295,33 @@ async def _run_item(
     except GenerationFailed as exc:
         receipt = exc.receipt if isinstance(exc.receipt, Receipt) else None
         error = str(exc)
+    except SaveFailed as exc:
+        receipt = exc.receipt if isinstance(exc.receipt, Receipt) else None
+        error = str(exc)
+        stop = f"no new item was started: {exc}"
     except ImageRelayError as exc:
         error = str(exc)
     except Exception as exc:  # a bug must cost one item, not the batch and its ledger
         log.exception("batch item %s failed unexpectedly", item.label)
         error = f"unexpected {type(exc).__name__}: {exc}"
-    record = ledger.item_records([item.key])[item.key]
     cost = receipt.cost_usd if receipt is not None else 0.0
     would = receipt.would_cost_usd if receipt is not None else None
-    if record.saved >= item.n:
-        ledger.finish_item(item.key, "done")
-        ledger.close_predictions(item.key)
-        return ItemOutcome(item, "done", tuple(saved), cost, would_cost_usd=would)
-    if error is None:
-        short = item.n - record.saved
-        why = _last_error(receipt) if receipt is not None else None
-        error = f"{short} of {item.n} image(s) could not be made" + (f": {why}" if why else "")
-    ledger.finish_item(item.key, "failed", error)
-    return ItemOutcome(item, "failed", tuple(saved), cost, error, would)
+    try:
+        record = ledger.item_records([item.key])[item.key]
+        if record.saved >= item.n and stop is None:
+            ledger.finish_item(item.key, "done")
+            ledger.close_predictions(item.key)
+            return ItemOutcome(item, "done", tuple(saved), cost, would_cost_usd=would)
+        if error is None:
+            short = item.n - record.saved
+            why = _last_error(receipt) if receipt is not None else None
+            error = f"{short} of {item.n} image(s) could not be made" + (f": {why}" if why else "")
+        # Paid images kept in a rescue directory still count: a rerun moves them back, pays nothing.
+        ledger.finish_item(item.key, "done" if record.saved >= item.n else "failed", error)
+    except sqlite3.Error as exc:  # the ledger's disk failed: say so, start nothing more
+        error = (error + "; " if error else "") + f"the ledger {ledger.path} cannot be written ({exc})"
+        stop = stop or f"no new item was started: the ledger {ledger.path} cannot be written ({exc})"
+    return ItemOutcome(item, "failed", tuple(saved), cost, error, would, stop)
 
 
 def _sandbox_items(items: list[ManifestItem]) -> list[ManifestItem]:

@@ -27,14 +27,15 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="imagerelay",
-    help="Generate images through xAI, OpenAI or Replicate: planned, translated, with fallback and receipts.",
+    help="Generate images through xAI, OpenAI, Replicate or Gemini: planned, translated, with fallback and "
+    "receipts.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
-emulator_app = typer.Typer(help="The offline stand-in for all three provider APIs.", no_args_is_help=True)
+emulator_app = typer.Typer(help="The offline stand-in for every provider's API.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(emulator_app, name="emulator")
 app.add_typer(serve_app, name="serve")
@@ -52,12 +53,12 @@ def _err(message: str) -> None:
 
 def _fail(exc: BaseException, *, as_json: bool = False) -> NoReturn:
     """Print one line for a known error and exit with its code (2 for user errors)."""
-    from .errors import GenerationFailed, ImageRelayError
+    from .errors import GenerationFailed, ImageRelayError, SaveFailed
 
     code = exc.exit_code if isinstance(exc, ImageRelayError) else 1
     if as_json:
         payload: dict[str, Any] = {"error": str(exc), "error_type": type(exc).__name__, "exit_code": code}
-        if isinstance(exc, GenerationFailed) and exc.receipt is not None:
+        if isinstance(exc, GenerationFailed | SaveFailed) and exc.receipt is not None:
             payload["receipt"] = json.loads(exc.receipt.model_dump_json())  # type: ignore[attr-defined]
         typer.echo(json.dumps(payload))
     _err(f"error: {exc}")
@@ -134,7 +135,10 @@ def _request(**fields: Any) -> Any:
 
 
 ProviderOpt = Annotated[
-    str, typer.Option("--provider", "-p", help="auto, a provider (xai, openai, replicate) or PROVIDER:MODEL.")
+    str,
+    typer.Option(
+        "--provider", "-p", help="auto, a provider (xai, openai, replicate, gemini) or PROVIDER:MODEL."
+    ),
 ]
 ReferenceOpt = Annotated[
     list[str] | None,
@@ -144,7 +148,7 @@ MaskOpt = Annotated[str | None, typer.Option("--mask", help="PNG mask (transpare
 NOpt = Annotated[int, typer.Option("-n", "--n", help="Number of images (1–10).")]
 SizeOpt = Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT; translated per model.")]
 RatioOpt = Annotated[str | None, typer.Option("--aspect-ratio", "-a", help="W:H, e.g. 16:9.")]
-ResOpt = Annotated[str | None, typer.Option("--resolution", help="1k or 2k (models with tiers).")]
+ResOpt = Annotated[str | None, typer.Option("--resolution", help="1k, 2k or 4k (models with tiers).")]
 QualityOpt = Annotated[str | None, typer.Option("--quality", help="low, medium or high.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed, for models that take one.")]
 FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="png, jpeg or webp.")]
@@ -204,7 +208,47 @@ def generate(
         receipt = _run_generate(settings, req, max_cost)
     except ImageRelayError as exc:
         _fail(exc, as_json=as_json)
+    except _Interrupted as exc:
+        _show_interrupted(exc.receipt, settings.output.dir, as_json)
+        raise typer.Exit(130) from None
     _show_receipt(receipt, as_json)
+
+
+class _Interrupted(Exception):
+    """Ctrl-C during a generation; `receipt` is what it had done (None if nothing was started)."""
+
+    def __init__(self, receipt: Receipt | None) -> None:
+        super().__init__("interrupted")
+        self.receipt = receipt
+
+
+def _show_interrupted(receipt: Receipt | None, out: Path, as_json: bool) -> None:
+    """One line: what was spent, what may be billed, what became of the call in flight, the receipt."""
+    if receipt is None:
+        _err("interrupted before anything was sent: nothing was spent")
+        if as_json:
+            typer.echo(json.dumps({"error": "interrupted", "exit_code": 130}))
+        return
+    if as_json:
+        payload = {"error": "interrupted", "exit_code": 130, "receipt": json.loads(receipt.model_dump_json())}
+        typer.echo(json.dumps(payload))
+    parts = [f"{_cost_text(receipt)} spent on {len(receipt.images)} saved image(s)"]
+    if receipt.possibly_billed_usd:
+        parts.append(f"up to ${receipt.possibly_billed_usd:.4f} more may be billed for the call in flight")
+    parts += [
+        a.error
+        for a in receipt.attempts
+        if a.outcome == "interrupted" and a.error and "prediction" in a.error
+    ]
+    if receipt.images:
+        where = receipt.images[0].receipt_path or receipt.images[0].path
+    else:
+        found = sorted(out.glob(f"*-{receipt.id[:8]}-0-failed.json"))
+        where = str(found[0]) if found else f"request {receipt.id} in the ledger"
+    _err(f"interrupted: {'; '.join(parts)}; receipt: {where}")
+    if not as_json:
+        for image in receipt.images:  # saved before the interruption: still the user's
+            typer.echo(image.path)
 
 
 @app.command()
@@ -249,14 +293,13 @@ def _plan(settings: Settings, req: Any, max_cost: float | None) -> Plan:
 def _run_generate(settings: Settings, req: Any, max_cost: float | None) -> Receipt:
     import asyncio
 
-    from .ledger import Ledger
     from .relay import Relay
 
-    # Every generation gets a row in the output directory's ledger (history, gallery, budgets).
-    ledger = Ledger.open(settings.output.dir)
+    finished: list[Receipt] = []  # the receipt written on the way out of an interruption
 
     async def run() -> Receipt:
-        async with Relay(settings, on_receipt=[ledger.record_receipt]) as relay:
+        # The relay records every generation in the output directory's ledger (history, gallery).
+        async with Relay(settings, on_receipt=[finished.append]) as relay:
             return await relay.generate(req, max_cost=max_cost)
 
     try:
@@ -266,8 +309,10 @@ def _run_generate(settings: Settings, req: Any, max_cost: float | None) -> Recei
             with Console(stderr=True).status(f"generating {req.n} image(s)…"):
                 return asyncio.run(run())
         return asyncio.run(run())
-    finally:
-        ledger.close()
+    except KeyboardInterrupt:
+        # asyncio.run cancelled the generation: the relay cancelled what was in flight and wrote
+        # the receipt of what was spent before this arrives here.
+        raise _Interrupted(finished[-1] if finished else None) from None
 
 
 def _show_plan(p: Plan, as_json: bool) -> None:
@@ -334,7 +379,7 @@ def providers(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
         catalog = load_catalog()
     except ImageRelayError as exc:
         _fail(exc, as_json=as_json)
-    keys = load_keys({p.name: p.key_env for p in catalog.providers.values()})
+    keys = load_keys(catalog.key_envs())
     today = date.today()
     rows: list[dict[str, Any]] = []
     for p in catalog.providers.values():
@@ -386,7 +431,7 @@ def config_show(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
         _fail(exc, as_json=as_json)
     data = settings.model_dump(mode="json")
     data["files"] = [str(p) for p in config_files(settings.env)]  # merged in this order, later wins
-    keys = load_keys({p.name: p.key_env for p in catalog.providers.values()})
+    keys = load_keys(catalog.key_envs())
 
     def masked(name: str) -> str:
         if name not in keys:
@@ -443,7 +488,7 @@ def batch(
 
     try:
         settings = _settings(env, out)
-        relay = Relay(settings)
+        relay = Relay(settings, record=False)  # the batch's own ledger records, below
         # Every item is checked (and planned) before anything is sent or any file is written.
         items = load_manifest(manifest, plan=relay.plan)
         Store(relay.out_dir).ensure()

@@ -24,7 +24,9 @@ ImageRelayError                      base of everything raised here
 │   │   └── ArgumentRejected         the model refused a parameter after translation
 │   ├── ContentBlocked               moderation refused the prompt or the output
 │   └── EmptyResult                  HTTP 200 and no image: never a success
-└── GenerationFailed                 every candidate failed; `.failures` holds each one
+├── GenerationFailed                 every candidate failed; `.failures` holds each one
+└── SaveFailed                       paid images could not be written into the output directory
+                                     (disk full, read-only …): kept elsewhere, as the message says
 ```
 
 Backends map vendor errors to these at exactly one seam each, by exception type and status
@@ -58,6 +60,7 @@ __all__ = [
     "QuotaExhausted",
     "RateLimited",
     "ReadTimedOut",
+    "SaveFailed",
     "ServerError",
     "TransientError",
     "UserError",
@@ -260,4 +263,18 @@ class GenerationFailed(ImageRelayError):
     def __init__(self, message: str, failures: list[ImageRelayError], receipt: object = None) -> None:
         super().__init__(message)
         self.failures = failures
+        self.receipt = receipt
+
+
+class SaveFailed(ImageRelayError):
+    """Images were delivered (and paid for), but the output directory could not take them.
+
+    Not the user's input (exit 1, not 2): the bytes were kept in a rescue directory when possible,
+    the message says what was paid and where each image is, and `receipt` records it all.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, receipt: object = None) -> None:
+        super().__init__(message)
         self.receipt = receipt

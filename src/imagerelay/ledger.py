@@ -486,8 +486,16 @@ class Ledger:
 
         With `sync=False` the row survives the process being killed but not a power cut (no
         fsync), until the next synced write — the receipt's, moments later — makes it durable.
-        """
-        with _synchronous(self._conn, "FULL" if sync else "NORMAL"), _transaction(self._conn):
+        Never raises: the image is on disk already, and a ledger on a full disk must not turn a
+        paid image into a failed call (its receipt still records it)."""
+        try:
+            with _synchronous(self._conn, "FULL" if sync else "NORMAL"):
+                self._record_image(receipt_id, image)
+        except sqlite3.Error as exc:
+            log.warning("the ledger %s did not record %s: %s", self.path, image.path, exc)
+
+    def _record_image(self, receipt_id: str, image: SavedImage) -> None:
+        with _transaction(self._conn):
             item_key = self._item_of(receipt_id)
             current = self._current_prediction.get(receipt_id)
             prediction_id = None
@@ -499,7 +507,17 @@ class Ledger:
             self._upsert_image(receipt_id, item_key, prediction_id, image)
 
     def record_prediction(self, receipt_id: str, model: str, prediction_id: str) -> None:
-        """Record a prediction id the moment it exists (an `on_event("prediction", …)` hook)."""
+        """Record a prediction id the moment it exists (an `on_event("prediction", …)` hook).
+
+        Never raises (the prediction runs and is paid for either way): a failure is a warning, and
+        a resume then finds the prediction in Replicate's list."""
+        try:
+            self._record_prediction(receipt_id, model, prediction_id)
+        except sqlite3.Error as exc:
+            log.warning("the ledger %s did not record prediction %s: %s", self.path, prediction_id, exc)
+        self._current_prediction[receipt_id] = (model, prediction_id)
+
+    def _record_prediction(self, receipt_id: str, model: str, prediction_id: str) -> None:
         with _transaction(self._conn):
             item_key = self._item_of(receipt_id)
             self._conn.execute(
@@ -514,7 +532,6 @@ class Ledger:
                 "AND closed = 0",
                 (item_key, model, prediction_id),
             )
-        self._current_prediction[receipt_id] = (model, prediction_id)
 
     def interrupted_since(self, item_key: str) -> datetime | None:
         """When the earliest run of an item that never finished (no receipt: it was killed) began."""
@@ -543,6 +560,37 @@ class Ledger:
         """Settle every open prediction of an item (e.g. once it is done)."""
         with _transaction(self._conn):
             self._conn.execute("UPDATE predictions SET closed = 1 WHERE item_key = ?", (item_key,))
+
+    def restore_rescued(self) -> int:
+        """Move images (and their receipts) that were kept in a rescue directory because this
+        directory could not take them back into it, now that it can; returns how many."""
+        import shutil
+
+        moved = 0
+        rows = self._conn.execute("SELECT path FROM images").fetchall()
+        for (stored,) in rows:
+            source = Path(stored)
+            target = self.directory / source.name
+            if not source.is_absolute() or not source.is_file() or target.exists():
+                continue
+            try:
+                shutil.copy2(source, target)
+                receipt = source.with_suffix(".json")
+                if receipt.is_file() and not target.with_suffix(".json").exists():
+                    shutil.copy2(receipt, target.with_suffix(".json"))
+                with _transaction(self._conn):
+                    self._conn.execute("UPDATE images SET path = ? WHERE path = ?", (target.name, stored))
+            except (OSError, sqlite3.Error) as exc:
+                log.warning("could not move %s back into %s: %s", source, self.directory, exc)
+                with contextlib.suppress(OSError):
+                    if target.is_file() and target.stat().st_size != source.stat().st_size:
+                        target.unlink()
+                continue
+            for done in (source, source.with_suffix(".json")):
+                with contextlib.suppress(OSError):
+                    done.unlink()
+            moved += 1
+        return moved
 
     def adopt_orphans(self) -> int:
         """Record images that a killed run saved but had no time to record; returns how many.

@@ -31,8 +31,10 @@ from .errors import (
     ImageRelayError,
     InvalidRequest,
     Outcome,
+    OutputError,
     ProviderError,
     RateLimited,
+    SaveFailed,
 )
 from .planner import Candidate, Plan, plan_request
 from .policy import Action, Decision, decide
@@ -44,6 +46,7 @@ from .store import Store, provenance
 
 if TYPE_CHECKING:
     from .imaging import ImageInfo
+    from .ledger import Ledger
     from .references import PreparedImage, Reference
 
 __all__ = ["OnImage", "Relay"]
@@ -85,11 +88,19 @@ class _Run:
     name: str | None = None  # used in file names instead of the prompt
     adopt: Adopt | None = None  # an earlier run was cut short: look for what it never recorded
     predictions: set[str] = dataclasses.field(default_factory=set)  # made (or re-attached) by this run
+    #: Paid images that could be written nowhere: (their provider URL if any, why).
+    lost: list[tuple[str | None, str]] = dataclasses.field(default_factory=list)
+    #: Interrupted, the caller resumes (a batch): leave predictions running and write no receipt.
+    #: Otherwise an interruption cancels what is in flight and keeps the receipt.
+    resumable: bool = False
 
 
 class Relay:
     """Plans and runs image requests. Reuse one for many requests: it keeps the connection pools,
     the per-provider rate limits and the cooldown of failing models.
+
+    Every receipt is recorded in the output directory's ledger, as the CLI does (so `imagerelay
+    history` and `gallery` see library runs); `record=False` leaves that to the caller.
 
     ```python
     async with Relay(env="sandbox") as relay:
@@ -108,13 +119,14 @@ class Relay:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         on_receipt: list[Callable[[Receipt], None]] | None = None,
+        record: bool = True,
     ) -> None:
         self.settings = settings or load_settings(env)
         #: Called with every finished receipt, failed ones included (e.g. to add a ledger row).
         self.on_receipt: list[Callable[[Receipt], None]] = list(on_receipt or [])
         self.catalog = catalog or load_catalog()
         if keys is None:
-            self._keys = load_keys({p.name: p.key_env for p in self.catalog.providers.values()})
+            self._keys = load_keys(self.catalog.key_envs())
         else:
             self._keys = {k: v if isinstance(v, SecretStr) else SecretStr(v) for k, v in keys.items() if v}
         self.out_dir = Path(out_dir) if out_dir is not None else self.settings.output.dir
@@ -127,6 +139,9 @@ class Relay:
         self._prepared: dict[tuple[str, str], PreparedImage] = {}
         self._ensured: set[Path] = set()
         self._emulator: Any = None
+        self._record = record
+        #: The output directory's ledger while the relay is open (with `record`), else None.
+        self.ledger: Ledger | None = None
 
     def __repr__(self) -> str:
         return f"Relay(env={self.settings.env!r}, keys={sorted(self._keys)}, out_dir={str(self.out_dir)!r})"
@@ -161,6 +176,11 @@ class Relay:
         if self._emulator is not None:
             self._emulator.stop()
             self._emulator = None
+        if self.ledger is not None:
+            if self.ledger.record_receipt in self.on_receipt:
+                self.on_receipt.remove(self.ledger.record_receipt)
+            self.ledger.close()
+            self.ledger = None
 
     def _start_sandbox(self) -> None:
         from .emulator import Emulator
@@ -251,6 +271,13 @@ class Relay:
         if self.out_dir not in self._ensured:  # once per relay: it is a mkdir and a probe file
             store.ensure()
             self._ensured.add(self.out_dir)
+        if self._record and self.ledger is None:
+            from .ledger import Ledger
+
+            # Opened with the output directory, before anything is sent: a directory that cannot
+            # hold a ledger is refused while nothing has been spent.
+            self.ledger = Ledger.open(self.out_dir)
+            self.on_receipt.append(self.ledger.record_receipt)
         refs = await self._load_references(req, loaded or {})
         plan = self.plan(req, max_cost=max_cost, routing=routing)
         receipt = Receipt(
@@ -289,6 +316,7 @@ class Relay:
             resume=dict(resume or {}),
             name=name,
             adopt=adopt,
+            resumable=resume is not None,
         )
         try:
             for cand in plan.candidates:
@@ -302,12 +330,30 @@ class Relay:
                             break
         except _Stop:
             pass
+        except asyncio.CancelledError:  # Ctrl-C, or a caller giving up
+            receipt.notes.append(
+                f"interrupted after {len(receipt.images)} of {req.n} image(s)"
+                + ("; what was in flight is left to resume" if run.resumable else "")
+            )
+            if not run.resumable and not receipt.images:  # with images, `finally` writes it
+                _settle_sandbox(receipt)  # keep what was spent (maybe) on record
+                store.write_failure_receipt(receipt)
+            raise
         finally:
             _settle_sandbox(receipt)
+            for url, why in run.lost:
+                receipt.notes.append(
+                    f"a paid image could be kept nowhere ({why}): "
+                    + (f"fetch it from {url} while that URL lasts" if url else "it is lost")
+                )
             if receipt.images:
                 if run.remaining > 0:
                     receipt.notes.append(f"{run.remaining} of {req.n} images could not be made: see attempts")
                 store.finalize(receipt)
+        if store.failure is not None:
+            if not receipt.images:
+                store.write_failure_receipt(receipt)
+            raise SaveFailed(_save_failure_message(store, run), receipt)
         if not receipt.images:
             store.write_failure_receipt(receipt)
             raise GenerationFailed(_failure_message(run), run.failures, receipt)
@@ -455,6 +501,8 @@ class Relay:
         per_call = max(cand.calls)
         try:
             while run.remaining > 0:
+                if run.store.failure:  # the output cannot take what we would pay for next
+                    raise _Stop
                 n = min(per_call, run.remaining)
                 call = Call(
                     model=cand.model,
@@ -466,6 +514,7 @@ class Relay:
                     references=images,
                     mask=mask,
                     resume_id=run.resume.pop(cand.ref, None),
+                    cancel_on_interrupt=not run.resumable,
                     # Never "find" a prediction this very run made: only what the earlier one left.
                     adopt=(
                         dataclasses.replace(run.adopt, known=run.adopt.known | run.predictions)
@@ -487,16 +536,27 @@ class Relay:
         while True:
             attempt += 1
             wait += await limiter.acquire()
+            if run.store.failure:
+                raise _Stop
             delivered: list[SavedImage] = []
+            lost: list[str | None] = []
             prediction: dict[str, Any] = {}
 
-            async def deliver(image: Delivered, _d: list[SavedImage] = delivered) -> None:
-                saved = self._save(run, cand, image)
-                _d.append(saved)
+            async def deliver(
+                image: Delivered, _d: list[SavedImage] = delivered, _l: list[str | None] = lost
+            ) -> None:
+                try:
+                    _d.append(self._save(run, cand, image))
+                except OutputError as exc:  # nowhere to keep it: paid for all the same
+                    _l.append(image.url)
+                    run.lost.append((image.url, str(exc)))
 
             def on_event(kind: str, value: Any, _p: dict[str, Any] = prediction) -> None:
                 if kind == "sent":
                     _p["sent"] = dict(value)
+                    return
+                if kind == "cancelled":
+                    _p["cancelled"] = True
                     return
                 if kind == "prediction":
                     _p["id"] = str(value)
@@ -507,6 +567,9 @@ class Relay:
             start = self._clock()
             try:
                 result = await backend.generate(call, deliver, on_event)
+            except asyncio.CancelledError:
+                self._interrupted(run, cand, call, prediction, len(delivered) + len(lost), wait, start)
+                raise
             except ProviderError as exc:
                 run.remaining -= len(delivered)
                 duration = self._clock() - start
@@ -516,11 +579,12 @@ class Relay:
                 rec.images = len(delivered)
                 rec.sent = prediction.get("sent", {})
                 run.receipt.attempts.append(rec)
+                paid = len(delivered) + len(lost)
                 if rec.maybe_billed:
-                    run.receipt.possibly_billed_usd += per_image * max(0, call.n - len(delivered))
-                if delivered:
-                    run.receipt.estimated_cost_usd += per_image * len(delivered)
-                    run.receipt.cost_usd += per_image * len(delivered)
+                    run.receipt.possibly_billed_usd += per_image * max(0, call.n - paid)
+                if paid:
+                    run.receipt.estimated_cost_usd += per_image * paid
+                    run.receipt.cost_usd += per_image * paid
                     run.receipt.provider = run.receipt.provider or cand.provider.name
                     run.receipt.model = run.receipt.model or cand.model.id
                 wait = 0.0
@@ -565,7 +629,7 @@ class Relay:
                     usage=result.usage,
                 )
             )
-            estimate = per_image * len(delivered)
+            estimate = per_image * (len(delivered) + len(lost))
             run.receipt.estimated_cost_usd += estimate
             if result.reported_cost_usd is not None:
                 run.receipt.reported_cost_usd = (
@@ -580,6 +644,48 @@ class Relay:
             run.receipt.provider = run.receipt.provider or cand.provider.name
             run.receipt.model = run.receipt.model or cand.model.id
             return
+
+    def _interrupted(
+        self,
+        run: _Run,
+        cand: Candidate,
+        call: Call,
+        state: dict[str, Any],
+        paid: int,
+        wait: float,
+        start: float,
+    ) -> None:
+        """Record the attempt an interruption cut short: once sent, it may be billed."""
+        sent = "sent" in state
+        run.remaining -= paid
+        per_image = cand.estimate_usd / max(1, run.request.n)
+        if paid:
+            run.receipt.estimated_cost_usd += per_image * paid
+            run.receipt.cost_usd += per_image * paid
+            run.receipt.provider = run.receipt.provider or cand.provider.name
+            run.receipt.model = run.receipt.model or cand.model.id
+        if sent:
+            run.receipt.possibly_billed_usd += per_image * max(0, call.n - paid)
+        pid = state.get("id")
+        what = "interrupted" + ("" if sent else " before anything was sent")
+        if pid and state.get("cancelled"):
+            what += f"; prediction {pid} was cancelled"
+        elif pid:
+            what += f"; prediction {pid} was left running" + (" to resume" if run.resumable else "")
+        run.receipt.attempts.append(
+            Attempt(
+                provider=cand.provider.name,
+                model=cand.model.id,
+                outcome="interrupted",
+                error=what,
+                wait_s=round(wait, 4),
+                duration_s=round(self._clock() - start, 4),
+                prediction_id=pid,
+                images=paid,
+                maybe_billed=sent and paid < call.n,
+                sent=state.get("sent", {}),
+            )
+        )
 
     def _apply(self, run: _Run, cand: Candidate, exc: ProviderError, decision: Decision) -> None:
         """Carry out a decision: notes, warnings, cooldown; raise to move on or stop."""
@@ -620,7 +726,7 @@ class Relay:
             delivered_sha256=delivered,
         )
         path, written, note = run.store.write_image(
-            image.data, stem=stem, fmt=fmt, info=info, provenance=label
+            image.data, stem=stem, fmt=fmt, info=info, provenance=label, receipt_id=run.receipt.id
         )
         if note:
             run.receipt.notes.append(note)
@@ -740,6 +846,27 @@ def _raise_empty_plan(plan: Plan, receipt: Receipt, limit: float | None) -> None
     raise InvalidRequest(
         f"no model can serve this request ({reasons}): set a provider's key, pass --provider, "
         f"or list models in [routing] {section}"
+    )
+
+
+def _save_failure_message(store: Store, run: _Run) -> str:
+    """One line: what failed, what was paid, where every paid image is, what to do."""
+    receipt = run.receipt
+    paid = len(receipt.images) + len(run.lost)
+    cost = "$0 (sandbox)" if receipt.sandbox else f"${receipt.cost_usd:.4f}"
+    kept = sorted({str(Path(i.path).parent) for i in receipt.images if Path(i.path).parent != store.out_dir})
+    where = []
+    if kept:
+        where.append(f"kept in {', '.join(kept)}: move them into '{store.out_dir}' once there is room")
+    urls = [url for url, _ in run.lost if url]
+    if urls:
+        where.append(f"{len(urls)} kept nowhere, fetch within the hour: {' '.join(urls)}")
+    if len(urls) < len(run.lost):
+        where.append(f"{len(run.lost) - len(urls)} could be kept nowhere and are lost")
+    return (
+        f"{store.failure}: {paid} image(s) were delivered and paid for ({cost}) — "
+        + ("; ".join(where) or "nothing else was made")
+        + "; no further call was made"
     )
 
 

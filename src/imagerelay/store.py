@@ -2,8 +2,11 @@
 
 An image that was paid for must never be lost to a later error, so `write_image` is called the
 moment the bytes are in hand and does nothing but write them (temp file, fsync, rename). Only
-after that does `finalize` embed the metadata and write the sidecar receipt — and if that step
-fails, the plain image is still there.
+after that does `finalize` write the sidecar receipt.
+
+When the output directory cannot take a paid image (disk full, read-only, gone), the bytes go to
+a rescue directory outside it — `<user cache dir>/imagerelay/rescue/<request id>/`, else the
+system's temp directory — and `failure` says why; the relay then starts no further call.
 """
 
 from __future__ import annotations
@@ -81,12 +84,24 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.close(dfd)
 
 
+def rescue_dirs(receipt_id: str) -> list[Path]:
+    """Where bytes the output directory could not take are kept, in order of preference."""
+    from platformdirs import user_cache_path
+
+    return [
+        user_cache_path("imagerelay") / "rescue" / receipt_id,
+        Path(tempfile.gettempdir()) / "imagerelay-rescue" / receipt_id,
+    ]
+
+
 class Store:
     """Writes images and receipts into one output directory."""
 
     def __init__(self, out_dir: Path | str, *, embed_metadata: bool = True) -> None:
         self.out_dir = Path(out_dir)
         self.embed_metadata = embed_metadata
+        #: Why the output directory could not take a file (set at the first failure), else None.
+        self.failure: str | None = None
         #: Called with each finished receipt (e.g. to add a ledger row).
         self.on_receipt: list[Callable[[Receipt], None]] = []
         # What the caller already decoded about each written image, so that embedding the
@@ -120,6 +135,7 @@ class Store:
         fmt: str,
         info: ImageInfo | None = None,
         provenance: tuple[str, dict[str, str]] | None = None,
+        receipt_id: str = "unknown",
     ) -> tuple[Path, bytes, str | None]:
         """Write delivered bytes at once, in one durable write; returns (path, bytes on disk, note).
 
@@ -144,8 +160,27 @@ class Store:
         try:
             atomic_write(path, out)
         except OSError as exc:
-            raise OutputError(f"cannot write '{path}' ({exc.strerror}): check the output directory") from exc
+            self.failure = self.failure or f"cannot write '{path}' ({_reason(exc)})"
+            rescued = self.rescue(path.name, out, receipt_id)
+            if rescued is None:
+                raise OutputError(
+                    f"cannot write '{path}' ({_reason(exc)}), nor keep it in a rescue directory"
+                ) from exc
+            return rescued, out, f"{path.name} could not be written into '{self.out_dir}': kept at {rescued}"
         return path, out, note
+
+    def rescue(self, name: str, data: bytes, receipt_id: str) -> Path | None:
+        """Keep `data` as `name` in the first rescue directory that takes it; None if none does."""
+        for directory in rescue_dirs(receipt_id):
+            try:
+                if directory.resolve().is_relative_to(self.out_dir.resolve()):
+                    continue
+                directory.mkdir(parents=True, exist_ok=True)
+                atomic_write(directory / name, data)
+            except OSError:
+                continue
+            return directory / name
+        return None
 
     def finalize(self, receipt: Receipt) -> None:
         """Write the sidecar receipt beside each image, then run the hooks."""
@@ -154,23 +189,38 @@ class Store:
         body = receipt.model_dump_json(indent=2).encode()
         for image in receipt.images:
             assert image.receipt_path is not None
+            target = Path(image.receipt_path)
             try:
-                atomic_write(Path(image.receipt_path), body)
+                atomic_write(target, body)
             except OSError as exc:
-                receipt.notes.append(f"receipt not written for {Path(image.path).name}: {exc.strerror}")
+                self.failure = self.failure or f"cannot write '{target}' ({_reason(exc)})"
+                kept = self.rescue(target.name, body, receipt.id)
+                if kept is not None:
+                    image.receipt_path = str(kept)
+                receipt.notes.append(
+                    f"receipt not written beside {Path(image.path).name} ({_reason(exc)})"
+                    + (f": kept at {kept}" if kept is not None else "")
+                )
         for hook in self.on_receipt:
             hook(receipt)
 
     def write_failure_receipt(self, receipt: Receipt) -> Path | None:
         """Keep a receipt of a request that produced nothing (attempts and costs still matter)."""
-        path = self.out_dir / f"{self.stem(receipt.prompt, receipt.id, 0)}-failed.json"
+        path: Path | None = self.out_dir / f"{self.stem(receipt.prompt, receipt.id, 0)}-failed.json"
+        assert path is not None
+        body = receipt.model_dump_json(indent=2).encode()
         try:
-            atomic_write(path, receipt.model_dump_json(indent=2).encode())
-        except OSError:
-            return None
-        for hook in self.on_receipt:
+            atomic_write(path, body)
+        except OSError as exc:
+            self.failure = self.failure or f"cannot write '{path}' ({_reason(exc)})"
+            path = self.rescue(path.name, body, receipt.id)
+        for hook in self.on_receipt:  # the ledger still learns what was tried and may be billed
             hook(receipt)
         return path
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
 
 
 def provenance(

@@ -183,20 +183,18 @@ def test_reference_influences_output() -> None:
     assert with_ref != without
 
 
-def test_drawing_is_fast() -> None:
-    """Drawing and encoding a 1024x1024 JPEG stays well under 50 ms."""
-    draw.render(prompt="warm-up", model="m", size=(64, 64))
-    start = time.perf_counter()
-    draw.render(prompt="a cat", model="grok-imagine-image", size=(1024, 1024))
-    assert time.perf_counter() - start < 0.05
+def test_drawing_gives_an_image_of_the_asked_size() -> None:
+    """A 1024x1024 JPEG render decodes at 1024x1024 (its speed is measured in bench/emulator.py)."""
+    data = draw.render(prompt="a cat", model="grok-imagine-image", size=(1024, 1024))
+    im = open_image(data)
+    assert (im.format, im.size) == ("JPEG", (1024, 1024))
 
 
-def test_start_is_fast_and_stop_is_clean() -> None:
-    """start() takes well under 50 ms; after stop() the port refuses connections."""
+def test_stop_is_clean() -> None:
+    """After stop() the port refuses connections (start-up time is measured in bench/emulator.py)."""
     emu = Emulator()
-    start = time.perf_counter()
     emu.start()
-    assert time.perf_counter() - start < 0.05
+    assert httpx.get(emu.url + "/files/x").status_code == 404
     url = emu.url
     emu.stop()
     with pytest.raises(httpx.ConnectError):

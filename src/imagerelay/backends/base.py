@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -36,6 +37,7 @@ __all__ = [
     "OnEvent",
     "download_image",
     "httpx_errors",
+    "images_summary",
     "retry_after_seconds",
 ]
 
@@ -63,6 +65,9 @@ class Call:
     #: Replicate: an earlier run of this request was cut short; a prediction it created that was
     #: never recorded is looked for before creating another (see `Adopt`).
     adopt: Adopt | None = None
+    #: Replicate: cancel the prediction in flight when the call is interrupted (Ctrl-C) — unless
+    #: the caller resumes later (a batch), which re-attaches to it instead.
+    cancel_on_interrupt: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,9 @@ class Delivered:
     revised_prompt: str | None = None
     #: What `imaging.probe` found when the backend verified the bytes (saves decoding them again).
     info: ImageInfo | None = None
+    #: Where it was fetched from (provider URLs stay valid for a while): a last resort when the
+    #: bytes can be written nowhere.
+    url: str | None = None
 
 
 @dataclass
@@ -100,7 +108,8 @@ class CallResult:
 #: Persists one delivered image at once (bytes first) — called before anything else can fail.
 Deliver = Callable[[Delivered], Awaitable[None]]
 #: Reports progress the caller must record before it is too late: ("sent", the parameters as the
-#: receipt shows them) just before the generation is sent, ("prediction", id) once one exists.
+#: receipt shows them) just before the generation is sent, ("prediction", id) once one exists,
+#: ("cancelled", id) when an interrupted call cancelled its prediction.
 OnEvent = Callable[[str, Any], None]
 
 
@@ -138,31 +147,37 @@ class Backend(ABC):
 
 
 @contextlib.contextmanager
-def httpx_errors(provider: str, model: str, *, billed_on_timeout: bool) -> Iterator[None]:
-    """Map httpx transport errors to typed outcomes (the HTTP-status half is per backend)."""
+def httpx_errors(
+    provider: str, model: str, *, billed_on_timeout: bool, lib: ModuleType = httpx
+) -> Iterator[None]:
+    """Map httpx transport errors to typed outcomes (the HTTP-status half is per backend).
+
+    `lib` is the module whose errors are mapped: `httpx`, or `httpx2` (its fork with the same
+    exception tree, which the openai and google-genai SDKs run on).
+    """
     where: dict[str, Any] = {"provider": provider, "model": model}
     try:
         yield
-    except httpx.ReadTimeout as exc:
+    except lib.ReadTimeout as exc:
         raise ReadTimedOut(
             f"{provider}:{model} did not answer in time"
             + (" (the call may have been billed)" if billed_on_timeout else ""),
             maybe_billed=billed_on_timeout,
             **where,
         ) from exc
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+    except (lib.ConnectError, lib.ConnectTimeout, lib.PoolTimeout) as exc:
         raise ConnectionFailed(f"cannot connect to {provider}: {type(exc).__name__}", **where) from exc
-    except (httpx.WriteError, httpx.WriteTimeout) as exc:  # the request never fully left
+    except (lib.WriteError, lib.WriteTimeout) as exc:  # the request never fully left
         raise ConnectionFailed(f"{provider} dropped the connection: {type(exc).__name__}", **where) from exc
-    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:  # sent, then no (whole) answer
+    except (lib.RemoteProtocolError, lib.ReadError) as exc:  # sent, then no (whole) answer
         raise ConnectionFailed(
             f"{provider} dropped the connection after the request was sent: {type(exc).__name__}",
             maybe_billed=billed_on_timeout,
             **where,
         ) from exc
-    except httpx.DecodingError as exc:
+    except lib.DecodingError as exc:
         raise MalformedResponse(f"{provider} sent a body that cannot be decoded", **where) from exc
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # bad URL or scheme, redirect loop, proxy …
+    except (lib.HTTPError, lib.InvalidURL) as exc:  # bad URL or scheme, redirect loop, proxy …
         raise ConnectionFailed(f"{provider} request failed: {type(exc).__name__}: {exc}", **where) from exc
 
 
@@ -219,10 +234,19 @@ async def download_image(
         except CorruptImage as exc:
             last = exc
             continue
-        return Delivered(data=data, mime=mime, info=info)
+        return Delivered(data=data, mime=mime, info=info, url=url)
     raise DownloadFailed(
         f"{made} the image from {host} does not decode ({last}): truncated or corrupt", **kw
     ) from last
+
+
+def images_summary(images: tuple[PreparedImage, ...], what: str) -> str:
+    """What a receipt shows instead of image bytes: "<2 images, 345 KB>"."""
+    from ..imaging import human_bytes
+
+    total = sum(len(i.data) for i in images)
+    count = f"{len(images)} {what}{'s' if len(images) != 1 else ''}"
+    return f"<{count}, {human_bytes(total)}>"
 
 
 def _transport_failure(exc: Exception) -> str:

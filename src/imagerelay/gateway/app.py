@@ -60,7 +60,7 @@ class Gateway:
 
     def __init__(self, settings: Settings, *, relay: Relay | None = None) -> None:
         self.settings = settings
-        self.relay = relay or Relay(settings)
+        self.relay = relay or Relay(settings, record=False)  # recorded below, with the gateway key
         self.catalog = self.relay.catalog
         self.keys = KeyRing(settings.gateway.keys)
         self.metrics = Metrics()
