@@ -1,4 +1,5 @@
-"""P2: start-up — `imagerelay --help` and one sandbox `imagerelay generate` end to end.
+"""P2: start-up — `imagerelay --help` and one sandbox `imagerelay generate` end to end (served by
+xAI as the sandbox routes it, and pinned to Gemini, whose SDK is the heaviest to import).
 
 Every run is a fresh process. Method: rounds; in each round every command runs once, the order
 alternating between rounds (A B C, then C B A), timed with `time.perf_counter` around
@@ -42,6 +43,9 @@ def commands(out: str) -> dict[str, list[str]]:
         "python -c 'import imagerelay'": [py, "-c", "import imagerelay"],
         "imagerelay --help": [cli, "--help"],
         "imagerelay generate --env sandbox": [cli, "generate", PROMPT, "--env", "sandbox", "--out", out],
+        "imagerelay generate --env sandbox --provider gemini": [
+            *(cli, "generate", PROMPT, "--env", "sandbox", "--provider", "gemini", "--out", out)
+        ],
     }
 
 
@@ -105,7 +109,11 @@ def hyperfine(runs: int, work: Path) -> None:
     cmds = commands(str(out))
     export = work / "hf.json"
     argv = [exe, "-N", "--warmup", "2", "--runs", str(runs), "--export-json", str(export), "--style", "none"]
-    for name in ("imagerelay --help", "imagerelay generate --env sandbox"):
+    for name in (
+        "imagerelay --help",
+        "imagerelay generate --env sandbox",
+        "imagerelay generate --env sandbox --provider gemini",
+    ):
         argv += ["-n", name, " ".join(_quote(a) for a in cmds[name])]
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=_env(), cwd=work)
     rows = []
@@ -170,8 +178,9 @@ def show_imports(label: str, argv: list[str], runs: int, work: Path, n: int = 12
     print(table(["top-level import (cumulative)", "ms"], rows))
     rows = [[name, f"{us / 1e3:.1f}"] for name, us in sorted(pkgs.items(), key=lambda kv: -kv[1])[:n]]
     print(table(["package (sum of its modules' own time)", "ms"], rows))
-    heavy = [p for p in ("PIL", "openai", "replicate", "httpx", "pydantic", "rich") if p in pkgs]
-    print(f"loaded: {', '.join(heavy) or 'none of PIL, openai, replicate, httpx, pydantic, rich'}")
+    names = ("PIL", "openai", "replicate", "google", "httpx", "pydantic", "rich")
+    heavy = [p for p in names if p in pkgs]
+    print(f"loaded: {', '.join(heavy) or 'none of ' + ', '.join(names)}")
 
 
 _PHASES = r"""
@@ -255,6 +264,13 @@ def main() -> None:
         show_imports(
             "`imagerelay generate --env sandbox`",
             [venv_bin("imagerelay"), "generate", PROMPT, "--env", "sandbox", "--out", "{out}"],
+            prof_runs,
+            work,
+        )
+        gemini = ["generate", PROMPT, "--env", "sandbox", "--provider", "gemini", "--out", "{out}"]
+        show_imports(
+            "`imagerelay generate --env sandbox --provider gemini`",
+            [venv_bin("imagerelay"), *gemini],
             prof_runs,
             work,
         )

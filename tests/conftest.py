@@ -11,10 +11,7 @@ from typing import Any
 import pytest
 
 from imagerelay.emulator import Emulator
-
-TEST_KEYS = {"xai": "xai-test-0000", "openai": "sk-test-0000", "replicate": "r8_test0000"}
-#: The environment variable each provider's API key is read from.
-KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
+from tests.keys import KEY_VARS, TEST_KEYS
 
 _LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 

@@ -10,7 +10,7 @@ from imagerelay.emulator import Emulator
 from imagerelay.relay import Relay
 from imagerelay.settings import Settings, load_settings
 
-PROVIDERS = ("xai", "openai", "replicate")
+PROVIDERS = ("xai", "openai", "replicate", "gemini")
 
 
 def emulator_settings(emulator: Emulator, env: str = "development", **overrides: Any) -> Settings:

@@ -45,9 +45,9 @@ from tests.images import (
     truncated_jpeg_bytes,
     webp_bytes,
 )
+from tests.keys import ALL_KEY_VARS, KEY_VARS
 from tests.relaykit import Sleeps, make_relay
 
-KEY_VARS = ("XAI_API_KEY", "OPENAI_API_KEY", "REPLICATE_API_TOKEN")
 REPO = Path(__file__).resolve().parents[1]
 SANDBOX = ("--env", "sandbox")
 #: Private reference URLs are refused outside the sandbox (which allows them for its own emulator).
@@ -79,7 +79,7 @@ def _make_workspace(ws: Path) -> Path:
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A working directory with the bad files, no API keys set, and nothing else configured."""
     monkeypatch.chdir(tmp_path)
-    for var in KEY_VARS:
+    for var in ALL_KEY_VARS:
         monkeypatch.delenv(var, raising=False)
     for var in list(os.environ):
         if var.startswith("IMAGERELAY_"):
@@ -273,7 +273,7 @@ def test_read_only_directory_by_permission(
 def test_refusals_reach_a_real_terminal_as_one_line(tmp_path: Path) -> None:
     """As real processes, the refusals print one line and exit 2: no traceback reaches the terminal."""
     ws = _make_workspace(tmp_path / "ws")
-    env = {k: v for k, v in os.environ.items() if k not in KEY_VARS and not k.startswith("IMAGERELAY_")}
+    env = {k: v for k, v in os.environ.items() if k not in ALL_KEY_VARS and not k.startswith("IMAGERELAY_")}
     env["PYTHONPATH"] = str(REPO / "src")
     by_id = {c.id: c for c in CASES}
 
@@ -398,7 +398,7 @@ def test_bomb_from_a_provider_through_the_cli_falls_back(
 ) -> None:
     """Through the CLI, a bomb from OpenAI is one failed attempt; the fallback's image is saved, exit 0."""
     _bomb_script("openai", emulator)
-    for p, var in zip(("xai", "openai", "replicate"), KEY_VARS, strict=True):
+    for p, var in KEY_VARS.items():
         monkeypatch.setenv(f"IMAGERELAY_PROVIDERS__{p.upper()}__BASE_URL", emulator.base_url(p))
         monkeypatch.setenv(var, test_keys[p])
     monkeypatch.setenv("IMAGERELAY_RETRY__ATTEMPTS", "1")

@@ -18,6 +18,7 @@ RETIRED = {
     "openai:dall-e-3": date(2026, 5, 12),
     "openai:gpt-image-1": date(2026, 10, 23),
     "xai:grok-2-image": None,  # PROVIDERS.md says retired, without a date
+    "gemini:gemini-3.1-flash-image": date(2026, 10, 29),
 }
 DEPRECATED = ("openai:gpt-image-1.5", "openai:gpt-image-1-mini", "openai:chatgpt-image-latest")
 
@@ -41,10 +42,14 @@ def _models(catalog: Catalog, provider: str) -> list[ModelSpec]:
 
 
 def test_providers_in_fixed_order(catalog: Catalog) -> None:
-    """The catalog lists xai, openai, replicate, each with the key variable it needs."""
-    assert list(catalog.providers) == ["xai", "openai", "replicate"]
-    keys = {p.name: p.key_env for p in catalog.providers.values()}
-    assert keys == {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
+    """The catalog lists xai, openai, replicate, gemini, each with the key variables it reads."""
+    assert list(catalog.providers) == ["xai", "openai", "replicate", "gemini"]
+    assert catalog.key_envs() == {
+        "xai": ("XAI_API_KEY",),
+        "openai": ("OPENAI_API_KEY",),
+        "replicate": ("REPLICATE_API_TOKEN",),
+        "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    }
 
 
 @pytest.mark.parametrize("ref", [m.ref for m in load_catalog().models])

@@ -11,15 +11,14 @@ from imagerelay.emulator import Emulator, Fault
 from imagerelay.imaging import probe, read_metadata
 from tests.clikit import run_cli
 from tests.images import RED, jpeg_bytes, write
-
-KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
+from tests.keys import ALL_KEY_VARS
 
 
 def test_sandbox_generate_saves_image_and_receipt(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """--env sandbox needs no key: the image path goes to stdout, the image carries its provenance."""
-    for var in KEY_VARS.values():
+    for var in ALL_KEY_VARS:
         monkeypatch.delenv(var, raising=False)
     code, out, err = run_cli(
         capsys, monkeypatch, "generate", "a lighthouse", "--env", "sandbox", "--out", str(tmp_path)
@@ -99,7 +98,7 @@ def test_every_model_down_exits_1_with_each_reason(
     cli_emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When every candidate fails, exit 1 and one line per attempt names the model and why."""
-    for route in ("xai.generations", "openai.generations", "replicate.create"):
+    for route in ("xai.generations", "openai.generations", "replicate.create", "gemini.generate"):
         cli_emulator.script(route, Fault(status=503, times=None))
     code, _, err = run_cli(capsys, monkeypatch, "generate", "a fox")
     assert code == 1
@@ -108,6 +107,7 @@ def test_every_model_down_exits_1_with_each_reason(
         "xai:grok-imagine-image",
         "replicate:black-forest-labs/flux-schnell",
         "openai:gpt-image-2.6-flare",
+        "gemini:gemini-nano-banana-2.1",
     ):
         assert model in err
 

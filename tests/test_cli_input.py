@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 
 from imagerelay.cli import app
 from tests.images import EMPTY_BYTES, TEXT_BYTES, jpeg_bytes, truncated_jpeg_bytes
+from tests.keys import ALL_KEY_VARS
 
-KEY_VARS = ("XAI_API_KEY", "OPENAI_API_KEY", "REPLICATE_API_TOKEN")
 FAKE_XAI_KEY = "xai-" + "FAKEFAKEFAKE0123456789abcdefWXYZ"
 
 
@@ -235,7 +235,9 @@ def _fill(text: str, ws: Path) -> str:
 def _clean_env() -> dict[str, str]:
     """The current environment without IMAGERELAY_* variables or keys."""
     return {
-        k: v for k, v in os.environ.items() if not k.upper().startswith("IMAGERELAY_") and k not in KEY_VARS
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith("IMAGERELAY_") and k not in ALL_KEY_VARS
     }
 
 
@@ -243,7 +245,7 @@ def _clean_env() -> dict[str, str]:
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No outside IMAGERELAY_* variables or keys; an empty working directory; logging restored."""
     for var in list(os.environ):
-        if var.upper().startswith("IMAGERELAY_") or var in KEY_VARS:
+        if var.upper().startswith("IMAGERELAY_") or var in ALL_KEY_VARS:
             monkeypatch.delenv(var)
     monkeypatch.chdir(tmp_path)
     logger = logging.getLogger("imagerelay")

@@ -8,10 +8,11 @@ POST that read-timed-out is never sent again to that model; (d) the receipt list
 provider, model, outcome, status and error. Exit codes follow from the result (0 an image was saved,
 1 none was) and a representative subset runs through the real CLI entry point at the end.
 
-Cells that cannot happen for a provider are N/A and pinned as such (see `NOT_APPLICABLE`): xAI and
-OpenAI answer with the image bytes in the POST's own body (the relay asks xAI for `b64_json`;
-GPT-image never sends URLs), so no output URL can expire, and neither has predictions that could
-fail, be cancelled, aborted or get stuck.
+Cells that cannot happen for a provider are N/A and pinned as such (see `NOT_APPLICABLE`): xAI,
+OpenAI and Gemini answer with the image bytes in the POST's own body (the relay asks xAI for
+`b64_json`; GPT-image and Gemini never send URLs), so no output URL can expire, and none has
+predictions that could fail, be cancelled, aborted or get stuck; and the ways only Gemini's API
+answers 200 without an image (a candidate that withholds it, no candidate at all) are Gemini's.
 """
 
 from __future__ import annotations
@@ -29,26 +30,34 @@ from imagerelay.errors import GenerationFailed
 from imagerelay.imaging import probe
 from imagerelay.receipt import Receipt
 from tests.clikit import run_cli
+from tests.keys import KEY_VARS
 from tests.relaykit import Sleeps, make_relay
 
-PROVIDERS = ("xai", "openai", "replicate")
+PROVIDERS = ("xai", "openai", "replicate", "gemini")
 PRIMARY = {
     "xai": "xai:grok-imagine-image",
     "openai": "openai:gpt-image-2",
     "replicate": "replicate:black-forest-labs/flux-schnell",
+    "gemini": "gemini:gemini-nano-banana-2.1",
 }
 #: A healthy model of another provider, second in the routing of each cell.
 FALLBACK = {
     "xai": "replicate:black-forest-labs/flux-schnell",
     "openai": "xai:grok-imagine-image",
     "replicate": "xai:grok-imagine-image",
+    "gemini": "xai:grok-imagine-image",
 }
-GENERATE_ROUTE = {"xai": "xai.generations", "openai": "openai.generations", "replicate": "replicate.create"}
-KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
+GENERATE_ROUTE = {
+    "xai": "xai.generations",
+    "openai": "openai.generations",
+    "replicate": "replicate.create",
+    "gemini": "gemini.generate",
+}
 WRONG_KEYS = {
     "xai": "xai-wrong-0123456789",
     "openai": "sk-wrong-0123456789",
     "replicate": "r8_wrong0123456789",
+    "gemini": "AIza" + "-wrong-0123456789",
 }
 
 #: Quick: a short read timeout for the timeout cells, short polls and prediction deadline.
@@ -56,9 +65,15 @@ FAST_PROVIDERS: dict[str, dict[str, Any]] = {
     "xai": {"timeout": 0.4},
     "openai": {"timeout": 0.4},
     "replicate": {"timeout": 0.4, "poll_interval": 0.05, "prediction_deadline": 1.3},
+    "gemini": {"timeout": 0.4},
 }
 #: Longer than every read timeout above.
-TIMEOUT_LATENCY = {"xai": 1.0, "openai": 1.0, "replicate": 1.0}
+TIMEOUT_LATENCY = {"xai": 1.0, "openai": 1.0, "replicate": 1.0, "gemini": 1.0}
+#: A 429 asking for 2 s: in a Retry-After header, or (Gemini) a RetryInfo in the error's details.
+RATE_LIMITED = {
+    p: Fault(status=429, seconds=2) if p == "gemini" else Fault(status=429, headers={"retry-after": "2"})
+    for p in PROVIDERS
+}
 
 UNSUPPORTED_ARGUMENT = {
     "xai": Fault(
@@ -78,6 +93,16 @@ UNSUPPORTED_ARGUMENT = {
     ),
     # Replicate answers invalid input with 422 problem+json.
     "replicate": Fault(status=422, error="- input.style: Additional property style is not allowed"),
+    "gemini": Fault(
+        status=400,
+        body={
+            "error": {
+                "code": 400,
+                "message": "Invalid value at 'generation_config.image_config.aspect_ratio' (7:3)",
+                "status": "INVALID_ARGUMENT",
+            }
+        },
+    ),
 }
 
 
@@ -109,10 +134,10 @@ def _cells() -> list[Cell]:
     cells: list[Cell] = []
     for p in PROVIDERS:
         route = GENERATE_ROUTE[p]
-        unauthorised = 400 if p == "xai" else 401  # xAI answers a bad key with 400
-        blocked_status = {"xai": 200, "openai": 400, "replicate": None}[p]
+        unauthorised = 400 if p in ("xai", "gemini") else 401  # xAI and Gemini answer a bad key with 400
+        blocked_status = {"xai": 200, "openai": 400, "replicate": None, "gemini": 200}[p]
         cells += [
-            Cell(p, "429-retry-after", ((route, Fault(status=429, headers={"retry-after": "2"})),),
+            Cell(p, "429-retry-after", ((route, RATE_LIMITED[p]),),
                  "RateLimited", "transient", 429, "retry", 2),
             Cell(p, "500-every-time", ((route, Fault(status=500, times=None)),),
                  "ServerError", "transient", 500, "fallback", 3),
@@ -125,9 +150,12 @@ def _cells() -> list[Cell]:
             # A 200 whose body broke: the work was done (and billed); not re-sent to that model.
             Cell(p, "malformed-json", ((route, Fault(malformed=True)),),
                  "MalformedResponse", "transient", 200, "fallback", 1, note="may have been billed"),
-            # JSON, but not an object: no field of it can be read.
-            Cell(p, "json-not-an-object", ((route, Fault(body="[1, 2]")),),
-                 "MalformedResponse", "transient", 200, "fallback", 1, note="may have been billed"),
+            # JSON, but not an object: no field of it can be read. (Gemini's SDK reads it as an
+            # answer without candidates, so it is an empty result there: see below.)
+            *([] if p == "gemini" else [
+                Cell(p, "json-not-an-object", ((route, Fault(body="[1, 2]")),),
+                     "MalformedResponse", "transient", 200, "fallback", 1, note="may have been billed"),
+            ]),
             Cell(p, "unsupported-argument", ((route, UNSUPPORTED_ARGUMENT[p]),),
                  "ArgumentRejected", "provider", 422 if p == "replicate" else 400, "fallback", 1),
             Cell(p, "bad-key", (), "AuthenticationFailed", "provider", unauthorised, "fallback", 1,
@@ -144,6 +172,16 @@ def _cells() -> list[Cell]:
              "MalformedResponse", "transient", 200, "fallback", 1, note="may have been billed"),
         Cell("openai", "truncated-image", (("openai.generations", Fault(truncate=True)),),
              "MalformedResponse", "transient", 200, "fallback", 1, note="may have been billed"),
+        Cell("gemini", "truncated-image", (("gemini.generate", Fault(truncate=True)),),
+             "MalformedResponse", "transient", 200, "fallback", 1, note="may have been billed"),
+        # Read by the SDK as an answer with no candidate: empty, retried once, then the fallback.
+        Cell("gemini", "json-not-an-object", (("gemini.generate", Fault(body="[1, 2]", times=None)),),
+             "EmptyResult", "empty", 200, "fallback", 2),
+        # Gemini's other ways of answering 200 without an image.
+        Cell("gemini", "image-withheld", (("gemini.generate", Fault(finish="IMAGE_SAFETY")),),
+             "ContentBlocked", "content_blocked", 200, "stop", 1, note="content blocked"),
+        Cell("gemini", "no-candidate", (("gemini.generate", Fault(body={}, times=None)),),
+             "EmptyResult", "empty", 200, "fallback", 2),
         # Replicate: the prediction's output is cut; fetched twice, still cut.
         Cell("replicate", "truncated-image", (("replicate.create", Fault(truncate=True)),),
              "DownloadFailed", "transient", None, "fallback", 1, note="may have been billed"),
@@ -168,12 +206,13 @@ def _cells() -> list[Cell]:
 
 CELLS = _cells()
 
-#: (provider, fault) pairs that cannot occur, and why.
-NOT_APPLICABLE = {
+#: Providers whose image comes in the POST's own answer: no URL can expire, no prediction exists.
+_NO_URL_NO_PREDICTION = {
     (p, f): reason
     for p, reason in (
         ("xai", "the relay asks xAI for b64_json: the image is in the POST's answer, no URL, no prediction"),
         ("openai", "GPT-image always answers with b64_json in the POST's body: no URL, no prediction"),
+        ("gemini", "Gemini answers with the image as inlineData in the POST's body: no URL, no prediction"),
     )
     for f in (
         "expired-url",
@@ -182,6 +221,12 @@ NOT_APPLICABLE = {
         "prediction-aborted",
         "prediction-stuck",
     )
+}
+#: (provider, fault) pairs that cannot occur, and why.
+NOT_APPLICABLE = _NO_URL_NO_PREDICTION | {
+    (p, f): "an answer without an image shaped as only Gemini's API shapes it"
+    for p in ("xai", "openai", "replicate")
+    for f in ("image-withheld", "no-candidate")
 }
 
 
@@ -291,12 +336,15 @@ async def test_fault_cell(cell: Cell, emulator: Emulator, tmp_path: Path, test_k
 
 
 @pytest.mark.parametrize(
-    ("provider", "fault"), sorted(NOT_APPLICABLE), ids=[f"{p}-{f}" for p, f in sorted(NOT_APPLICABLE)]
+    ("provider", "fault"),
+    sorted(_NO_URL_NO_PREDICTION),
+    ids=[f"{p}-{f}" for p, f in sorted(_NO_URL_NO_PREDICTION)],
 )
 async def test_not_applicable_cells(
     provider: str, fault: str, emulator: Emulator, tmp_path: Path, test_keys: dict[str, str]
 ) -> None:
-    """xAI and OpenAI deliver the image inside the POST's answer: no URL to expire, no prediction to poll."""
+    """xAI, OpenAI and Gemini deliver the image inside the POST's answer: no URL to expire, no
+    prediction to poll."""
     # Every hosted URL is expired and every prediction would misbehave: none of it may matter here.
     emulator.script("files", Fault(expired=True, times=None))
     kind = fault.removeprefix("prediction-")
@@ -411,6 +459,9 @@ CLI_CASES = [
     pytest.param("openai-content-blocked", 1, id="openai-blocked-stop"),
     pytest.param("replicate-content-blocked", 1, id="replicate-blocked-stop"),
     pytest.param("xai-empty-200", 0, id="xai-empty-fallback"),
+    pytest.param("gemini-bad-key", 0, id="gemini-bad-key-fallback"),
+    pytest.param("gemini-read-timeout", 0, id="gemini-read-timeout-fallback"),
+    pytest.param("gemini-image-withheld", 1, id="gemini-withheld-stop"),
 ]
 
 
@@ -428,7 +479,7 @@ def test_exit_code_through_cli(
     assert cell.exit_code == code
     for route, fault in cell.script:
         if fault.status == 429:
-            fault = Fault(status=429, headers={"retry-after": "0"})  # the CLI really sleeps
+            fault = Fault(status=429, headers={"retry-after": "0"}, seconds=0)  # the CLI really sleeps
         cli_env.script(route, fault)
     for p, key in cell.keys.items():
         monkeypatch.setenv(KEY_VARS[p], key)

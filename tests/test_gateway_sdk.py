@@ -257,7 +257,7 @@ def test_blocked_prompt_is_content_policy_violation(served: GatewayProcess, emu:
 def test_every_upstream_failing_is_502_listing_the_attempts(served: GatewayProcess, emu: Emulator) -> None:
     """When every model fails, the SDK raises InternalServerError (502) whose message lists each
     attempt, and the body carries the failed receipt's id."""
-    for route in ("xai.generations", "replicate.create", "openai.generations"):
+    for route in ("xai.generations", "replicate.create", "openai.generations", "gemini.generate"):
         emu.script(route, Fault(status=500, times=None))
     with pytest.raises(openai.InternalServerError) as caught:
         client(served).images.generate(prompt="a fox")
@@ -267,6 +267,7 @@ def test_every_upstream_failing_is_502_listing_the_attempts(served: GatewayProce
         "xai:grok-imagine-image",
         "replicate:black-forest-labs/flux-schnell",
         "openai:gpt-image-2.6-flare",
+        "gemini:gemini-nano-banana-2.1",
     ):
         assert model in message
     body = caught.value.body
@@ -339,6 +340,7 @@ def test_errors_never_carry_a_traceback_or_a_provider_key(served: GatewayProcess
     emu.script("xai.generations", Fault(status=401, times=None))
     emu.script("replicate.create", Fault(status=500, times=None))
     emu.script("openai.generations", Fault(status=500, times=None))
+    emu.script("gemini.generate", Fault(status=500, times=None))
     got = httpx.post(f"{served.url}/v1/images/generations", json={"prompt": "a fox"}, timeout=60)
     assert got.status_code == 502
     text = got.text

@@ -12,7 +12,7 @@ import pytest
 
 import imagerelay
 
-HEAVY = ("openai", "replicate", "httpx2", "PIL", "pillow_heif")
+HEAVY = ("openai", "replicate", "google", "httpx2", "PIL", "pillow_heif")
 #: The gateway's stack loads only when `imagerelay serve` runs.
 GATEWAY = ("starlette", "uvicorn", "prometheus_client", "multipart", "python_multipart", "anyio")
 

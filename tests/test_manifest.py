@@ -13,8 +13,7 @@ from imagerelay.manifest import ManifestError, load_manifest
 from imagerelay.relay import Relay
 from imagerelay.settings import load_settings
 from tests.images import RED, jpeg_bytes, write
-
-KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
+from tests.keys import KEY_VARS
 
 
 def _planner(test_keys: dict[str, str]) -> Relay:

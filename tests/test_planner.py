@@ -16,7 +16,7 @@ from imagerelay.planner import Candidate, Plan, plan_request
 from imagerelay.request import ImageRequest, parse_size
 from imagerelay.settings import Settings, load_settings
 
-ALL_KEYS = ("xai", "openai", "replicate")
+ALL_KEYS = ("xai", "openai", "replicate", "gemini")
 TODAY = date(2026, 11, 24)  # before the 2026-12-01 shutdown of the deprecated OpenAI models
 GROK = "xai:grok-imagine-image"
 SCHNELL = "replicate:black-forest-labs/flux-schnell"
@@ -112,18 +112,19 @@ def test_reference_request_never_plans_a_text_only_model(catalog: Catalog) -> No
     assert _reasons(plan)[SCHNELL] == "cannot take reference images (text only)"
     assert _reasons(plan)["xai:grok-2-image"].startswith("retired")
     assert len(plan.candidates) >= 10  # every active reference model, listed ones first
-    assert _refs(plan)[:3] == settings.routing.reference
+    assert _refs(plan)[: len(settings.routing.reference)] == settings.routing.reference
 
 
 def test_too_many_references_excludes_with_reason(catalog: Catalog) -> None:
-    """Four references leave out Grok (3 max) and Kontext (1 max), saying so; GPT-image takes them."""
+    """Four references leave out Grok (3 max) and Kontext (1 max), saying so; Gemini and GPT-image
+    take them."""
     plan = _plan(catalog, references=("a.jpg", "b.jpg", "c.jpg", "d.jpg"))
     assert _reasons(plan)[GROK] == "takes at most 3 reference image(s), 4 given"
     assert (
         _reasons(plan)["replicate:black-forest-labs/flux-kontext-pro"]
         == "takes at most 1 reference image(s), 4 given"
     )
-    assert _refs(plan) == ["openai:gpt-image-2.6-flare"]
+    assert _refs(plan) == ["gemini:gemini-nano-banana-2.1", "openai:gpt-image-2.6-flare"]
 
 
 def test_mask_plans_only_mask_capable_models(catalog: Catalog) -> None:
@@ -513,7 +514,7 @@ def test_describe_strategy_adds_text_candidates(catalog: Catalog) -> None:
     """With reference_fallback = describe, text models follow as `described` candidates with a note."""
     settings = _settings(reference_fallback="describe")
     plan = _plan(catalog, settings, references=("a.jpg", "b.jpg", "c.jpg", "d.jpg"))
-    assert _refs(plan) == ["openai:gpt-image-2.6-flare"]
+    assert _refs(plan) == ["gemini:gemini-nano-banana-2.1", "openai:gpt-image-2.6-flare"]
     described = [c.ref for c in plan.describe]
     assert described == [GROK, SCHNELL]  # [routing] text, minus models already planned
     for cand in plan.describe:

@@ -54,6 +54,7 @@ async def test_reference_request_never_goes_to_text_only_model(
     emulator.script("xai.edits", Fault(status=503, times=None))
     emulator.script("openai.edits", Fault(status=503, times=None))
     emulator.script("replicate.create", Fault(status=503, times=None))
+    emulator.script("gemini.generate", Fault(status=503, times=None))
     routing = {
         "reference": ["xai:grok-imagine-image", "openai:gpt-image-2"],
         "text": ["replicate:black-forest-labs/flux-schnell"],
@@ -232,7 +233,7 @@ async def test_every_model_down_lists_each_reason(
     emulator: Emulator, tmp_path: Path, test_keys: dict[str, str]
 ) -> None:
     """When every candidate fails, the error names each model and why."""
-    for route in ("xai.generations", "openai.generations", "replicate.create"):
+    for route in ("xai.generations", "openai.generations", "replicate.create", "gemini.generate"):
         emulator.script(route, Fault(status=500, times=None))
     async with make_relay(emulator, tmp_path, test_keys, retry={"attempts": 2}) as relay:
         with pytest.raises(GenerationFailed) as info:

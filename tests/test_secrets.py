@@ -1,6 +1,7 @@
 """API keys never leak: not to stdout, stderr, logs, receipts, the ledger, image metadata or reprs.
 
-Realistic-looking fake keys (`xai-` + 40, `sk-proj-` + 48, `r8_` + 37 characters) go through every
+Realistic-looking fake keys (`xai-` + 40, `sk-proj-` + 48, `r8_` + 37, `AIza` + 35 characters) go
+through every
 path that reports something — success, a refused key, 429, 5xx, content blocked, every model down,
 bad input, `config show`, `providers --json`, `generate --dry-run --json` — once from the
 environment and once from a `.env` file in the working directory. After each run, neither a key
@@ -29,6 +30,7 @@ from imagerelay.imaging import read_metadata
 from imagerelay.receipt import Receipt
 from imagerelay.relay import Relay
 from tests.clikit import run_cli
+from tests.keys import KEY_VARS
 from tests.relaykit import Sleeps, emulator_settings
 
 _ALNUM = string.ascii_letters + string.digits
@@ -39,15 +41,30 @@ def _fake(prefix: str, length: int, seed: int) -> str:
 
 
 #: Fake, but shaped like the real thing. Each is accepted by the emulator fixture below.
-KEYS = {"xai": _fake("xai-", 40, 1), "openai": _fake("sk-proj-", 48, 2), "replicate": _fake("r8_", 37, 3)}
+KEYS = {
+    "xai": _fake("xai-", 40, 1),
+    "openai": _fake("sk-proj-", 48, 2),
+    "replicate": _fake("r8_", 37, 3),
+    "gemini": _fake("AIza", 35, 9),
+}
 #: Refused by the emulator, equally secret.
-WRONG = {"xai": _fake("xai-", 40, 4), "openai": _fake("sk-proj-", 48, 5), "replicate": _fake("r8_", 37, 6)}
-KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
-ROUTES = {"xai": "xai.generations", "openai": "openai.generations", "replicate": "replicate.create"}
+WRONG = {
+    "xai": _fake("xai-", 40, 4),
+    "openai": _fake("sk-proj-", 48, 5),
+    "replicate": _fake("r8_", 37, 6),
+    "gemini": _fake("AIza", 35, 10),
+}
+ROUTES = {
+    "xai": "xai.generations",
+    "openai": "openai.generations",
+    "replicate": "replicate.create",
+    "gemini": "gemini.generate",
+}
 TEXT_ROUTING = [
     "xai:grok-imagine-image",
     "openai:gpt-image-2",
     "replicate:black-forest-labs/flux-schnell",
+    "gemini:gemini-nano-banana-2.1",
 ]
 WINDOW = 12
 
@@ -60,6 +77,8 @@ def test_fake_keys_look_real() -> None:
     assert len(KEYS["openai"]) == 8 + 48
     assert KEYS["replicate"].startswith("r8_")
     assert len(KEYS["replicate"]) == 3 + 37
+    assert KEYS["gemini"].startswith("AIza")
+    assert len(KEYS["gemini"]) == 4 + 35
     assert all(len(WRONG[p]) == len(KEYS[p]) for p in KEYS)
 
 
@@ -135,6 +154,13 @@ def _script(emu: Emulator, monkeypatch: pytest.MonkeyPatch, path: str, *, dotenv
         return
     if path == "bad-key":
         monkeypatch.setenv("XAI_API_KEY", WRONG["xai"])
+    elif path == "gemini-bad-key":
+        monkeypatch.setenv("IMAGERELAY_ROUTING__TEXT", json.dumps(TEXT_ROUTING[::-1]))
+        monkeypatch.setenv("GEMINI_API_KEY", WRONG["gemini"])
+    elif path == "gemini-key-in-google-api-key":
+        monkeypatch.setenv("IMAGERELAY_ROUTING__TEXT", json.dumps(TEXT_ROUTING[::-1]))
+        monkeypatch.delenv("GEMINI_API_KEY")
+        monkeypatch.setenv("GOOGLE_API_KEY", KEYS["gemini"])
     elif path == "every-key-refused":
         for p, var in KEY_VARS.items():
             monkeypatch.setenv(var, WRONG[p])
@@ -143,6 +169,9 @@ def _script(emu: Emulator, monkeypatch: pytest.MonkeyPatch, path: str, *, dotenv
     elif path == "5xx":
         emu.script("xai.generations", Fault(status=500, times=None))
         emu.script("openai.generations", Fault(status=502, times=None))
+    elif path == "gemini-429-then-blocked":
+        monkeypatch.setenv("IMAGERELAY_ROUTING__TEXT", json.dumps(TEXT_ROUTING[::-1]))
+        emu.script("gemini.generate", Fault(status=429, seconds=0), Fault(blocked=True))
     elif path == "content-blocked":
         emu.script("xai.generations", Fault(blocked=True))
     elif path == "all-down":
@@ -154,6 +183,9 @@ def _script(emu: Emulator, monkeypatch: pytest.MonkeyPatch, path: str, *, dotenv
 PATHS = [
     ("success", ("generate", "a fox", "--out", "{out}"), 0),
     ("bad-key", ("generate", "a fox", "--out", "{out}", "--json"), 0),
+    ("gemini-bad-key", ("generate", "a fox", "--out", "{out}", "--json"), 0),
+    ("gemini-key-in-google-api-key", ("generate", "a fox", "--out", "{out}", "--json"), 0),
+    ("gemini-429-then-blocked", ("generate", "a fox", "--out", "{out}", "--json"), 1),
     ("every-key-refused", ("generate", "a fox", "--out", "{out}"), 1),
     ("429", ("generate", "a fox", "--out", "{out}"), 0),
     ("5xx", ("generate", "a fox", "--out", "{out}", "--json"), 0),
@@ -195,12 +227,16 @@ def _run_path(
         assert any(r.name.startswith("httpcore") for r in caplog.records)  # DEBUG really was on
     if path == "bad-key":
         assert any(r.name == "imagerelay" and "XAI_API_KEY" in r.getMessage() for r in caplog.records)
+    if path == "gemini-bad-key":
+        assert any(r.name == "imagerelay" and "GEMINI_API_KEY" in r.getMessage() for r in caplog.records)
+    if path.startswith("gemini"):
+        assert emu.requests_for("gemini.generate")  # the Gemini key really was sent
     files = assert_dir_clean(out_dir)
-    if path in ("success", "bad-key", "429", "5xx"):
+    if path in ("success", "bad-key", "429", "5xx", "gemini-bad-key", "gemini-key-in-google-api-key"):
         assert any(
             p.suffix in (".jpg", ".png", ".webp") for p in out_dir.iterdir()
         )  # there were images to check
-    if path in ("every-key-refused", "content-blocked", "all-down"):
+    if path in ("every-key-refused", "content-blocked", "all-down", "gemini-429-then-blocked"):
         assert list(out_dir.glob("*-failed.json"))  # and failure receipts
     if args[0] == "generate" and "--dry-run" not in args:
         assert (out_dir / "imagerelay.sqlite3").is_file()  # and the ledger
@@ -260,7 +296,7 @@ async def test_no_key_in_errors_reprs_or_tracebacks(emu: Emulator, tmp_path: Pat
         with pytest.raises(GenerationFailed) as info:
             await relay.generate("a fox")
         backends = list(relay._backends.values())
-        assert len(backends) == 3
+        assert len(backends) == 4
         for backend in backends:
             assert_no_secret(repr(backend), "repr(backend)")
             assert_no_secret(str(backend), "str(backend)")

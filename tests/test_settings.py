@@ -15,8 +15,8 @@ from imagerelay.catalog import load_catalog
 from imagerelay.errors import ConfigError
 from imagerelay.paths import provider_names
 from imagerelay.settings import _setting_paths, config_files, load_keys, load_settings
+from tests.keys import ALL_KEY_VARS, KEY_VARS
 
-KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
 FAKE_XAI_KEY = "xai-" + "FAKEFAKEFAKE1234567890abcdef"
 
 
@@ -24,7 +24,7 @@ FAKE_XAI_KEY = "xai-" + "FAKEFAKEFAKE1234567890abcdef"
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No IMAGERELAY_* variable or key from the outside, and a working directory without config/."""
     for var in list(os.environ):
-        if var.upper().startswith("IMAGERELAY_") or var in KEY_VARS.values():
+        if var.upper().startswith("IMAGERELAY_") or var in ALL_KEY_VARS:
             monkeypatch.delenv(var)
     monkeypatch.chdir(tmp_path)
 
@@ -452,3 +452,18 @@ def test_bad_list_item_in_variable_names_the_variable(
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert str(info.value).startswith(f"environment variable {var}: routing.text.0")
+
+
+def test_gemini_key_from_either_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Gemini's key comes from GEMINI_API_KEY, else GOOGLE_API_KEY (as its SDK reads it, in .env too);
+    with both set, GEMINI_API_KEY wins."""
+    from imagerelay.catalog import load_catalog
+
+    envs = load_catalog().key_envs()
+    assert envs["gemini"] == ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    (tmp_path / ".env").write_text("GOOGLE_API_KEY=AIza-from-dotenv\n")
+    assert load_keys(envs)["gemini"].get_secret_value() == "AIza-from-dotenv"
+    monkeypatch.setenv("GOOGLE_API_KEY", "AIza-google")
+    assert load_keys(envs)["gemini"].get_secret_value() == "AIza-google"
+    monkeypatch.setenv("GEMINI_API_KEY", "AIza-gemini")
+    assert load_keys(envs)["gemini"].get_secret_value() == "AIza-gemini"

@@ -208,9 +208,16 @@ class ProviderSpec(_Strict):
     backend: str
     base_url: str
     key_env: str
+    #: Variables read, in order, when `key_env` is unset (Gemini: GOOGLE_API_KEY, as its SDK does).
+    key_env_also: tuple[str, ...] = ()
     docs: str = ""
     reference_limits: ReferenceLimits = Field(default_factory=ReferenceLimits)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
+
+    @property
+    def key_envs(self) -> tuple[str, ...]:
+        """Every variable the key may be in, the preferred one first."""
+        return (self.key_env, *self.key_env_also)
 
 
 class Catalog:
@@ -223,6 +230,10 @@ class Catalog:
     def models(self) -> list[ModelSpec]:
         """Every model of every provider, in catalog order."""
         return [m for p in self.providers.values() for m in p.models.values()]
+
+    def key_envs(self) -> dict[str, tuple[str, ...]]:
+        """Provider name → the variables its key is read from (see `settings.load_keys`)."""
+        return {p.name: p.key_envs for p in self.providers.values()}
 
     def provider(self, name: str) -> ProviderSpec:
         try:
@@ -288,7 +299,7 @@ def load_catalog(extra_dirs: list[Path] | None = None) -> Catalog:
         except ValidationError as exc:
             where = _culprit(exc, layers[name]) or f"providers/{name}.toml"
             raise ConfigError(f"{where}: {_first_error(exc)}: fix the catalog entry") from exc
-    order = {"xai": 0, "openai": 1, "replicate": 2}
+    order = {"xai": 0, "openai": 1, "replicate": 2, "gemini": 3}
     return Catalog(dict(sorted(providers.items(), key=lambda kv: (order.get(kv[0], 9), kv[0]))))
 
 

@@ -28,14 +28,15 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="imagerelay",
-    help="Generate images through xAI, OpenAI or Replicate: planned, translated, with fallback and receipts.",
+    help="Generate images through xAI, OpenAI, Replicate or Gemini: planned, translated, with fallback and "
+    "receipts.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
-emulator_app = typer.Typer(help="The offline stand-in for all three provider APIs.", no_args_is_help=True)
+emulator_app = typer.Typer(help="The offline stand-in for every provider's API.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(emulator_app, name="emulator")
 app.add_typer(serve_app, name="serve")
@@ -137,7 +138,10 @@ def _request(**fields: Any) -> Any:
 
 
 ProviderOpt = Annotated[
-    str, typer.Option("--provider", "-p", help="auto, a provider (xai, openai, replicate) or PROVIDER:MODEL.")
+    str,
+    typer.Option(
+        "--provider", "-p", help="auto, a provider (xai, openai, replicate, gemini) or PROVIDER:MODEL."
+    ),
 ]
 ReferenceOpt = Annotated[
     list[str] | None,
@@ -147,7 +151,7 @@ MaskOpt = Annotated[str | None, typer.Option("--mask", help="PNG mask (transpare
 NOpt = Annotated[int, typer.Option("-n", "--n", help="Number of images (1–10).")]
 SizeOpt = Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT; translated per model.")]
 RatioOpt = Annotated[str | None, typer.Option("--aspect-ratio", "-a", help="W:H, e.g. 16:9.")]
-ResOpt = Annotated[str | None, typer.Option("--resolution", help="1k or 2k (models with tiers).")]
+ResOpt = Annotated[str | None, typer.Option("--resolution", help="1k, 2k or 4k (models with tiers).")]
 QualityOpt = Annotated[str | None, typer.Option("--quality", help="low, medium or high.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed, for models that take one.")]
 FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="png, jpeg or webp.")]
@@ -354,7 +358,7 @@ def providers(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
         catalog = load_catalog()
     except ImageRelayError as exc:
         _fail(exc, as_json=as_json)
-    keys = load_keys({p.name: p.key_env for p in catalog.providers.values()})
+    keys = load_keys(catalog.key_envs())
     today = date.today()
     rows: list[dict[str, Any]] = []
     for p in catalog.providers.values():
@@ -406,7 +410,7 @@ def config_show(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
         _fail(exc, as_json=as_json)
     data = settings.model_dump(mode="json")
     data["files"] = [str(p) for p in config_files(settings.env)]  # merged in this order, later wins
-    keys = load_keys({p.name: p.key_env for p in catalog.providers.values()})
+    keys = load_keys(catalog.key_envs())
 
     def masked(name: str) -> str:
         if name not in keys:

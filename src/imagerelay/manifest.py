@@ -59,7 +59,7 @@ ITEM_FIELDS = _REQUEST_FIELDS | {"name", "tags", "metadata"}
 #: The CSV column prefix of a free-form metadata field (`meta.publish_on`).
 _META_PREFIX = "meta."
 _LIST_FIELDS = ("references", "tags")
-_PROVIDERS = ("xai", "openai", "replicate")
+_PROVIDERS = ("xai", "openai", "replicate", "gemini")
 _TOML_ITEM_HEADER = re.compile(r"^\s*\[\[\s*items\s*\]\]\s*(#.*)?$")
 
 #: Plans an item's request (raising UserError for an unknown provider or model); see `load_manifest`.

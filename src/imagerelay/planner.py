@@ -279,6 +279,11 @@ def translate(request: ImageRequest, model: ModelSpec, provider: ProviderSpec, *
         wire = next((a for a in _FORMAT_ALIASES[request.output_format] if a in model.output_formats), None)
         if wire and model.accepts("output_format"):
             params["output_format"] = wire
+        elif wire and len(model.output_formats) > 1:
+            notes.append(
+                f"format {request.output_format} cannot be asked for: {model.id} returns "
+                f"{' or '.join(model.output_formats)}, as it chooses"
+            )
         elif wire:
             pass  # the model's only format is the one asked for
         else:

@@ -123,7 +123,7 @@ class Relay:
         self.on_receipt: list[Callable[[Receipt], None]] = list(on_receipt or [])
         self.catalog = catalog or load_catalog()
         if keys is None:
-            self._keys = load_keys({p.name: p.key_env for p in self.catalog.providers.values()})
+            self._keys = load_keys(self.catalog.key_envs())
         else:
             self._keys = {k: v if isinstance(v, SecretStr) else SecretStr(v) for k, v in keys.items() if v}
         self.out_dir = Path(out_dir) if out_dir is not None else self.settings.output.dir

@@ -56,7 +56,7 @@ class ImageRequest(BaseModel):
     n: int = Field(default=1)
     size: str | None = None
     aspect_ratio: str | None = None
-    resolution: Literal["1k", "2k"] | None = None
+    resolution: Literal["1k", "2k", "4k"] | None = None
     quality: Literal["low", "medium", "high"] | None = None
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     output_format: Literal["png", "jpeg", "webp"] | None = None

@@ -4,7 +4,8 @@ The shipped `config/default.toml` and `config/<env>.toml` are read first; the us
 `imagerelay.toml` and `imagerelay.<env>.toml` (in `$IMAGERELAY_CONFIG_DIR`, `./config`, then the
 working directory) are merged over them key by key. Misspelt keys, sections, providers and
 `IMAGERELAY_*` variables are refused with a did-you-mean. API keys are *never* read from config
-files: only from the variables the catalog names (`XAI_API_KEY`, …) or a `.env`.
+files: only from the variables the catalog names (`XAI_API_KEY`, …, `GEMINI_API_KEY` or
+`GOOGLE_API_KEY`) or a `.env`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -189,7 +190,8 @@ def _describe(exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]]) -
         if loc[-1].lower() in {"api_key", "key", "token", "api_token"}:
             return (
                 f"{where}: API keys are never read from config files ({dotted}): "
-                "set XAI_API_KEY, OPENAI_API_KEY or REPLICATE_API_TOKEN in the environment or .env"
+                "set XAI_API_KEY, OPENAI_API_KEY, REPLICATE_API_TOKEN or GEMINI_API_KEY in the environment "
+                "or .env"
             )
         close = _close(loc[-1], _keys_at(loc[:-1], provider_names()) or ())
         if close is not None:
@@ -438,15 +440,22 @@ def _is_json(value: str) -> bool:
     return True
 
 
-def load_keys(key_envs: dict[str, str], dotenv_path: Path | None = None) -> dict[str, SecretStr]:
-    """API keys by provider, from the environment or a `.env` file (environment wins)."""
+def load_keys(
+    key_envs: Mapping[str, str | Sequence[str]], dotenv_path: Path | None = None
+) -> dict[str, SecretStr]:
+    """API keys by provider, from the environment or a `.env` file (environment wins).
+
+    A provider may name several variables (`catalog.key_envs()`): the first one set is used.
+    """
     from dotenv import dotenv_values
 
     path = dotenv_path or Path.cwd() / ".env"
     dotenv = {k: v for k, v in dotenv_values(path).items() if v} if path.is_file() else {}
     keys: dict[str, SecretStr] = {}
-    for provider, var in key_envs.items():
-        value = os.environ.get(var) or dotenv.get(var)
-        if value and value.strip():
-            keys[provider] = SecretStr(value.strip())
+    for provider, names in key_envs.items():
+        for var in [names] if isinstance(names, str) else names:
+            value = os.environ.get(var) or dotenv.get(var)
+            if value and value.strip():
+                keys[provider] = SecretStr(value.strip())
+                break
     return keys

@@ -51,3 +51,4 @@ def _builtin(module: str, cls: str) -> Callable[[], type[Backend]]:
 register("xai", _builtin("xai", "XAIBackend"))
 register("openai", _builtin("openai", "OpenAIBackend"))
 register("replicate", _builtin("replicate", "ReplicateBackend"))
+register("gemini", _builtin("gemini", "GeminiBackend"))

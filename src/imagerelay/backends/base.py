@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -36,6 +37,7 @@ __all__ = [
     "OnEvent",
     "download_image",
     "httpx_errors",
+    "images_summary",
     "retry_after_seconds",
 ]
 
@@ -141,31 +143,37 @@ class Backend(ABC):
 
 
 @contextlib.contextmanager
-def httpx_errors(provider: str, model: str, *, billed_on_timeout: bool) -> Iterator[None]:
-    """Map httpx transport errors to typed outcomes (the HTTP-status half is per backend)."""
+def httpx_errors(
+    provider: str, model: str, *, billed_on_timeout: bool, lib: ModuleType = httpx
+) -> Iterator[None]:
+    """Map httpx transport errors to typed outcomes (the HTTP-status half is per backend).
+
+    `lib` is the module whose errors are mapped: `httpx`, or `httpx2` (its fork with the same
+    exception tree, which the openai and google-genai SDKs run on).
+    """
     where: dict[str, Any] = {"provider": provider, "model": model}
     try:
         yield
-    except httpx.ReadTimeout as exc:
+    except lib.ReadTimeout as exc:
         raise ReadTimedOut(
             f"{provider}:{model} did not answer in time"
             + (" (the call may have been billed)" if billed_on_timeout else ""),
             maybe_billed=billed_on_timeout,
             **where,
         ) from exc
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+    except (lib.ConnectError, lib.ConnectTimeout, lib.PoolTimeout) as exc:
         raise ConnectionFailed(f"cannot connect to {provider}: {type(exc).__name__}", **where) from exc
-    except (httpx.WriteError, httpx.WriteTimeout) as exc:  # the request never fully left
+    except (lib.WriteError, lib.WriteTimeout) as exc:  # the request never fully left
         raise ConnectionFailed(f"{provider} dropped the connection: {type(exc).__name__}", **where) from exc
-    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:  # sent, then no (whole) answer
+    except (lib.RemoteProtocolError, lib.ReadError) as exc:  # sent, then no (whole) answer
         raise ConnectionFailed(
             f"{provider} dropped the connection after the request was sent: {type(exc).__name__}",
             maybe_billed=billed_on_timeout,
             **where,
         ) from exc
-    except httpx.DecodingError as exc:
+    except lib.DecodingError as exc:
         raise MalformedResponse(f"{provider} sent a body that cannot be decoded", **where) from exc
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # bad URL or scheme, redirect loop, proxy …
+    except (lib.HTTPError, lib.InvalidURL) as exc:  # bad URL or scheme, redirect loop, proxy …
         raise ConnectionFailed(f"{provider} request failed: {type(exc).__name__}: {exc}", **where) from exc
 
 
@@ -226,6 +234,15 @@ async def download_image(
     raise DownloadFailed(
         f"{made} the image from {host} does not decode ({last}): truncated or corrupt", **kw
     ) from last
+
+
+def images_summary(images: tuple[PreparedImage, ...], what: str) -> str:
+    """What a receipt shows instead of image bytes: "<2 images, 345 KB>"."""
+    from ..imaging import human_bytes
+
+    total = sum(len(i.data) for i in images)
+    count = f"{len(images)} {what}{'s' if len(images) != 1 else ''}"
+    return f"<{count}, {human_bytes(total)}>"
 
 
 def _transport_failure(exc: Exception) -> str:

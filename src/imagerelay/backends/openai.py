@@ -30,7 +30,16 @@ from ..errors import (
     ReadTimedOut,
     ServerError,
 )
-from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent, retry_after_seconds
+from .base import (
+    Backend,
+    Call,
+    CallResult,
+    Deliver,
+    Delivered,
+    OnEvent,
+    images_summary,
+    retry_after_seconds,
+)
 
 if TYPE_CHECKING:
     import openai
@@ -98,10 +107,10 @@ class OpenAIBackend(Backend):
             files = [_upload(ref) for ref in call.references]
             # One image goes up as `image`, several as `image[]` (how the SDK names a list).
             kwargs["image"] = files[0] if len(files) == 1 else files
-            sent["image"] = _summary(call.references, "image")
+            sent["image"] = images_summary(call.references, "image")
             if call.mask is not None:
                 kwargs["mask"] = _upload(call.mask)
-                sent["mask"] = _summary((call.mask,), "mask")
+                sent["mask"] = images_summary((call.mask,), "mask")
         return endpoint, kwargs, sent
 
     async def generate(self, call: Call, deliver: Deliver, on_event: OnEvent) -> CallResult:
@@ -273,15 +282,6 @@ class OpenAIBackend(Backend):
 def _upload(image: PreparedImage) -> tuple[str, bytes, str]:
     """A multipart file as the SDK takes it: (file name, bytes, content type)."""
     return (image.filename, image.data, image.mime)
-
-
-def _summary(images: tuple[PreparedImage, ...], what: str) -> str:
-    """What a receipt shows instead of image bytes: "<2 images, 345 KB>"."""
-    from ..imaging import human_bytes
-
-    total = sum(len(i.data) for i in images)
-    count = f"{len(images)} {what}{'s' if len(images) != 1 else ''}"
-    return f"<{count}, {human_bytes(total)}>"
 
 
 def _detail(exc: openai.APIStatusError) -> str:

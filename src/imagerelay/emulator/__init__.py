@@ -1,4 +1,5 @@
-"""An offline stand-in for the xAI, OpenAI and Replicate image APIs: a real HTTP server on 127.0.0.1.
+"""An offline stand-in for the xAI, OpenAI, Replicate and Gemini image APIs: a real HTTP server on
+127.0.0.1.
 
 It speaks each provider's wire format (its error shapes included), draws deterministic sandbox
 images with Pillow, serves expiring image URLs, and takes a script of faults per route::
@@ -8,17 +9,19 @@ images with Pillow, serves expiring image URLs, and takes a script of faults per
         ...  # point a client at emu.base_url("xai")
 
 Routes: xai.generations, xai.edits, xai.chat, xai.api_key, openai.generations, openai.edits,
-replicate.create, replicate.list, replicate.get, replicate.cancel, replicate.files, files (any hosted image or
-upload URL); an unknown endpoint logs as "<provider>.unknown".
+replicate.create, replicate.list, replicate.get, replicate.cancel, replicate.files, gemini.generate,
+files (any hosted image or upload URL); an unknown endpoint logs as "<provider>.unknown".
 
 Faults, checked in this order: `latency` (sleep first), `drop` (hang up; with `truncate`, after the
 headers and half the body), `status` (the provider's error body, or `body`), `malformed` (200, not
 JSON), `body` alone (200 with it); the rest shape a normal answer: `empty`, `blocked`, `truncate`
 (image bytes cut in half), `expired` (files route), and on replicate.create `prediction`
-("failed", "canceled", "aborted", "stuck", "slow"), `error`, `seconds`. `headers` are added to
-whatever is answered; `answer_after` does the work at once and holds the answer that long (a
-create whose prediction exists before its id reaches the client). A scripted fault takes
-precedence over the key check.
+("failed", "canceled", "aborted", "stuck", "slow"), `error`, `seconds`; on gemini.generate
+`blocked` (with `error` as the blockReason), `finish` (a finishReason and no content), `empty` (a
+text-only answer) and, on a 429, `seconds` (the RetryInfo delay). `headers` are added to whatever
+is answered; `answer_after` does the work at once and holds the answer that long (a create whose
+prediction exists before its id reaches the client). A scripted fault takes precedence over the
+key check.
 """
 
 from imagerelay.emulator.server import PROVIDERS, Emulator, serve

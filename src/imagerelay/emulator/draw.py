@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import random
 from typing import TYPE_CHECKING
 
@@ -90,6 +91,24 @@ def draw(
     caption = f"{model} · {prompt[:60]}"
     canvas.text((band // 4, h - band * 4 // 10), caption, font=small, fill=(255, 210, 0))
     return img
+
+
+def mosaic(images: list[Image], size: tuple[int, int]) -> Image:
+    """The images tiled in order, row by row, in a grid as square as their count allows."""
+    from PIL import Image as PILImage
+    from PIL import ImageOps
+
+    if len(images) == 1:
+        return images[0]
+    w, h = size
+    cols = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    cell = (max(1, w // cols), max(1, h // rows))
+    sheet = PILImage.new("RGB", (cell[0] * cols, cell[1] * rows))
+    for i, img in enumerate(images):
+        tile = ImageOps.fit(img.convert("RGB"), cell, PILImage.Resampling.BILINEAR)
+        sheet.paste(tile, ((i % cols) * cell[0], (i // cols) * cell[1]))
+    return sheet
 
 
 def encode(img: Image, fmt: str = "jpeg", quality: int = 90, transparent: bool = False) -> bytes:

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from imagerelay.emulator import gemini as gemini_dialect
 from imagerelay.emulator import openai as openai_dialect
 from imagerelay.emulator import replicate as replicate_dialect
 from imagerelay.emulator import xai as xai_dialect
@@ -32,7 +33,7 @@ from imagerelay.emulator.wire import (
     parse_multipart,
 )
 
-PROVIDERS = ("xai", "openai", "replicate")
+PROVIDERS = ("xai", "openai", "replicate", "gemini")
 
 _MALFORMED = b'{"created": 1700000000, "data": [{"url": "http://127.0.0.1/fil'
 
@@ -96,6 +97,13 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, str, Handler]] = [
         ),
         ("POST", r"/replicate/v1/files", "replicate.files", "replicate", replicate_dialect.upload),
         ("GET", r"/replicate/v1/files/(?P<id>[^/]+)", "files", "replicate", replicate_dialect.serve_upload),
+        (
+            "POST",
+            r"/gemini(?:/(?P<version>v1|v1beta|v1alpha))?/models/(?P<model>[^/:]+):generateContent",
+            "gemini.generate",
+            "gemini",
+            gemini_dialect.generate,
+        ),
         ("GET", r"/files/.+", "files", "files", _serve_hosted),
     ]
 ]
@@ -104,6 +112,7 @@ _DIALECTS: dict[str, Dialect] = {
     "xai": xai_dialect.DIALECT,
     "openai": openai_dialect.DIALECT,
     "replicate": replicate_dialect.DIALECT,
+    "gemini": gemini_dialect.DIALECT,
 }
 
 
@@ -204,15 +213,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if route == "files" and provider == "files":
             known = emu.files.known(path)
             provider = known.provider if known else "files"
-        key = _presented_key(headers.get("authorization", ""), dialect)
+        if dialect is not None and dialect.presented_key is not None:
+            key = dialect.presented_key(headers, query)
+        else:
+            key = _presented_key(headers.get("authorization", ""), dialect)
         key_ok = route == "files" or (dialect is not None and emu.key_ok(provider, key))
+        secret = {"authorization", *(dialect.secret_headers if dialect is not None else ())}
         body_json, parts = _parse_body(raw, headers.get("content-type", ""))
         logged = LoggedRequest(
             route=route,
             provider=provider,
             method=method,
             path=path,
-            headers={k: ("<redacted>" if k == "authorization" else v) for k, v in headers.items()},
+            headers={k: ("<redacted>" if k in secret else v) for k, v in headers.items()},
             key_ok=key_ok,
             json=body_json,
             form={p.name: p.data.decode("utf-8", "replace") for p in parts if p.filename is None},
@@ -334,7 +347,8 @@ def _body_reply(status: int, body: dict[str, Any] | str | bytes, content_type: s
 
 
 class Emulator:
-    """xAI, OpenAI and Replicate image APIs on 127.0.0.1, with expiring URLs and scripted faults."""
+    """The xAI, OpenAI, Replicate and Gemini image APIs on 127.0.0.1, with expiring URLs and
+    scripted faults."""
 
     def __init__(
         self,
@@ -427,7 +441,7 @@ class Emulator:
         """API root of one provider, e.g. http://127.0.0.1:8765/xai/v1."""
         if provider not in PROVIDERS:
             raise ValueError(f"unknown provider {provider!r}; expected one of {PROVIDERS}")
-        return f"{self.url}/{provider}/v1"
+        return f"{self.url}/{provider}/{_DIALECTS[provider].version}"
 
     # scripting and inspection
     def script(self, route: str, *faults: Fault) -> None:
@@ -510,7 +524,7 @@ class Emulator:
 
 
 def serve(port: int = 8765, host: str = "127.0.0.1", **kw: Any) -> None:
-    """Run an emulator in the foreground until Ctrl-C, printing the three API roots."""
+    """Run an emulator in the foreground until Ctrl-C, printing each provider's API root."""
     emu = Emulator(host=host, **kw).start(port)
     try:
         print(f"imagerelay emulator on {emu.url}")

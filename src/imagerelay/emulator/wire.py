@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,8 @@ class Fault:
     truncate: bool = False
     expired: bool = False
     prediction: str | None = None
+    #: Gemini: the candidate ends with this finishReason (IMAGE_SAFETY, NO_IMAGE …) and no content.
+    finish: str | None = None
     error: str | None = None
     seconds: float | None = None
     #: Do the work at once, then hold the answer this many seconds (a create whose answer is slow).
@@ -184,6 +186,12 @@ class Dialect:
     not_found: Callable[[str, str], Reply]  # (method, path) of an unknown endpoint
     token_schemes: tuple[str, ...] = ("bearer",)
     request_ids: bool = False  # OpenAI stamps every answer with x-request-id
+    #: Where the key is when it is not `Authorization: <scheme> <key>`: (headers, query) → key.
+    presented_key: Callable[[Mapping[str, str], Mapping[str, str]], str | None] | None = None
+    #: Headers besides Authorization that carry the key: never written to the request log.
+    secret_headers: tuple[str, ...] = ()
+    #: The API version in the root `Emulator.base_url` hands out (…/<provider>/<version>).
+    version: str = "v1"
 
 
 class DialectError(Exception):

