@@ -190,7 +190,7 @@ def test_plan_no_model_can_serve_fails_as_generate_would(
 ) -> None:
     """A plan no model can serve (no key set) exits 2 like generate, still showing why each was left out."""
     monkeypatch.chdir(tmp_path)
-    for var in KEY_VARS.values():
+    for var in ALL_KEY_VARS:
         monkeypatch.delenv(var, raising=False)
     code, out, err = run_cli(capsys, monkeypatch, *command, "a fox", "--env", "development")
     assert code == 2
