@@ -211,6 +211,9 @@ def generate(
         receipt = _run_generate(settings, req, max_cost)
     except ImageRelayError as exc:
         _fail(exc, as_json=as_json)
+    except _Interrupted as exc:
+        _show_interrupted(exc.receipt, settings.output.dir, as_json)
+        raise typer.Exit(130) from None
     # Fewer images than asked for is not success: a script must be able to tell (exit 3).
     code = ExitCode.PARTIAL if len(receipt.images) < req.n else ExitCode.OK
     _show_receipt(receipt, as_json, code)
@@ -220,6 +223,48 @@ def generate(
             f"ask again with -n {req.n - len(receipt.images)} for the rest"
         )
         raise typer.Exit(code)
+
+
+class _Interrupted(Exception):
+    """Ctrl-C during a generation; `receipt` is what it had done (None if nothing was started)."""
+
+    def __init__(self, receipt: Receipt | None) -> None:
+        super().__init__("interrupted")
+        self.receipt = receipt
+
+
+def _show_interrupted(receipt: Receipt | None, out: Path, as_json: bool) -> None:
+    """One line: what was spent, what may be billed, what became of the call in flight, the receipt."""
+    if receipt is None:
+        _err("interrupted before anything was sent: nothing was spent")
+        if as_json:
+            typer.echo(json.dumps({"error": "interrupted", "error_type": "Interrupted", "exit_code": 130}))
+        return
+    if as_json:
+        payload = {
+            "error": "interrupted",
+            "error_type": "Interrupted",
+            "exit_code": 130,
+            "receipt": json.loads(receipt.model_dump_json()),
+        }
+        typer.echo(json.dumps(payload))
+    parts = [f"{_cost_text(receipt)} spent on {len(receipt.images)} saved image(s)"]
+    if receipt.possibly_billed_usd:
+        parts.append(f"up to ${receipt.possibly_billed_usd:.4f} more may be billed for the call in flight")
+    parts += [
+        a.error
+        for a in receipt.attempts
+        if a.outcome == "interrupted" and a.error and "prediction" in a.error
+    ]
+    if receipt.images:
+        where = receipt.images[0].receipt_path or receipt.images[0].path
+    else:
+        found = sorted(out.glob(f"*-{receipt.id[:8]}-0-failed.json"))
+        where = str(found[0]) if found else f"request {receipt.id} in the ledger"
+    _err(f"interrupted: {'; '.join(parts)}; receipt: {where}")
+    if not as_json:
+        for image in receipt.images:  # saved before the interruption: still the user's
+            typer.echo(image.path)
 
 
 @app.command()
@@ -281,17 +326,24 @@ def _run_generate(settings: Settings, req: Any, max_cost: float | None) -> Recei
 
     from .relay import Relay
 
+    finished: list[Receipt] = []  # the receipt written on the way out of an interruption
+
     async def run() -> Receipt:
         # The relay records every generation in the output directory's ledger (history, gallery).
-        async with Relay(settings) as relay:
+        async with Relay(settings, on_receipt=[finished.append]) as relay:
             return await relay.generate(req, max_cost=max_cost)
 
-    if sys.stderr.isatty():
-        from rich.console import Console
+    try:
+        if sys.stderr.isatty():
+            from rich.console import Console
 
-        with Console(stderr=True).status(f"generating {req.n} image(s)…"):
-            return asyncio.run(run())
-    return asyncio.run(run())
+            with Console(stderr=True).status(f"generating {req.n} image(s)…"):
+                return asyncio.run(run())
+        return asyncio.run(run())
+    except KeyboardInterrupt:
+        # asyncio.run cancelled the generation: the relay cancelled what was in flight and wrote
+        # the receipt of what was spent before this arrives here.
+        raise _Interrupted(finished[-1] if finished else None) from None
 
 
 def _show_plan(p: Plan, as_json: bool) -> None:

@@ -90,6 +90,9 @@ class _Run:
     predictions: set[str] = dataclasses.field(default_factory=set)  # made (or re-attached) by this run
     #: Paid images that could be written nowhere: (their provider URL if any, why).
     lost: list[tuple[str | None, str]] = dataclasses.field(default_factory=list)
+    #: Interrupted, the caller resumes (a batch): leave predictions running and write no receipt.
+    #: Otherwise an interruption cancels what is in flight and keeps the receipt.
+    resumable: bool = False
 
 
 class Relay:
@@ -313,6 +316,7 @@ class Relay:
             resume=dict(resume or {}),
             name=name,
             adopt=adopt,
+            resumable=resume is not None,
         )
         try:
             for cand in plan.candidates:
@@ -326,6 +330,15 @@ class Relay:
                             break
         except _Stop:
             pass
+        except asyncio.CancelledError:  # Ctrl-C, or a caller giving up
+            receipt.notes.append(
+                f"interrupted after {len(receipt.images)} of {req.n} image(s)"
+                + ("; what was in flight is left to resume" if run.resumable else "")
+            )
+            if not run.resumable and not receipt.images:  # with images, `finally` writes it
+                _settle_sandbox(receipt)  # keep what was spent (maybe) on record
+                store.write_failure_receipt(receipt)
+            raise
         finally:
             _settle_sandbox(receipt)
             for url, why in run.lost:
@@ -501,6 +514,7 @@ class Relay:
                     references=images,
                     mask=mask,
                     resume_id=run.resume.pop(cand.ref, None),
+                    cancel_on_interrupt=not run.resumable,
                     # Never "find" a prediction this very run made: only what the earlier one left.
                     adopt=(
                         dataclasses.replace(run.adopt, known=run.adopt.known | run.predictions)
@@ -541,6 +555,9 @@ class Relay:
                 if kind == "sent":
                     _p["sent"] = dict(value)
                     return
+                if kind == "cancelled":
+                    _p["cancelled"] = True
+                    return
                 if kind == "prediction":
                     _p["id"] = str(value)
                     run.predictions.add(str(value))
@@ -550,6 +567,9 @@ class Relay:
             start = self._clock()
             try:
                 result = await backend.generate(call, deliver, on_event)
+            except asyncio.CancelledError:
+                self._interrupted(run, cand, call, prediction, len(delivered) + len(lost), wait, start)
+                raise
             except ProviderError as exc:
                 run.remaining -= len(delivered)
                 duration = self._clock() - start
@@ -624,6 +644,48 @@ class Relay:
             run.receipt.provider = run.receipt.provider or cand.provider.name
             run.receipt.model = run.receipt.model or cand.model.id
             return
+
+    def _interrupted(
+        self,
+        run: _Run,
+        cand: Candidate,
+        call: Call,
+        state: dict[str, Any],
+        paid: int,
+        wait: float,
+        start: float,
+    ) -> None:
+        """Record the attempt an interruption cut short: once sent, it may be billed."""
+        sent = "sent" in state
+        run.remaining -= paid
+        per_image = cand.estimate_usd / max(1, run.request.n)
+        if paid:
+            run.receipt.estimated_cost_usd += per_image * paid
+            run.receipt.cost_usd += per_image * paid
+            run.receipt.provider = run.receipt.provider or cand.provider.name
+            run.receipt.model = run.receipt.model or cand.model.id
+        if sent:
+            run.receipt.possibly_billed_usd += per_image * max(0, call.n - paid)
+        pid = state.get("id")
+        what = "interrupted" + ("" if sent else " before anything was sent")
+        if pid and state.get("cancelled"):
+            what += f"; prediction {pid} was cancelled"
+        elif pid:
+            what += f"; prediction {pid} was left running" + (" to resume" if run.resumable else "")
+        run.receipt.attempts.append(
+            Attempt(
+                provider=cand.provider.name,
+                model=cand.model.id,
+                outcome="interrupted",
+                error=what,
+                wait_s=round(wait, 4),
+                duration_s=round(self._clock() - start, 4),
+                prediction_id=pid,
+                images=paid,
+                maybe_billed=sent and paid < call.n,
+                sent=state.get("sent", {}),
+            )
+        )
 
     def _apply(self, run: _Run, cand: Candidate, exc: ProviderError, decision: Decision) -> None:
         """Carry out a decision: notes, warnings, cooldown; raise to move on or stop."""

@@ -65,6 +65,9 @@ class Call:
     #: Replicate: an earlier run of this request was cut short; a prediction it created that was
     #: never recorded is looked for before creating another (see `Adopt`).
     adopt: Adopt | None = None
+    #: Replicate: cancel the prediction in flight when the call is interrupted (Ctrl-C) — unless
+    #: the caller resumes later (a batch), which re-attaches to it instead.
+    cancel_on_interrupt: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,8 @@ class CallResult:
 #: Persists one delivered image at once (bytes first) — called before anything else can fail.
 Deliver = Callable[[Delivered], Awaitable[None]]
 #: Reports progress the caller must record before it is too late: ("sent", the parameters as the
-#: receipt shows them) just before the generation is sent, ("prediction", id) once one exists.
+#: receipt shows them) just before the generation is sent, ("prediction", id) once one exists,
+#: ("cancelled", id) when an interrupted call cancelled its prediction.
 OnEvent = Callable[[str, Any], None]
 
 

@@ -196,7 +196,7 @@ class ReplicateBackend(Backend):
             pid = prediction["id"]
         on_event("prediction", pid)
         try:
-            prediction = await self._until_done(pid, model, prediction, started)
+            prediction = await self._polled(call, pid, prediction, started, on_event)
             if "resumed_prediction" in sent and _dead(prediction):
                 # Cancelled, aborted or failed while we were away: polling it again cannot help,
                 # nor is the model at fault. Drop it and make exactly one new prediction.
@@ -207,13 +207,26 @@ class ReplicateBackend(Backend):
                 started = time.monotonic()
                 pid = prediction["id"]
                 on_event("prediction", pid)
-                prediction = await self._until_done(pid, model, prediction, started)
+                prediction = await self._polled(call, pid, prediction, started, on_event)
             count = await self._deliver_output(prediction, model, deliver)
         except ProviderError as exc:
             if exc.request_id is None:
                 exc.request_id = pid  # the prediction id is what to look up at Replicate
             raise
         return CallResult(images=count, request_id=pid, prediction_id=pid, sent=sent)
+
+    async def _polled(
+        self, call: Call, pid: str, prediction: dict[str, Any] | None, started: float, on_event: OnEvent
+    ) -> dict[str, Any]:
+        """`_until_done`, cancelling the prediction if interrupted (when the call says so)."""
+        try:
+            return await self._until_done(pid, call.model.id, prediction, started)
+        except asyncio.CancelledError:
+            # Stop paying for what nobody will collect. The cancel is one short POST; the task
+            # is already cancelled, so this await runs unless it is cancelled a second time.
+            if call.cancel_on_interrupt and await self._cancel(pid, call.model.id):
+                on_event("cancelled", pid)
+            raise
 
     async def _start(
         self, call: Call, inp: dict[str, Any], on_event: OnEvent
