@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,27 @@ async def test_vertex_mode_in_the_environment_changes_nothing(
     images, _ = await run(backend, call())
     assert emulator.requests_for(ROUTE)[0].path == f"/gemini/v1beta/models/{NB21}:generateContent"
     assert len(images) == 1
+
+
+async def test_the_key_handed_over_is_used_and_the_sdk_does_not_say_otherwise(
+    emulator: Emulator,
+    http: httpx.AsyncClient,
+    test_keys: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With GOOGLE_API_KEY and GEMINI_API_KEY both in the environment, the key given to the backend is
+    the one sent, and the SDK's warning that it would use GOOGLE_API_KEY is not passed on."""
+    monkeypatch.setenv("GOOGLE_API_KEY", "AIza" + "-some-other-google-key")
+    monkeypatch.setenv("GEMINI_API_KEY", test_keys["gemini"])
+    caplog.set_level(logging.DEBUG)
+    b = make_backend(emulator, http, test_keys["gemini"])
+    try:
+        await run(b, call())
+    finally:
+        await b.aclose()
+    assert emulator.requests_for(ROUTE)[0].key_ok
+    assert not [r for r in caplog.records if "GOOGLE_API_KEY" in r.getMessage()]
 
 
 # -- what comes back ------------------------------------------------------------------------------

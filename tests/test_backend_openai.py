@@ -99,7 +99,7 @@ async def test_text_call_delivers_decodable_images_with_cost(
         assert (info.format, info.width, info.height) == ("png", 1536, 1024)
         assert img.mime == "image/png"
     assert result.images == 2
-    assert result.usage["output_tokens"] == 2 * 408  # 272 tokens per 1024² at low, scaled by area
+    assert result.usage["output_tokens"] == 2 * 158  # low at 1536x1024: 16 * 11 * 3,572,864 / 4e6
     assert result.reported_cost_usd == OPENAI.models["gpt-image-2"].price.from_usage(result.usage)
     assert result.reported_cost_usd is not None
     assert result.reported_cost_usd > 0
@@ -165,7 +165,7 @@ async def test_references_and_mask_go_up_as_multipart(
     c = call(
         n=2,
         params={"size": "1024x1024", "quality": "low"},
-        extras={"input_fidelity": "high"},
+        extras={"safety_identifier": "hashed-user"},
         references=refs,
         mask=mask(tmp_path, (64, 48)),
     )
@@ -180,7 +180,7 @@ async def test_references_and_mask_go_up_as_multipart(
         "n": "2",
         "size": "1024x1024",
         "quality": "low",
-        "input_fidelity": "high",
+        "safety_identifier": "hashed-user",
     }
     assert [(name, filename, ctype) for name, filename, ctype, _ in req.files] == [
         ("image[]", "reference-1.jpg", "image/jpeg"),

@@ -160,6 +160,28 @@ async def test_small_reference_goes_inline_as_data_uri(
     assert info.width > info.height  # kontext follows the landscape reference: it arrived
 
 
+async def test_flux_2_takes_several_references_as_one_list(
+    backend: ReplicateBackend, emulator: Emulator, tmp_path: Path
+) -> None:
+    """FLUX.2 gets every reference in `input_images` (a list of data URIs), the megapixel tier as
+    `resolution`, and answers one URL: one image of that tier is delivered."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    refs = (reference(tmp_path / "a", (96, 64)), reference(tmp_path / "b", (64, 96)))
+    c = call(
+        "black-forest-labs/flux-2-pro", references=refs, params={"aspect_ratio": "16:9", "resolution": "2 MP"}
+    )
+    images, result = await run(backend, c)
+    sent = emulator.requests_for(CREATE)[0].json["input"]
+    assert sent["input_images"] == [r.data_uri() for r in refs]
+    assert (sent["aspect_ratio"], sent["resolution"]) == ("16:9", "2 MP")
+    assert [s.startswith("<data URI, ") for s in result.sent["input_images"]] == [True, True]
+    [image] = images
+    info = probe(image.data)
+    assert (info.width, info.height) == (1920, 1072)  # 2 MP at 16:9, sides rounded down to 16
+    assert info.width * info.height <= 2 * 1024 * 1024
+
+
 async def test_large_reference_is_uploaded_first(
     emulator: Emulator, http: httpx.AsyncClient, test_keys: dict[str, str], tmp_path: Path
 ) -> None:
@@ -386,8 +408,11 @@ def test_cli_generates_with_each_model(tmp_path: Path, model: str) -> None:
     at $0 with the model's price as the would-be cost."""
     receipt = _cli(tmp_path, "--provider", f"replicate:{model}")
     assert receipt["model"] == model
+    price = REPLICATE.models[model].price
+    # Nothing asked: one image at the model's default shape — one megapixel on FLUX.2.
+    one = price.output_first_mp if price.output_first_mp is not None else price.output_per_mp
     assert receipt["cost_usd"] == 0
-    assert receipt["would_cost_usd"] == REPLICATE.models[model].price.per_image
+    assert receipt["would_cost_usd"] == pytest.approx(price.per_image if price.basis == "image" else one)
 
 
 def test_cli_generates_with_the_provider_and_a_reference(tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ async def test_generation_sends_only_declared_fields(
     }
     assert len(images) == 2
     info = probe(images[0].data)
-    assert (info.format, info.width, info.height) == ("jpeg", 1024, 576)
+    assert (info.format, info.width, info.height) == ("jpeg", 1360, 768)  # about 1 MP at 16:9
     assert result.reported_cost_usd == pytest.approx(0.04)
 
 

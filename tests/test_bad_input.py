@@ -308,9 +308,24 @@ CONVERTIBLE = [
     pytest.param("cmyk.jpg", cmyk_jpeg_bytes, "CMYK converted to RGB", id="cmyk"),
     pytest.param("deep.png", png16_bytes, "16-bit converted to 8-bit", id="16-bit"),
     pytest.param("moving.gif", animated_gif_bytes, "animated GIF, first frame of 12 used", id="animated-gif"),
-    pytest.param("leaf.webp", webp_bytes, "WebP converted to JPEG", id="webp"),
     pytest.param("phone.heic", heic_bytes, "HEIC converted to JPEG", id="heic"),
 ]
+
+
+def test_webp_reference_goes_to_grok_as_it_is(
+    workspace: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """xAI takes WebP references (PNG, JPG, WebP): one is sent unchanged, with no conversion note."""
+    ref = workspace / "leaf.webp"
+    ref.write_bytes(webp_bytes())
+    code, out, err = run_cli(
+        capsys, monkeypatch, "generate", "the same", "-r", str(ref), "--out", str(workspace / "out"),
+        "--provider", "xai", "--json", *SANDBOX,
+    )  # fmt: skip
+    assert code == 0, err
+    receipt = json.loads(out)
+    assert receipt["provider"] == "xai"
+    assert not any("converted" in n for n in receipt["notes"]), receipt["notes"]
 
 
 @pytest.mark.parametrize(("name", "make", "note"), CONVERTIBLE)

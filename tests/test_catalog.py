@@ -73,8 +73,11 @@ def test_every_shipped_model_is_coherent(catalog: Catalog, ref: str) -> None:
             parse_aspect_ratio(ratio)
     assert not m.sizes or m.accepts("size")
     assert not m.aspect_ratios or m.accepts("aspect_ratio")
-    assert set(m.resolutions) <= set(m.resolution_long_side)
+    assert set(m.resolutions) <= set(m.resolution_megapixels)
+    assert m.default_resolution in (None, *m.resolution_megapixels)
+    assert not m.resolutions or m.accepts("resolution")
     assert not m.qualities or m.accepts("quality")
+    assert m.default_quality in (None, *m.qualities)
     assert m.output_formats
     assert m.default_output_format in (None, *m.output_formats)
     if m.status != "active":
@@ -83,9 +86,40 @@ def test_every_shipped_model_is_coherent(catalog: Catalog, ref: str) -> None:
         assert m.shutdown is not None
     if m.price.basis == "image":
         assert m.price.per_image > 0
+    elif m.price.basis == "megapixels":
+        assert m.price.output_per_mp > 0
+        assert not m.supports("reference") or m.price.input_per_mp > 0
     else:
         assert m.price.output_image_per_mtok > 0
-        assert m.price.output_tokens_1024
+        # Every quality the model offers has a token count: no estimate falls back silently.
+        assert set(m.qualities) <= set(m.price.qualities())
+    if m.status == "active" and m.max_references > 1 and m.provider == "replicate":
+        assert m.wire("reference") == "input_images"
+
+
+@pytest.mark.parametrize("ref", [m.ref for m in load_catalog().models])
+def test_every_model_records_when_and_where_it_was_checked(catalog: Catalog, ref: str) -> None:
+    """Each model says when its facts were checked and from where, and states its price basis and
+    whether the price is confirmed, in the shipped file itself (not by default)."""
+    m = catalog.model(ref)
+    assert m.checked == date(2026, 12, 1)
+    assert m.source.strip()
+    assert {"basis", "confirmed"} <= m.price.model_fields_set or _inherits_price(ref)
+    for fact in m.unconfirmed:
+        assert ":" in fact  # "what: why this value is the safe one"
+
+
+def _inherits_price(ref: str) -> bool:
+    """A `like = …` model that takes basis and confirmation from the model it is like."""
+    import tomllib
+
+    from imagerelay.paths import shipped_dir
+
+    provider, _, model = ref.partition(":")
+    raw = tomllib.loads((shipped_dir("providers") / f"{provider}.toml").read_text())["models"]
+    while "like" in raw[model] and not {"basis", "confirmed"} <= set(raw[model].get("price", {})):
+        model = raw[model]["like"]
+    return {"basis", "confirmed"} <= set(raw[model].get("price", {}))
 
 
 @pytest.mark.parametrize(("ref", "when"), list(RETIRED.items()))
@@ -108,7 +142,9 @@ def test_deprecated_models_shut_down_on_2026_12_01(catalog: Catalog, ref: str) -
     m = catalog.model(ref)
     assert (m.status, m.shutdown) == ("deprecated", date(2026, 12, 1))
     assert m.unavailable_reason(date(2026, 11, 30)) is None
-    assert m.unavailable_reason(date(2026, 12, 1)) == "shut down on 2026-12-01"
+    reason = m.unavailable_reason(date(2026, 12, 1))
+    assert reason is not None
+    assert reason.startswith("shut down on 2026-12-01 (use gpt-image-2.")
 
 
 def test_active_models_have_no_shutdown(catalog: Catalog) -> None:
@@ -142,7 +178,9 @@ def test_gpt_image_models_never_map_response_format(catalog: Catalog, ref: str) 
         ("black-forest-labs/flux-kontext-pro", "input_image"),
         ("black-forest-labs/flux-kontext-max", "input_image"),
         ("black-forest-labs/flux-dev", "image"),
-        ("black-forest-labs/flux-1.1-pro", "image_prompt"),
+        ("black-forest-labs/flux-1.1-pro-ultra", "image_prompt"),
+        ("black-forest-labs/flux-2-pro", "input_images"),
+        ("black-forest-labs/flux-2-flex", "input_images"),
     ],
 )
 def test_replicate_reference_field_names(catalog: Catalog, model: str, wire: str) -> None:
@@ -167,14 +205,44 @@ def test_replicate_n_field_is_num_outputs(catalog: Catalog) -> None:
 
 
 def test_prices_as_documented(catalog: Catalog) -> None:
-    """grok-imagine-image is $0.02 per image plus $0.01 per input image; flux-schnell $0.003."""
+    """grok-imagine-image is $0.02 per image plus $0.01 per input image; flux-schnell $0.003; every
+    GPT-image 2.x model bills $5 text in, $8 image in, $30 image out per million tokens."""
     grok = catalog.model("xai:grok-imagine-image").price
     assert (grok.per_image, grok.per_input_image) == (0.02, 0.01)
-    assert grok.estimate(quality=None, resolution=None, references=2) == pytest.approx(0.04)
     assert catalog.model("replicate:black-forest-labs/flux-schnell").price.per_image == 0.003
-    quality = catalog.model("xai:grok-imagine-image-quality").price
-    assert quality.estimate(quality=None, resolution="2k") == pytest.approx(0.07)
-    assert quality.estimate(quality=None, resolution="1k") == pytest.approx(0.05)
+    for m in catalog.providers["openai"].models.values():
+        if m.id.startswith("gpt-image-2"):
+            p = m.price
+            rates = (p.input_text_per_mtok, p.input_image_per_mtok, p.output_image_per_mtok)
+            assert rates == (5.0, 8.0, 30.0), m.id
+
+
+def test_retired_quality_model_names_what_serves_it(catalog: Catalog) -> None:
+    """grok-imagine-image-quality is retired since 2026-11-02, and 2.0 answers to its name."""
+    quality = catalog.model("xai:grok-imagine-image-quality")
+    assert quality.unavailable_reason(date(2026, 12, 1)) == (
+        "retired on 2026-11-02 (use grok-imagine-image-2.0)"
+    )
+    assert "grok-imagine-image-quality" in catalog.model("xai:grok-imagine-image-2.0").aliases
+
+
+def test_like_copies_a_model_and_changes_what_it_sets(catalog: Catalog) -> None:
+    """A snapshot `like` its model has the same capabilities and price, its own label and id."""
+    snap, base = catalog.model("openai:gpt-image-2-2026-04-21"), catalog.model("openai:gpt-image-2")
+    assert snap.model_dump(exclude={"id", "label"}) == base.model_dump(exclude={"id", "label"})
+    assert snap.label != base.label
+    flare = catalog.model("openai:gpt-image-2.5-flare")
+    assert flare.price.quality_factors == catalog.model("openai:gpt-image-2.5-sunburst").price.quality_factors
+    assert "xhigh" in flare.qualities
+
+
+def test_like_naming_no_model_above_is_a_config_error(tmp_path: Path) -> None:
+    """`like` must name a model defined earlier in the file: a typo is refused with the fix."""
+    d = tmp_path / "extra"
+    d.mkdir()
+    (d / "xai.toml").write_text('[models."grok-x"]\nlike = "grok-imagine-imag"\nlabel = "x"\n')
+    with pytest.raises(ConfigError, match="grok-imagine-imag"):
+        load_catalog(extra_dirs=[d])
 
 
 def test_token_price_from_usage(catalog: Catalog) -> None:

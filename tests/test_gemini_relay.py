@@ -66,7 +66,8 @@ def test_every_shipped_environment_plans_gemini_for_many_references() -> None:
 
 
 def test_sizes_and_ratios_are_translated_with_notes() -> None:
-    """1792x1024 → 16:9 @1k on Nano Banana 2.1; 4096x4096 → 1:1 @4k; a 4k ask on Lite is dropped, named."""
+    """1792x1024 → 16:9 @2k on Nano Banana 2.1 (1k makes about one megapixel, fewer pixels than
+    asked); 4096x4096 → 1:1 @4k; a 4k ask on Lite is dropped, named."""
     settings = load_settings("development")
 
     def only(ref: str, **fields: Any) -> Any:
@@ -75,8 +76,8 @@ def test_sizes_and_ratios_are_translated_with_notes() -> None:
         return cand
 
     wide = only(NB21, size="1792x1024")
-    assert wide.params == {"aspect_ratio": "16:9", "resolution": "1k"}
-    assert "1792x1024 → 16:9 @1k: gemini-nano-banana-2.1 takes aspect ratios, not sizes" in wide.notes
+    assert wide.params == {"aspect_ratio": "16:9", "resolution": "2k"}
+    assert "1792x1024 → 16:9 @2k: gemini-nano-banana-2.1 takes aspect ratios, not sizes" in wide.notes
     big = only(NB21, size="4096x4096")
     assert big.params == {"aspect_ratio": "1:1", "resolution": "4k"}
     assert big.estimate_usd == pytest.approx(0.0756)

@@ -2,15 +2,18 @@
 
 The bodies come from the emulator's request log (what really crossed the socket), not from the
 backend's own idea of what it sent. The schemas are `CreateImageRequest` (JSON generations) and
-`CreateImageEditRequest` (multipart edits) from `reference/openai-images.openapi.yaml`, with two
-changes: `model` takes any string (the file lags the SDK on model names), and no property outside
-the documented ones is allowed (the file leaves that open; we never want to send one).
+`CreateImageEditRequest` (multipart edits) from `reference/openai-images.openapi.yaml`, with three
+changes: `model` takes any string (the file lags the SDK on model names), no property outside
+the documented ones is allowed (the file leaves that open; we never want to send one), and the
+fields and values openai 3.57 documents since that cut are added exactly as the SDK types them
+(`NEWER`, below) — nothing else.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +45,21 @@ def spec() -> dict[str, Any]:
     return loaded
 
 
+#: What openai 3.57 (`types/image_generate_params.py`, `image_edit_params.py`) documents beyond the
+#: 2026-08 cut: `complexity`, `safety_identifier` (replacing the deprecated `user`), qualities
+#: `xhigh` and `max` (GPT Image 2.5 and later).
+NEWER: dict[str, dict[str, Any]] = {
+    "complexity": {"type": "string", "enum": ["low", "medium", "high"]},
+    "safety_identifier": {"type": "string"},
+}
+NEWER_QUALITIES = ["xhigh", "max"]
+
+
 def validator(spec: dict[str, Any], name: str) -> OAS31Validator:
     """A validator for components/schemas/`name`, its `$ref`s resolved inside the loaded file."""
     schema = copy.deepcopy(spec["components"]["schemas"][name])
+    schema["properties"] |= copy.deepcopy(NEWER)
+    schema["properties"]["quality"]["enum"] += NEWER_QUALITIES
     schema["properties"]["model"] = {}  # any model name: the file lags the SDK on names
     schema["additionalProperties"] = False  # nothing undocumented may be sent
     schema["components"] = spec["components"]  # so "#/components/schemas/..." resolves
@@ -130,7 +145,17 @@ GENERATIONS = {
         "params": {"output_format": "jpeg", "seed": 3, "aspect_ratio": "16:9"},
         "extras": {"background": "opaque", "moderation": "low", "output_compression": 80, "user": "u-1"},
     },
-    "older-model": {"model": "gpt-image-1.5", "n": 3, "params": {"size": "1024x1536", "quality": "high"}},
+    "snapshot": {
+        "model": "gpt-image-2.5-sunburst-2026-09-08",
+        "n": 3,
+        "params": {"size": "1024x1536", "quality": "high"},
+    },
+    "newer-fields": {
+        "model": "gpt-image-2.6-sunburst",
+        "n": 1,
+        "params": {"size": "2048x1152", "quality": "xhigh"},
+        "extras": {"complexity": "medium", "safety_identifier": "hashed-user-1", "moderation": "low"},
+    },
 }
 
 
@@ -149,7 +174,9 @@ async def test_generation_body_matches_create_image_request(
     ("count", "with_mask", "extra"),
     [
         pytest.param(1, False, {}, id="one-image"),
-        pytest.param(3, True, {"input_fidelity": "high", "background": "opaque"}, id="three-images-mask"),
+        pytest.param(
+            3, True, {"safety_identifier": "hashed-2", "background": "opaque"}, id="three-images-mask"
+        ),
         pytest.param(2, False, {"output_compression": 50, "user": "u-2"}, id="two-images-extras"),
     ],
 )
@@ -195,3 +222,22 @@ def test_the_validator_rejects_what_the_api_would(spec: dict[str, Any]) -> None:
         edit.validate({"prompt": "x", "image": "<binary>", "moderation": "low"})
     with pytest.raises(ValidationError):  # through $ref: #/components/schemas/InputFidelity
         edit.validate({"prompt": "x", "image": "<binary>", "input_fidelity": "ultra"})
+    for bad in ({"prompt": "x", "complexity": "max"}, {"prompt": "x", "quality": "ultra"}):
+        with pytest.raises(ValidationError):  # the newer fields are checked as the SDK types them
+            gen.validate(bad)
+
+
+def test_the_planner_sends_only_what_the_schema_allows() -> None:
+    """Every extra field the catalog lets a GPT-image model take is in the (extended) schema of
+    the endpoint that sends it, or is left out of that endpoint by the backend."""
+    from imagerelay.backends.openai import _EDIT_EXTRAS, _GENERATE_EXTRAS
+
+    loaded: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
+    gen = set(loaded["components"]["schemas"]["CreateImageRequest"]["properties"]) | set(NEWER)
+    edit = set(loaded["components"]["schemas"]["CreateImageEditRequest"]["properties"]) | set(NEWER)
+    assert gen >= _GENERATE_EXTRAS
+    assert edit >= _EDIT_EXTRAS
+    for m in OPENAI.models.values():
+        if m.unavailable_reason(date(2026, 12, 1)) is None:
+            assert set(m.extra_fields) <= _GENERATE_EXTRAS | _EDIT_EXTRAS, m.id
+            assert "input_fidelity" not in m.extra_fields, m.id  # "for gpt-image-2, omit this parameter"

@@ -89,9 +89,21 @@ def test_text_request_follows_routing_text_grok_first(catalog: Catalog, env: str
     assert plan.excluded == []
 
 
-def test_production_puts_grok_quality_first(catalog: Catalog) -> None:
-    """Production's text order starts with the quality Grok model."""
-    assert _refs(_plan(catalog, _settings("production")))[0] == "xai:grok-imagine-image-quality"
+def test_production_puts_grok_2_first(catalog: Catalog) -> None:
+    """Production's text order starts with Grok Imagine 2.0, which replaced the retired quality model."""
+    assert _refs(_plan(catalog, _settings("production")))[0] == "xai:grok-imagine-image-2.0"
+
+
+def test_retired_model_is_never_planned_and_says_why(catalog: Catalog) -> None:
+    """grok-imagine-image-quality (retired 2026-11-02) is never a candidate, even when every model
+    may be planned; the plan names the retirement and what to use, and pinning it is refused so."""
+    plan = _plan(catalog, _settings(allow_unlisted=True), today=date(2026, 12, 1))
+    assert "xai:grok-imagine-image-quality" not in _refs(plan)
+    assert _reasons(plan)["xai:grok-imagine-image-quality"] == (
+        "retired on 2026-11-02 (use grok-imagine-image-2.0)"
+    )
+    with pytest.raises(InvalidRequest, match=r"retired on 2026-11-02 \(use grok-imagine-image-2.0\)"):
+        _plan(catalog, provider="xai:grok-imagine-image-quality")
 
 
 def test_reference_request_follows_routing_reference(catalog: Catalog) -> None:
@@ -170,8 +182,11 @@ def test_provider_restricts_to_its_models_listed_first(catalog: Catalog) -> None
     """--provider xai plans only xAI models, the listed one first, and still several of them."""
     plan = _plan(catalog, provider="xai")
     assert {c.model.provider for c in plan.candidates} == {"xai"}
-    assert _refs(plan) == [GROK, "xai:grok-imagine-image-quality", "xai:grok-imagine-image-2.0"]
-    assert _reasons(plan) == {"xai:grok-2-image": "retired"}
+    assert _refs(plan) == [GROK, "xai:grok-imagine-image-2.0"]
+    assert _reasons(plan) == {
+        "xai:grok-imagine-image-quality": "retired on 2026-11-02 (use grok-imagine-image-2.0)",
+        "xai:grok-2-image": "retired",
+    }
 
 
 def test_provider_colon_model_pins_one(catalog: Catalog) -> None:
@@ -196,7 +211,8 @@ def test_unknown_model_lists_valid_ones(catalog: Catalog) -> None:
         _plan(catalog, provider="xai:grok-3-image")
     message = str(info.value)
     assert "'grok-3-image'" in message
-    assert "grok-imagine-image-quality" in message
+    assert "grok-imagine-image-2.0" in message
+    assert "grok-imagine-image-quality" not in message
     assert "grok-2-image" not in message
 
 
@@ -234,7 +250,7 @@ def test_deprecated_models_leave_the_unlisted_plan_on_shutdown(catalog: Catalog)
     plan = _plan(catalog, _settings(allow_unlisted=True), today=date(2026, 12, 1))
     for ref in ("openai:gpt-image-1.5", "openai:gpt-image-1-mini", "openai:chatgpt-image-latest"):
         assert ref not in _refs(plan)
-        assert _reasons(plan)[ref] == "shut down on 2026-12-01"
+        assert _reasons(plan)[ref].startswith("shut down on 2026-12-01 (use gpt-image-2.6-")
 
 
 def test_routing_naming_an_unknown_model_is_a_config_error(catalog: Catalog) -> None:
@@ -248,17 +264,64 @@ def test_routing_naming_an_unknown_model_is_a_config_error(catalog: Catalog) -> 
 # -- translation ---------------------------------------------------------------------------------
 
 
-def test_size_to_xai_becomes_ratio_and_resolution(catalog: Catalog) -> None:
-    """size 1792x1024 reaches Grok as aspect_ratio 16:9 at resolution 1k, with a note, and no size."""
+def test_size_to_xai_becomes_ratio_and_the_tier_with_enough_pixels(catalog: Catalog) -> None:
+    """size 1792x1024 (1.8 MP) reaches Grok as 16:9 at 2k: 1k is about one megapixel (1360x768),
+    fewer pixels than asked; a note says so, and no size is sent."""
     cand = _only(_plan(catalog, provider=GROK, size="1792x1024"))
+    assert cand.params == {"aspect_ratio": "16:9", "resolution": "2k"}
+    assert "1792x1024 → 16:9 @2k: grok-imagine-image takes aspect ratios, not sizes" in cand.notes
+    assert not any("made:" in n for n in cand.notes)
+
+
+def test_size_within_one_megapixel_stays_at_1k(catalog: Catalog) -> None:
+    """A size 1k already covers (1280x720, under 1360x768) asks Grok for 1k, never more."""
+    cand = _only(_plan(catalog, provider=GROK, size="1280x720"))
     assert cand.params == {"aspect_ratio": "16:9", "resolution": "1k"}
-    assert "1792x1024 → 16:9 @1k: grok-imagine-image takes aspect ratios, not sizes" in cand.notes
+
+
+def test_default_route_delivers_the_pixels_asked_or_says_why(catalog: Catalog) -> None:
+    """On the default route every candidate for --size 1792x1024 makes at least 1792x1024 pixels,
+    or its notes say how many it makes and why it cannot make more."""
+    from imagerelay.sizing import output_size
+
+    for env in ("default", "development"):
+        plan = _plan(catalog, _settings(env), size="1792x1024", today=date(2026, 12, 1))
+        assert plan.candidates
+        for cand in plan.candidates:
+            (w, h), _ = output_size(cand.model, cand.params)
+            if w * h < 1792 * 1024:
+                assert any(n.startswith(f"1792x1024 asked, about {w}x{h} made: ") for n in cand.notes), (
+                    cand.ref,
+                    cand.notes,
+                )
+        assert plan.candidates[0].ref == GROK
+        assert plan.candidates[0].params["resolution"] == "2k"
+
+
+def test_size_larger_than_every_tier_says_so(catalog: Catalog) -> None:
+    """Asking flux-schnell (about one megapixel) for 1792x1024 notes what it makes instead, and why."""
+    cand = _only(_plan(catalog, provider=SCHNELL, size="1792x1024"))
+    assert cand.params == {"aspect_ratio": "16:9"}
+    assert (
+        "1792x1024 asked, about 1360x768 made: the most black-forest-labs/flux-schnell makes at 16:9"
+        in cand.notes
+    )
 
 
 def test_large_size_to_xai_picks_2k(catalog: Catalog) -> None:
-    """A size whose long side reaches 2048 asks Grok for the 2k tier."""
+    """A size whose area is over one megapixel asks Grok for the 2k tier."""
     cand = _only(_plan(catalog, provider=GROK, size="2048x1152"))
     assert cand.params == {"aspect_ratio": "16:9", "resolution": "2k"}
+
+
+def test_megapixel_tiers_for_flux_2(catalog: Catalog) -> None:
+    """FLUX.2 tiers are megapixels: 1792x1024 asks for 2 MP, a request for 2k becomes 4 MP."""
+    flux2 = "replicate:black-forest-labs/flux-2-pro"
+    cand = _only(_plan(catalog, provider=flux2, size="1792x1024"))
+    assert cand.params == {"aspect_ratio": "16:9", "resolution": "2 MP"}
+    cand = _only(_plan(catalog, provider=flux2, resolution="2k"))
+    assert cand.params == {"resolution": "4 MP"}
+    assert "resolution 2k → 4 MP: the nearest tier black-forest-labs/flux-2-pro offers" in cand.notes
 
 
 def test_explicit_resolution_wins_over_size_and_note_says_so(catalog: Catalog) -> None:
@@ -296,9 +359,10 @@ def test_gpt_image_never_gets_response_format(catalog: Catalog) -> None:
         assert any("extra openai.response_format dropped" in n for n in cand.notes)
 
 
-@pytest.mark.parametrize("size", ["1792x1024", "1024x768", "240x176", "3840x2160", "1024x3072", "64x64"])
+@pytest.mark.parametrize("size", ["1792x1024", "1024x768", "816x816", "3840x2160", "1024x3072", "1920x640"])
 def test_free_size_kept_when_valid(catalog: Catalog, size: str) -> None:
-    """A size gpt-image-2 can take (multiples of 16, ratio ≤ 3, ≤ 3840x2160) is sent unchanged, no note."""
+    """A size gpt-image-2 can take (multiples of 16, ratio ≤ 3, ≤ 3840x2160, at least 655,360
+    pixels) is sent unchanged, with no note."""
     cand = _only(_plan(catalog, provider=GPT2, size=size))
     assert cand.params["size"] == size
     assert cand.notes == []
@@ -307,8 +371,22 @@ def test_free_size_kept_when_valid(catalog: Catalog, size: str) -> None:
 def _follows_gpt2_rule(size: str) -> bool:
     w, h = parse_size(size)
     return (
-        w % 16 == 0 and h % 16 == 0 and 1 / 3 - 1e-4 <= w / h <= 3 and max(w, h) <= 3840 and min(w, h) <= 2160
+        w % 16 == 0
+        and h % 16 == 0
+        and 1 / 3 - 1e-4 <= w / h <= 3
+        and max(w, h) <= 3840
+        and min(w, h) <= 2160
+        and w * h >= 655_360
     )
+
+
+@pytest.mark.parametrize(("size", "expected"), [("64x64", "816x816"), ("240x176", "944x704")])
+def test_free_size_below_the_pixel_minimum_is_grown(catalog: Catalog, size: str, expected: str) -> None:
+    """A size under gpt-image-2's 655,360-pixel minimum is grown to the smallest it takes, same shape."""
+    cand = _only(_plan(catalog, provider=GPT2, size=size))
+    assert cand.params["size"] == expected
+    assert _follows_gpt2_rule(expected)
+    assert f"{size} → {expected}: the nearest size gpt-image-2 takes" in cand.notes
 
 
 @pytest.mark.parametrize(
@@ -455,7 +533,7 @@ def test_max_cost_excludes_expensive_candidates(catalog: Catalog) -> None:
 
 def test_budget_from_settings_applies_without_max_cost(catalog: Catalog) -> None:
     """The environment's max_cost_per_request (development: $0.50) limits the plan by default."""
-    plan = _plan(catalog, provider="xai:grok-imagine-image-2.0", n=10)  # 10 x $0.08
+    plan = _plan(catalog, provider="xai:grok-imagine-image-2.0", n=10, quality="medium")  # 10 x $0.06
     assert plan.candidates == []
     assert plan.excluded[0].over_budget
 
@@ -485,17 +563,41 @@ def test_input_images_charged_per_call(catalog: Catalog, tmp_path: Path) -> None
     assert cand.estimate_usd == pytest.approx(6 * 0.02 + 2 * 0.01)
 
 
-def test_openai_estimate_grows_with_size_and_quality(catalog: Catalog) -> None:
-    """GPT-image estimates are token-based: larger sizes and higher qualities cost more."""
+def test_openai_estimate_grows_with_area_and_quality(catalog: Catalog) -> None:
+    """GPT-image estimates are token-based: more pixels at one shape, and higher qualities, cost more."""
 
     def est(size: str, quality: str) -> float:
         return _only(_plan(catalog, provider=GPT2, size=size, quality=quality)).estimate_usd
 
-    assert est("1024x1024", "medium") == pytest.approx(1056 * 30 / 1e6, rel=0.01)
     for quality in ("low", "medium", "high"):
-        assert est("1024x1024", quality) < est("1536x1024", quality) < est("2048x2048", quality)
+        assert est("1024x1024", quality) < est("2048x2048", quality)
+        assert est("1536x1024", quality) < est("3072x2048", quality)
     for size in ("1024x1024", "1536x1024"):
         assert est(size, "low") < est(size, "medium") < est(size, "high")
+
+
+def test_openai_gets_medium_when_no_quality_is_asked(catalog: Catalog) -> None:
+    """With no quality asked, GPT-image is sent `medium` (auto bills what it picks, up to high)."""
+    cand = _only(_plan(catalog, provider=GPT2))
+    assert cand.params == {"quality": "medium"}
+    assert cand.worst_usd == pytest.approx(cand.estimate_usd, rel=0.05)
+
+
+def test_unknown_reference_size_is_priced_at_its_costliest(catalog: Catalog) -> None:
+    """A reference whose size is not known (a URL before download) is estimated at the most a
+    reference can cost; a known small one costs less."""
+    flux2 = "replicate:black-forest-labs/flux-2-pro"
+    unknown = _only(_plan(catalog, provider=flux2, references=("https://example.com/a.jpg",)))
+    assert unknown.cost.per_call == pytest.approx(4 * 0.015)
+    plan = plan_request(
+        ImageRequest(prompt="a fox", provider=flux2, references=("a.jpg",)),
+        _settings(),
+        catalog,
+        keys=ALL_KEYS,
+        today=TODAY,
+        reference_sizes=[(1024, 768)],
+    )
+    assert _only(plan).cost.per_call == pytest.approx(0.015)
 
 
 def test_plan_estimate_is_the_first_candidates(catalog: Catalog) -> None:

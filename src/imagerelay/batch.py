@@ -6,9 +6,11 @@
   neither.
 - **Rate-limited.** `concurrency` items run at once over ONE Relay, so every item shares the
   per-provider rate limits and the slow-down after a 429.
-- **Budgeted.** Before an item starts, what the batch has spent (every run), what the running
-  items are estimated at and this item's estimate must fit the budget; when the next one would
-  not, no new item starts and the summary says how much was spent and how many remain.
+- **Budgeted.** Before an item starts, the worst case of its planned model must fit in what the
+  budget has left after what the batch spent (every run) and what running items reserved; the
+  item reserves it. A fallback that may cost more takes the difference from what is left before
+  its call starts, or is not made. When the next item would not fit, no new item starts and the
+  summary says how much was spent and how many remain.
 - **Sandbox apart.** In the sandbox, items are kept under keys of their own, so sandbox images
   never count as a real item done (nor the reverse), and their spend is $0: it counts against no
   budget; what it would have cost is reported beside it.
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from .ledger import Ledger
     from .manifest import Manifest, ManifestItem
     from .receipt import Receipt, SavedImage
-    from .relay import Relay
+    from .relay import Relay, Reserve
 
 __all__ = ["BatchSummary", "ItemOutcome", "PlainProgress", "Reporter", "RichProgress", "run_batch"]
 
@@ -167,7 +169,7 @@ async def run_batch(
         reporter.start(summary.items, summary.skipped, spent_before)
 
     semaphore = asyncio.Semaphore(concurrency)
-    running: dict[str, float] = {}  # item key → its estimate, while it runs
+    running: dict[str, float] = {}  # item key → what it reserved (its worst case), while it runs
     tasks: set[asyncio.Task[None]] = set()
 
     def spent() -> float:
@@ -192,11 +194,29 @@ async def run_batch(
         if reporter is not None:
             reporter.item_finished(outcome, spent())
 
+    def left() -> float:
+        assert limit is not None
+        return limit - spent() - sum(running.values())
+
+    def reserver(key: str) -> Reserve | None:
+        """Let a running item take more of the budget for a call that may cost more than planned."""
+        if limit is None or sandbox:  # sandbox output is never paid for: no budget to draw on
+            return None
+
+        def reserve(amount: float) -> bool:
+            if amount > left() + 1e-9:
+                return False
+            running[key] = running.get(key, 0.0) + amount
+            return True
+
+        return reserve
+
     async def run_one(
-        item: ManifestItem, missing: int, estimate: float, planned: str | None, item_limit: float | None
+        item: ManifestItem, missing: int, estimate: float, planned: str | None, reserved: float
     ) -> None:
         try:
-            finished(await _run_item(relay, ledger, item, missing, estimate, planned, item_limit))
+            budget = (reserver(item.key), reserved)
+            finished(await _run_item(relay, ledger, item, missing, estimate, planned, budget))
         finally:
             running.pop(item.key, None)
             semaphore.release()
@@ -221,18 +241,15 @@ async def run_batch(
             # Sandbox output is never paid for, so it counts against no budget.
             estimate = 0.0 if sandbox else plan.estimate_usd
             planned = plan.candidates[0].ref if plan.candidates else None
-            item_limit = relay.settings.budget.max_cost_per_request
-            if limit is not None:
-                left = limit - spent() - sum(running.values())
-                if estimate > left + 1e-9:
-                    semaphore.release()
-                    over_budget = (limit, estimate, len(todo) - started)
-                    break
-                # A fallback model may cost more than the first: never let one item overshoot.
-                item_limit = left if item_limit is None else min(item_limit, left)
-            running[item.key] = estimate
+            first = plan.candidates[0] if plan.candidates else (plan.describe[0] if plan.describe else None)
+            reserved = first.worst_usd if first is not None and not sandbox else 0.0
+            if limit is not None and reserved > left() + 1e-9:
+                semaphore.release()
+                over_budget = (limit, reserved, len(todo) - started)
+                break
+            running[item.key] = reserved
             started += 1
-            task = asyncio.create_task(run_one(item, missing, estimate, planned, item_limit))
+            task = asyncio.create_task(run_one(item, missing, estimate, planned, reserved))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         while tasks:
@@ -258,7 +275,7 @@ async def _run_item(
     missing: int,
     estimate: float,
     planned: str | None,
-    item_limit: float | None,
+    budget: tuple[Reserve | None, float],
 ) -> ItemOutcome:
     """Make the `missing` images of one item; record everything in the ledger as it happens."""
     from .backends.base import Adopt
@@ -293,7 +310,8 @@ async def _run_item(
     try:
         receipt = await relay.generate(
             request,
-            max_cost=item_limit,
+            reserve=budget[0],
+            reserved=budget[1],
             on_image=on_image,
             on_event=on_event,
             resume=resume,
@@ -350,8 +368,8 @@ def _last_error(receipt: Receipt) -> str | None:
 
 def _budget_message(limit: float, spent: float, estimate: float, not_started: int) -> str:
     return (
-        f"stopped at the ${limit:.2f} batch budget: ${spent:.4f} spent on this batch, the next item is "
-        f"estimated at ${estimate:.4f}; {not_started} item(s) not started — raise --max-cost "
+        f"stopped at the ${limit:.2f} batch budget: ${spent:.4f} spent on this batch, the next item may "
+        f"cost up to ${estimate:.4f}; {not_started} item(s) not started — raise --max-cost "
         "(or [budget] max_cost_per_batch) and run the same command again to continue"
     )
 

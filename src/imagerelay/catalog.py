@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 from .paths import catalog_dirs, deep_merge, read_toml
+from .pricing import Price
 
 __all__ = [
     "Catalog",
@@ -25,6 +26,7 @@ __all__ = [
     "Price",
     "ProviderSpec",
     "SizeRule",
+    "TierRule",
     "load_catalog",
 ]
 
@@ -56,66 +58,17 @@ class SizeRule(_Strict):
     max_ratio: float = 3.0
     max_long: int = 3840
     max_short: int = 2160
+    min_pixels: int = 0
 
 
-class Price(_Strict):
-    """Price of one output image, as data. `confirmed = false` marks figures from third parties."""
+class TierRule(_Strict):
+    """How a model sizes a resolution tier: sides a multiple of `multiple`, within the caps."""
 
-    basis: Literal["image", "tokens"] = "image"
-    per_image: float = 0.0
-    #: Overrides of `per_image` keyed by "quality,resolution", "quality" or "resolution".
-    per_image_by: dict[str, float] = Field(default_factory=dict)
-    per_input_image: float = 0.0
-    #: Token pricing (USD per million tokens) for `basis = "tokens"`.
-    input_text_per_mtok: float = 0.0
-    input_image_per_mtok: float = 0.0
-    output_image_per_mtok: float = 0.0
-    #: Output tokens of one 1024x1024 image by quality; scaled by pixel count for other sizes.
-    output_tokens_1024: dict[str, int] = Field(default_factory=dict)
-    input_tokens_per_reference: int = 0
-    confirmed: bool = False
-
-    def estimate(
-        self,
-        *,
-        quality: str | None,
-        resolution: str | None,
-        pixels: int = 1024 * 1024,
-        references: int = 0,
-        prompt_chars: int = 0,
-    ) -> float:
-        """Estimated USD for one output image (input-image charges spread per image by caller)."""
-        if self.basis == "tokens":
-            q = quality or "medium"
-            base = self.output_tokens_1024.get(q) or self.output_tokens_1024.get("medium", 1056)
-            out_tokens = base * pixels / (1024 * 1024)
-            text_tokens = prompt_chars / 4
-            img_tokens = references * self.input_tokens_per_reference
-            return (
-                out_tokens * self.output_image_per_mtok
-                + text_tokens * self.input_text_per_mtok
-                + img_tokens * self.input_image_per_mtok
-            ) / 1e6
-        for key in (f"{quality},{resolution}", f"{quality}", f"{resolution}"):
-            if key in self.per_image_by:
-                return self.per_image_by[key] + references * self.per_input_image
-        return self.per_image + references * self.per_input_image
-
-    def from_usage(self, usage: dict[str, Any]) -> float | None:
-        """USD from an OpenAI-style `usage` block, or None when it has no token counts."""
-        if self.basis != "tokens" or not usage:
-            return None
-        out = usage.get("output_tokens")
-        if not isinstance(out, int):
-            return None
-        details = usage.get("input_tokens_details") or {}
-        text_in = details.get("text_tokens", 0) or 0
-        image_in = details.get("image_tokens", 0) or 0
-        return (
-            out * self.output_image_per_mtok
-            + text_in * self.input_text_per_mtok
-            + image_in * self.input_image_per_mtok
-        ) / 1e6
+    multiple: int = 16
+    max_side: int | None = None
+    max_pixels: int | None = None
+    #: "nearest" multiple, or "down" (never more pixels than the tier, e.g. when billed per MP).
+    round: Literal["nearest", "down"] = "nearest"
 
 
 class ModelSpec(_Strict):
@@ -127,17 +80,33 @@ class ModelSpec(_Strict):
     status: Literal["active", "deprecated", "retired"] = "active"
     #: For deprecated models: the day it stops serving. For retired ones: the day it did.
     shutdown: date | None = None
+    #: When these facts were last checked against the provider, and where.
+    checked: date | None = None
+    source: str = ""
+    #: Facts that could not be confirmed, each set to its safest value: what and why.
+    unconfirmed: tuple[str, ...] = ()
+    #: Other names the provider answers to for this model (retired names it now serves).
+    aliases: tuple[str, ...] = ()
+    #: For a retired or deprecated model: the model to use instead.
+    replaced_by: str | None = None
     modes: tuple[Mode, ...] = ("text",)
     max_references: int = 0
     max_n: int = 1
     max_prompt_chars: int = 32_000
     aspect_ratios: tuple[str, ...] = ()
+    #: What the model does when no aspect ratio is sent (e.g. "1:1", "match_input_image").
+    default_aspect_ratio: str | None = None
     resolutions: tuple[str, ...] = ()
-    #: Long side in pixels per resolution tier, e.g. {"1k" = 1024, "2k" = 2048}.
-    resolution_long_side: dict[str, int] = Field(default_factory=dict)
+    #: Area of each resolution tier in megapixels (1 MP = 1024x1024), e.g. {"1k" = 1, "2k" = 4}.
+    resolution_megapixels: dict[str, float] = Field(default_factory=dict)
+    #: The tier the model makes when none is sent.
+    default_resolution: str | None = None
+    tier_rule: TierRule | None = None
     sizes: tuple[str, ...] = ()
     size_rule: SizeRule | None = None
     qualities: tuple[str, ...] = ()
+    #: The quality sent when the request names none, so that the price is known before the call.
+    default_quality: str | None = None
     output_formats: tuple[str, ...] = ("jpeg",)
     default_output_format: str | None = None
     #: Canonical field → the name this model's API uses for it. A field not listed is not accepted.
@@ -176,11 +145,12 @@ class ModelSpec(_Strict):
 
     def unavailable_reason(self, today: date) -> str | None:
         """Why this model must not be planned today, or None when it can be."""
+        instead = f" (use {self.replaced_by})" if self.replaced_by else ""
         if self.status == "retired":
             when = f" on {self.shutdown.isoformat()}" if self.shutdown else ""
-            return f"retired{when}"
+            return f"retired{when}{instead}"
         if self.shutdown and today >= self.shutdown:
-            return f"shut down on {self.shutdown.isoformat()}"
+            return f"shut down on {self.shutdown.isoformat()}{instead}"
         return None
 
     @property
@@ -198,6 +168,8 @@ class ReferenceLimits(_Strict):
     max_pixels: int | None = None
     #: Replicate: inline as a data URI below this many bytes, else upload through /v1/files.
     inline_max_bytes: int | None = None
+    #: A mask's own limit, when stricter than a reference's (OpenAI: a PNG under 4 MB).
+    mask_max_bytes: int | None = None
 
 
 class ProviderSpec(_Strict):
@@ -289,6 +261,7 @@ def load_catalog(extra_dirs: list[Path] | None = None) -> Catalog:
     for name, data in raw.items():
         models = data.get("models", {})
         if isinstance(models, dict):
+            _resolve_likes(name, models)
             for mid, m in models.items():
                 if isinstance(m, dict):
                     m.setdefault("id", mid)
@@ -301,6 +274,25 @@ def load_catalog(extra_dirs: list[Path] | None = None) -> Catalog:
             raise ConfigError(f"{where}: {_first_error(exc)}: fix the catalog entry") from exc
     order = {"xai": 0, "openai": 1, "replicate": 2, "gemini": 3}
     return Catalog(dict(sorted(providers.items(), key=lambda kv: (order.get(kv[0], 9), kv[0]))))
+
+
+def _resolve_likes(provider: str, models: dict[str, Any]) -> None:
+    """`like = "other-model"`: start from that model's table (a snapshot, a sibling) and change
+    only what this one sets. Resolved in file order, so a model may be like one defined above it."""
+    done: dict[str, dict[str, Any]] = {}
+    for mid, m in models.items():
+        if isinstance(m, dict) and "like" in m:
+            base_id = m.pop("like")
+            base = done.get(base_id) if isinstance(base_id, str) else None
+            if base is None:
+                raise ConfigError(
+                    f"providers/{provider}.toml: {mid} is `like` {base_id!r}, which is not a model "
+                    "defined above it: fix the catalog entry"
+                )
+            inherited = {k: v for k, v in base.items() if k not in ("id", "label", "aliases", "notes")}
+            models[mid] = m = deep_merge(inherited, m)
+        if isinstance(m, dict):
+            done[mid] = m
 
 
 def nearest_ratio(target: float, choices: tuple[str, ...]) -> str | None:

@@ -152,12 +152,15 @@ NOpt = Annotated[int, typer.Option("-n", "--n", help="Number of images (1–10).
 SizeOpt = Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT; translated per model.")]
 RatioOpt = Annotated[str | None, typer.Option("--aspect-ratio", "-a", help="W:H, e.g. 16:9.")]
 ResOpt = Annotated[str | None, typer.Option("--resolution", help="1k, 2k or 4k (models with tiers).")]
-QualityOpt = Annotated[str | None, typer.Option("--quality", help="low, medium or high.")]
+QualityOpt = Annotated[
+    str | None, typer.Option("--quality", help="low, medium, high (xhigh, max on models that offer them).")
+]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed, for models that take one.")]
 FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="png, jpeg or webp.")]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default ./generated).")]
 MaxCostOpt = Annotated[
-    float | None, typer.Option("--max-cost", help="Leave out models estimated above this (USD).")
+    float | None,
+    typer.Option("--max-cost", help="Never start a call that could take the request over this (USD)."),
 ]
 ExtraOpt = Annotated[
     list[str] | None, typer.Option("--extra", help="Provider field: PROVIDER.FIELD=VALUE. Repeatable.")
@@ -354,7 +357,9 @@ def _show_plan(p: Plan, as_json: bool) -> None:
     typer.echo(f"plan for {p.request.n} image(s), {mode} — nothing will be sent")
     for i, c in enumerate(p.candidates, 1):
         params = ", ".join(f"{k}={v}" for k, v in c.params.items()) or "defaults"
-        typer.echo(f"  {i}. {c.ref}  ~${c.estimate_usd:.4f}  calls={'+'.join(map(str, c.calls))}  {params}")
+        at_most = f" (at most ${c.worst_usd:.4f})" if c.worst_usd > c.estimate_usd + 1e-9 else ""
+        calls = "+".join(map(str, c.calls))
+        typer.echo(f"  {i}. {c.ref}  ~${c.estimate_usd:.4f}{at_most}  calls={calls}  {params}")
         for note in c.notes:
             typer.echo(f"       note: {note}")
     if p.describe:
@@ -398,10 +403,11 @@ def _cost_text(receipt: Receipt) -> str:
 
 @app.command()
 def providers(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
-    """List every model: capabilities, status, price, and whether its key is set."""
+    """List every model: capabilities, status, price and its basis, when checked, and key status."""
     from datetime import date
 
     from .catalog import load_catalog
+    from .catalog_report import model_rows, render_rows
     from .errors import ImageRelayError
     from .settings import load_keys
 
@@ -410,42 +416,13 @@ def providers(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
         catalog = load_catalog()
     except ImageRelayError as exc:
         _fail(exc, as_json=as_json)
-    keys = load_keys(catalog.key_envs())
-    today = date.today()
-    rows: list[dict[str, Any]] = []
-    for p in catalog.providers.values():
-        for m in p.models.values():
-            gone = m.unavailable_reason(today)
-            status = gone or (
-                f"deprecated, shuts down {m.shutdown}" if m.status == "deprecated" else "active"
-            )
-            rows.append(
-                {
-                    "model": m.ref,
-                    "status": status,
-                    "plannable": gone is None,
-                    "modes": list(m.modes),
-                    "max_references": m.max_references,
-                    "max_n": m.max_n,
-                    "aspect_ratios": list(m.aspect_ratios),
-                    "sizes": list(m.sizes) + (["any WxH (rules)"] if m.size_rule else []),
-                    "output_formats": list(m.output_formats),
-                    "price": m.price.model_dump(exclude_defaults=True),
-                    # One 1024x1024 image at the default quality tier, as the planner estimates it.
-                    "estimate_usd_1024": round(m.price.estimate(quality=None, resolution=None), 5),
-                    "key_env": p.key_env,
-                    "key_set": settings.sandbox or p.name in keys,
-                }
-            )
+    keys = set(load_keys(catalog.key_envs()))
+    rows = model_rows(catalog, keys=keys, sandbox=settings.sandbox, today=date.today())
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    for r in rows:
-        key = "key set" if r["key_set"] else f"no key ({r['key_env']})"
-        tokens = r["price"].get("basis") == "tokens"
-        cost = f"~${r['estimate_usd_1024']:.3f}/image" + (" (tokens)" if tokens else "")
-        modes = "+".join(r["modes"])
-        typer.echo(f"{r['model']:<46} {r['status']:<34} {modes:<20} {cost:<23} {key}")
+    for line in render_rows(rows):
+        typer.echo(line)
 
 
 @config_app.command("show")

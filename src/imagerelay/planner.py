@@ -5,16 +5,17 @@ left out. Planning spends nothing and sends nothing.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from .catalog import Catalog, ModelSpec, ProviderSpec, SizeRule, nearest_ratio
-from .errors import InvalidRequest, MissingKey
-from .request import ImageRequest, parse_aspect_ratio, parse_size
+from .catalog import Catalog, ModelSpec, ProviderSpec
+from .errors import ConfigError, InvalidRequest, MissingKey
+from .pricing import QUALITY_ORDER, CostEstimate, estimate_cost
+from .request import ImageRequest
 from .settings import Settings
+from .sizing import output_size, resolution_for, shape
 
 __all__ = ["Candidate", "Exclusion", "Plan", "plan_request", "translate"]
 
@@ -33,13 +34,24 @@ class Candidate:
     params: dict[str, Any]
     extras: dict[str, Any]
     notes: list[str]
-    estimate_usd: float
+    #: What one call costs: expected, and at worst (where the provider decides after the call).
+    cost: CostEstimate
     #: True when this candidate serves a reference request from a description of the reference.
     described: bool = False
 
     @property
     def ref(self) -> str:
         return self.model.ref
+
+    @property
+    def estimate_usd(self) -> float:
+        """Expected USD of every call of this candidate."""
+        return self.cost.total(self.calls)
+
+    @property
+    def worst_usd(self) -> float:
+        """The most every call of this candidate can cost together."""
+        return self.cost.worst_total(self.calls)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +61,7 @@ class Candidate:
             "extras": self.extras,
             "notes": self.notes,
             "estimate_usd": round(self.estimate_usd, 6),
+            "worst_usd": round(self.worst_usd, 6),
             "described": self.described,
         }
 
@@ -77,8 +90,16 @@ class Plan:
     @property
     def estimate_usd(self) -> float:
         """What the first candidate would cost (what a successful run usually costs)."""
-        first = self.candidates[0] if self.candidates else (self.describe[0] if self.describe else None)
+        first = self._first()
         return first.estimate_usd if first else 0.0
+
+    @property
+    def worst_usd(self) -> float:
+        """The most the request can cost, whichever candidate serves it (each is held to the cap)."""
+        return max((c.worst_usd for c in [*self.candidates, *self.describe]), default=0.0)
+
+    def _first(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates else (self.describe[0] if self.describe else None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +110,7 @@ class Plan:
             "describe_fallback": [c.to_dict() for c in self.describe],
             "excluded": [{"model": e.ref, "reason": e.reason} for e in self.excluded],
             "estimate_usd": round(self.estimate_usd, 6),
+            "worst_usd": round(self.worst_usd, 6),
         }
 
 
@@ -101,8 +123,6 @@ def _order(request: ImageRequest, settings: Settings, catalog: Catalog, mode: st
         provider, sep, model = ref.partition(":")
         spec = catalog.providers.get(provider)
         if not sep or spec is None or model not in spec.models:
-            from .errors import ConfigError
-
             # Echo only what looks like provider:model: a key pasted into the wrong variable
             # must not be printed back.
             shown = repr(ref) if sep and len(ref) <= 80 else f"entry {listed_refs.index(ref) + 1}"
@@ -139,11 +159,14 @@ def plan_request(
     cooling: Mapping[str, str] | None = None,
     today: date | None = None,
     max_cost: float | None = None,
+    reference_sizes: Sequence[tuple[int, int] | None] = (),
 ) -> Plan:
     """Plan `request`: which models, in which order, translated how, and who was left out why.
 
     `keys` names the providers that have a key; `cooling` maps `provider:model` to the reason it
-    is cooling down. A model pinned with PROVIDER:MODEL that cannot serve the request is an
+    is cooling down; `reference_sizes` are the references' pixel sizes where known (estimates
+    assume the costliest where not). A candidate is planned only when its worst case fits the
+    cost limit. A model pinned with PROVIDER:MODEL that cannot serve the request is an
     `InvalidRequest` naming why, not an empty plan.
     """
     unknown = sorted(set(request.extras) - set(catalog.providers))
@@ -167,11 +190,18 @@ def plan_request(
         reason = _exclusion(model, request, settings, catalog, have_keys, cooling, today, as_mode)
         over_budget = False
         if reason is None:
-            cand = translate(request, model, catalog.providers[model.provider], as_mode=as_mode)
+            cand = translate(
+                request,
+                model,
+                catalog.providers[model.provider],
+                as_mode=as_mode,
+                reference_sizes=reference_sizes,
+            )
             cand.described = described
-            if limit is None or cand.estimate_usd <= limit + 1e-12:
+            if limit is None or cand.worst_usd <= limit + 1e-12:
                 return cand
-            reason = f"estimated ${cand.estimate_usd:.4f}, over the ${limit:.4f} limit"
+            at_most = f" (at most ${cand.worst_usd:.4f})" if cand.worst_usd > cand.estimate_usd + 1e-9 else ""
+            reason = f"estimated ${cand.estimate_usd:.4f}{at_most}, over the ${limit:.4f} limit"
             over_budget = True
         is_cooling = model.ref in cooling and reason == cooling[model.ref]
         if pinned and not over_budget and not is_cooling:
@@ -245,31 +275,30 @@ def _no_key(provider: ProviderSpec) -> str:
     return f"no key: set {provider.key_env}"
 
 
-def translate(request: ImageRequest, model: ModelSpec, provider: ProviderSpec, *, as_mode: str) -> Candidate:
+def translate(
+    request: ImageRequest,
+    model: ModelSpec,
+    provider: ProviderSpec,
+    *,
+    as_mode: str,
+    reference_sizes: Sequence[tuple[int, int] | None] = (),
+) -> Candidate:
     """The request as `model` can take it, with a note for everything mapped or dropped."""
     notes: list[str] = []
     params: dict[str, Any] = {}
-    _shape(request, model, params, notes)
+    shape(request, model, params, notes)
 
-    if request.resolution and params.get("resolution") != request.resolution:
-        if model.accepts("resolution") and request.resolution in model.resolutions:
-            params["resolution"] = request.resolution
+    if request.resolution and "resolution" not in params:
+        tier = resolution_for(model, request.resolution) if model.accepts("resolution") else None
+        if tier is not None:
+            params["resolution"] = tier
+            if tier != request.resolution:
+                notes.append(f"resolution {request.resolution} → {tier}: the nearest tier {model.id} offers")
         else:
-            offers = (
-                f"offers {', '.join(model.resolutions)}" if model.resolutions else "has no resolution tiers"
-            )
+            tiers = model.resolutions or ((model.default_resolution,) if model.default_resolution else ())
+            offers = f"offers {', '.join(tiers)}" if tiers else "has no resolution tiers"
             notes.append(f"resolution {request.resolution} dropped: {model.id} {offers}")
-    if request.quality:
-        if model.accepts("quality") and request.quality in model.qualities:
-            params["quality"] = request.quality
-        elif model.accepts("quality") and model.qualities:
-            nearest = model.qualities[-1] if request.quality == "high" else model.qualities[0]
-            params["quality"] = nearest
-            notes.append(
-                f"quality {request.quality} → {nearest}: {model.id} offers {', '.join(model.qualities)}"
-            )
-        else:
-            notes.append(f"quality {request.quality} dropped: {model.id} has no quality setting")
+    _quality(request, model, params, notes)
     if request.seed is not None:
         if model.accepts("seed"):
             params["seed"] = request.seed
@@ -312,8 +341,20 @@ def translate(request: ImageRequest, model: ModelSpec, provider: ProviderSpec, *
         )
     if model.status == "deprecated" and model.shutdown:
         notes.append(f"{model.id} is deprecated and shuts down on {model.shutdown.isoformat()}")
-    refs = len(request.references) if as_mode == "reference" else 0
-    estimate = _estimate(request, model, params, refs, len(calls))
+    refs = list(reference_sizes)[: len(request.references)] if as_mode == "reference" else []
+    if as_mode == "reference":
+        refs += [None] * (len(request.references) - len(refs))
+    size, others = output_size(model, params, refs)
+    cost = estimate_cost(
+        model.price,
+        quality=params.get("quality"),
+        resolution=params.get("resolution") or model.default_resolution,
+        size=size,
+        possible_sizes=others,
+        references=refs,
+        prompt=request.prompt,
+        mode=as_mode,
+    )
     return Candidate(
         model=model,
         provider=provider,
@@ -321,148 +362,26 @@ def translate(request: ImageRequest, model: ModelSpec, provider: ProviderSpec, *
         params=params,
         extras=extras,
         notes=notes,
-        estimate_usd=estimate,
+        cost=cost,
     )
 
 
-def _estimate(
-    request: ImageRequest, model: ModelSpec, params: dict[str, Any], refs: int, calls: int
-) -> float:
-    w, h = _pixels_of(model, params)
-    per_image = model.price.estimate(
-        quality=params.get("quality"),
-        resolution=params.get("resolution"),
-        pixels=w * h,
-        references=0,
-        prompt_chars=len(request.prompt),
-    )
-    # Input images are charged per call, not per output image.
-    per_call_inputs = model.price.estimate(
-        quality=None, resolution=None, references=refs
-    ) - model.price.estimate(quality=None, resolution=None, references=0)
-    return per_image * request.n + per_call_inputs * calls
-
-
-def _pixels_of(model: ModelSpec, params: dict[str, Any]) -> tuple[int, int]:
-    if "size" in params and params["size"] != "auto":
-        return parse_size(params["size"])
-    long_side = model.resolution_long_side.get(params.get("resolution") or "1k", 1024)
-    ratio = params.get("aspect_ratio")
-    try:
-        r = parse_aspect_ratio(ratio) if ratio else 1.0
-    except ValueError:
-        r = 1.0
-    if r >= 1:
-        return long_side, round(long_side / r)
-    return round(long_side * r), long_side
-
-
-def _shape(request: ImageRequest, model: ModelSpec, params: dict[str, Any], notes: list[str]) -> None:
-    """Translate `size` / `aspect_ratio` into what the model takes (size, or ratio + resolution)."""
-    if request.size in (None, "auto") and request.aspect_ratio in (None, "auto"):
+def _quality(request: ImageRequest, model: ModelSpec, params: dict[str, Any], notes: list[str]) -> None:
+    """The quality to send: the one asked for, the nearest offered, or the model's default."""
+    if not model.accepts("quality") or not model.qualities:
+        if request.quality:
+            notes.append(f"quality {request.quality} dropped: {model.id} has no quality setting")
         return
-    if request.size and request.size != "auto":
-        w, h = parse_size(request.size)
-        target = w / h
-        label = request.size
-    else:
-        assert request.aspect_ratio is not None
-        target = parse_aspect_ratio(request.aspect_ratio)
-        w = h = 0
-        label = request.aspect_ratio
-
-    if model.accepts("size"):
-        size = _fit_size(model, w, h, target)
-        params["size"] = size
-        if size != label:
-            notes.append(f"{label} → {size}: the nearest size {model.id} takes")
+    if request.quality is None:
+        if model.default_quality:
+            # Sent rather than left to `auto`, whose price is the provider's choice.
+            params["quality"] = model.default_quality
         return
-    if model.accepts("aspect_ratio") and model.aspect_ratios:
-        ratio = label if label in model.aspect_ratios else nearest_ratio(target, model.aspect_ratios)
-        if ratio is None:
-            notes.append(f"{label} dropped: {model.id} has no matching aspect ratio")
-            return
-        params["aspect_ratio"] = ratio
-        change = [] if ratio == label else [ratio]
-        if w and model.accepts("resolution") and model.resolutions:
-            # An explicit resolution wins over the tier the size suggests; the note says which.
-            tier: str = request.resolution or ""
-            if tier not in model.resolutions:
-                tier = _tier(model, max(w, h))
-            params["resolution"] = tier
-            change.append(f"@{tier}")
-        if change:
-            why = (
-                f"{model.id} takes aspect ratios, not sizes"
-                if w
-                else f"the nearest aspect ratio {model.id} offers"
-            )
-            notes.append(f"{label} → {' '.join(change)}: {why}")
+    if request.quality in model.qualities:
+        params["quality"] = request.quality
         return
-    notes.append(f"{label} dropped: {model.id} has a fixed output size")
-
-
-def _tier(model: ModelSpec, long_side: int) -> str:
-    """The largest resolution tier not above `long_side` (never pay for more than was asked)."""
-    tiers = sorted(
-        ((model.resolution_long_side.get(t, 1024), t) for t in model.resolutions), key=lambda x: x[0]
-    )
-    fitting = [tier for side, tier in tiers if side <= long_side]
-    return fitting[-1] if fitting else tiers[0][1]
-
-
-def _fit_size(model: ModelSpec, w: int, h: int, target: float) -> str:
-    """The size closest to the request that `model` accepts."""
-    if w and f"{w}x{h}" in model.sizes:
-        return f"{w}x{h}"
-    rule = model.size_rule
-    if rule is not None:
-        return _fit_rule(rule, w or 0, h or 0, target)
-    best = min(model.sizes, key=lambda s: _distance(parse_size(s), target, w * h))
-    return best
-
-
-def _distance(size: tuple[int, int], target: float, pixels: int) -> tuple[float, float]:
-    sw, sh = size
-    return (abs(math.log((sw / sh) / target)), abs(sw * sh - pixels) if pixels else 0.0)
-
-
-def _fit_rule(rule: SizeRule, w: int, h: int, target: float) -> str:
-    """Snap to the free-size rule: sides multiples of `multiple`, ratio and side limits kept.
-
-    A size that already follows the rule is kept as it is.
-    """
-    m = rule.multiple
-
-    def follows(sw: int, sh: int) -> bool:
-        long, short = max(sw, sh), min(sw, sh)
-        return (
-            sw % m == 0
-            and sh % m == 0
-            and rule.min_ratio <= sw / sh <= rule.max_ratio
-            and long <= rule.max_long
-            and short <= rule.max_short
-        )
-
-    if w and h and follows(w, h):
-        return f"{w}x{h}"
-    ratio = min(max(target, rule.min_ratio), rule.max_ratio)
-    area = (w * h) if w else 1024 * 1024
-    width = math.sqrt(area * ratio)
-    height = width / ratio
-    long_cap, short_cap = rule.max_long, rule.max_short
-    if width >= height:
-        scale = min(1.0, long_cap / width, short_cap / height)
-        w_cap, h_cap = long_cap, short_cap
-    else:
-        scale = min(1.0, long_cap / height, short_cap / width)
-        w_cap, h_cap = short_cap, long_cap
-    # Round to the nearest multiple (flooring turned 240.0 computed as 239.99… into 224), stay
-    # within the side limits, then pull the longer side in if rounding pushed the ratio out.
-    sw = min(max(m, round(width * scale / m) * m), w_cap // m * m)
-    sh = min(max(m, round(height * scale / m) * m), h_cap // m * m)
-    if sw / sh > rule.max_ratio:
-        sw = max(m, math.floor(sh * rule.max_ratio / m) * m)
-    elif sw / sh < rule.min_ratio:
-        sh = max(m, math.floor(sw / rule.min_ratio / m) * m)
-    return f"{sw}x{sh}"
+    rank = QUALITY_ORDER.index
+    below = [q for q in model.qualities if q in QUALITY_ORDER and rank(q) <= rank(request.quality)]
+    nearest = below[-1] if below else model.qualities[0]
+    params["quality"] = nearest
+    notes.append(f"quality {request.quality} → {nearest}: {model.id} offers {', '.join(model.qualities)}")

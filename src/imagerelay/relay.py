@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from .ledger import Ledger
     from .references import PreparedImage, Reference
 
-__all__ = ["OnImage", "Relay", "refuse_empty_plan"]
+__all__ = ["OnImage", "Relay", "Reserve", "refuse_empty_plan"]
 
 log = logging.getLogger("imagerelay")
 
@@ -57,6 +57,8 @@ log = logging.getLogger("imagerelay")
 OnImage = Callable[[SavedImage, Receipt], None]
 #: Called with progress that must be recorded before it is too late: ("prediction", id) etc.
 OnEvent = Callable[[str, Any], None]
+#: Asks a shared budget (a batch's) for more USD before a call that may cost more than reserved.
+Reserve = Callable[[float], bool]
 
 _DESCRIBE_INSTRUCTION = (
     "Describe this reference image for an image generator, in at most {words} words: subject, "
@@ -86,6 +88,11 @@ class _Run:
     on_event: OnEvent | None
     resume: dict[str, str]
     name: str | None = None  # used in file names instead of the prompt
+    #: USD this request may spend at most (spent, possibly billed and the next call's worst case).
+    cap: float | None = None
+    #: A shared budget this request draws on beyond the `reserved` USD it holds already.
+    reserve: Reserve | None = None
+    reserved: float = 0.0
     adopt: Adopt | None = None  # an earlier run was cut short: look for what it never recorded
     predictions: set[str] = dataclasses.field(default_factory=set)  # made (or re-attached) by this run
     #: Paid images that could be written nowhere: (their provider URL if any, why).
@@ -226,15 +233,29 @@ class Relay:
         request: ImageRequest | str,
         *,
         max_cost: float | None = None,
+        reference_sizes: list[tuple[int, int] | None] | None = None,
         routing: RoutingSettings | None = None,
         **fields: Any,
     ) -> Plan:
         """The plan for `request`, sending nothing. `routing` replaces the environment's model
-        order for this request only (a named route of the gateway, say)."""
+        order for this request only (a named route of the gateway, say).
+
+        `reference_sizes` are the references' pixel sizes; by default local files are measured
+        (URLs are not fetched: their estimates assume the costliest size).
+        """
         req = _as_request(request, fields)
         keys = self.keyed_providers
         settings = self.settings if routing is None else self.settings.model_copy(update={"routing": routing})
-        return plan_request(req, settings, self.catalog, keys=keys, cooling=self.cooling(), max_cost=max_cost)
+        sizes = reference_sizes if reference_sizes is not None else _local_sizes(req.references)
+        return plan_request(
+            req,
+            settings,
+            self.catalog,
+            keys=keys,
+            cooling=self.cooling(),
+            max_cost=max_cost,
+            reference_sizes=sizes,
+        )
 
     # -- running ------------------------------------------------------------------------------
 
@@ -248,6 +269,8 @@ class Relay:
         resume: Mapping[str, str] | None = None,
         receipt_id: str | None = None,
         name: str | None = None,
+        reserve: Reserve | None = None,
+        reserved: float = 0.0,
         adopt: Adopt | None = None,
         routing: RoutingSettings | None = None,
         loaded: Mapping[str, Reference] | None = None,
@@ -262,7 +285,9 @@ class Relay:
         run of the same request created, instead of paying for it again.
         `routing` replaces the model order for this request; `loaded` holds references (and the
         mask) already loaded and verified, by the source string the request names them with
-        (uploads, which have no path or URL of their own).
+        (uploads, which have no path or URL of their own). With `reserve`, the request holds
+        `reserved` USD of a shared budget and asks `reserve` for more before any call whose worst
+        case would need it; a refused call is not made.
         """
         req = _as_request(request, fields)
         await self.open()
@@ -279,7 +304,10 @@ class Relay:
             self.ledger = Ledger.open(self.out_dir)
             self.on_receipt.append(self.ledger.record_receipt)
         refs = await self._load_references(req, loaded or {})
-        plan = self.plan(req, max_cost=max_cost, routing=routing)
+        sizes: list[tuple[int, int] | None] = [
+            (r.info.width, r.info.height) for r in refs[: len(req.references)]
+        ]
+        plan = self.plan(req, max_cost=max_cost, reference_sizes=sizes, routing=routing)
         receipt = Receipt(
             id=receipt_id or uuid.uuid4().hex,
             env=self.settings.env,
@@ -300,10 +328,9 @@ class Relay:
             left_out={e.ref: e.reason for e in plan.excluded},
             sandbox=self.settings.sandbox,
         )
+        cap = max_cost if max_cost is not None else self.settings.budget.max_cost_per_request
         if not plan.candidates and not plan.describe:
-            _raise_empty_plan(
-                plan, receipt, max_cost if max_cost is not None else self.settings.budget.max_cost_per_request
-            )
+            _raise_empty_plan(plan, receipt, cap)
         run = _Run(
             request=req,
             receipt=receipt,
@@ -315,6 +342,9 @@ class Relay:
             on_event=on_event,
             resume=dict(resume or {}),
             name=name,
+            cap=cap,
+            reserve=reserve,
+            reserved=reserved,
             adopt=adopt,
             resumable=resume is not None,
         )
@@ -418,7 +448,9 @@ class Relay:
             if key not in self._prepared:
                 label = "mask" if is_mask else f"reference {i + 1}"
                 if is_mask:  # masks must stay PNG with alpha
-                    mlimits = ImageLimits(accept=frozenset({"image/png"}), max_bytes=lim.max_bytes)
+                    mlimits = ImageLimits(
+                        accept=frozenset({"image/png"}), max_bytes=lim.mask_max_bytes or lim.max_bytes
+                    )
                     self._prepared[key] = prepare(ref, mlimits, label=label)
                 else:
                     self._prepared[key] = prepare(ref, limits, label=label)
@@ -532,8 +564,9 @@ class Relay:
         limiter = self._limiter(cand.provider.name)
         attempt = empties = 0
         wait = 0.0
-        per_image = cand.estimate_usd / max(1, run.request.n)
+        cost = cand.cost
         while True:
+            self._check_cap(run, cand, call.n)
             attempt += 1
             wait += await limiter.acquire()
             if run.store.failure:
@@ -580,11 +613,13 @@ class Relay:
                 rec.sent = prediction.get("sent", {})
                 run.receipt.attempts.append(rec)
                 paid = len(delivered) + len(lost)
-                if rec.maybe_billed:
-                    run.receipt.possibly_billed_usd += per_image * max(0, call.n - paid)
+                if rec.maybe_billed:  # at its worst: it may have been billed in full
+                    run.receipt.possibly_billed_usd += cost.worst_per_image * max(0, call.n - paid) + (
+                        0.0 if paid else cost.worst_per_call
+                    )
                 if paid:
-                    run.receipt.estimated_cost_usd += per_image * paid
-                    run.receipt.cost_usd += per_image * paid
+                    run.receipt.estimated_cost_usd += cost.call(paid)
+                    run.receipt.cost_usd += cost.call(paid)
                     run.receipt.provider = run.receipt.provider or cand.provider.name
                     run.receipt.model = run.receipt.model or cand.model.id
                 wait = 0.0
@@ -629,7 +664,7 @@ class Relay:
                     usage=result.usage,
                 )
             )
-            estimate = per_image * (len(delivered) + len(lost))
+            estimate = cost.call(len(delivered) + len(lost))
             run.receipt.estimated_cost_usd += estimate
             if result.reported_cost_usd is not None:
                 run.receipt.reported_cost_usd = (
@@ -645,6 +680,27 @@ class Relay:
             run.receipt.model = run.receipt.model or cand.model.id
             return
 
+    def _check_cap(self, run: _Run, cand: Candidate, n: int) -> None:
+        """Never start a call whose worst case would take the request over its cap, or over what
+        it holds of a shared budget when that budget has no more to give."""
+        spent = run.receipt.cost_usd + run.receipt.possibly_billed_usd
+        worst = cand.cost.worst_call(n)
+        over: str | None = None
+        if run.cap is not None and spent + worst > run.cap + 1e-9:
+            over = f"the ${run.cap:.4f} cap"
+        elif run.reserve is not None and spent + worst > run.reserved + 1e-9:
+            if run.reserve(spent + worst - run.reserved):
+                run.reserved = spent + worst
+            else:
+                over = "what is left of the budget"
+        if over is None:
+            return
+        run.receipt.notes.append(
+            f"{cand.ref} not called: it may cost up to ${worst:.4f} and ${spent:.4f} is spent or "
+            f"possibly billed, over {over}"
+        )
+        raise _NextCandidate
+
     def _interrupted(
         self,
         run: _Run,
@@ -658,14 +714,16 @@ class Relay:
         """Record the attempt an interruption cut short: once sent, it may be billed."""
         sent = "sent" in state
         run.remaining -= paid
-        per_image = cand.estimate_usd / max(1, run.request.n)
+        cost = cand.cost
         if paid:
-            run.receipt.estimated_cost_usd += per_image * paid
-            run.receipt.cost_usd += per_image * paid
+            run.receipt.estimated_cost_usd += cost.call(paid)
+            run.receipt.cost_usd += cost.call(paid)
             run.receipt.provider = run.receipt.provider or cand.provider.name
             run.receipt.model = run.receipt.model or cand.model.id
-        if sent:
-            run.receipt.possibly_billed_usd += per_image * max(0, call.n - paid)
+        if sent:  # at its worst: it may have been billed in full
+            run.receipt.possibly_billed_usd += cost.worst_per_image * max(0, call.n - paid) + (
+                0.0 if paid else cost.worst_per_call
+            )
         pid = state.get("id")
         what = "interrupted" + ("" if sent else " before anything was sent")
         if pid and state.get("cancelled"):
@@ -766,6 +824,23 @@ def _attempt_of(
         request_id=getattr(exc, "request_id", None),
         maybe_billed=bool(getattr(exc, "maybe_billed", False)),
     )
+
+
+def _local_sizes(sources: tuple[str, ...]) -> list[tuple[int, int] | None]:
+    """Pixel sizes of local reference files (header only); None for URLs and unreadable files."""
+    sizes: list[tuple[int, int] | None] = []
+    for source in sources:
+        size = None
+        if "://" not in source:
+            from PIL import Image, UnidentifiedImageError
+
+            try:
+                with Image.open(source) as im:
+                    size = im.size
+            except (OSError, UnidentifiedImageError, ValueError):
+                size = None  # the load before any call reports what is wrong with it
+        sizes.append(size)
+    return sizes
 
 
 def _settle_sandbox(receipt: Receipt) -> None:

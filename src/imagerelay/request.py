@@ -57,7 +57,7 @@ class ImageRequest(BaseModel):
     size: str | None = None
     aspect_ratio: str | None = None
     resolution: Literal["1k", "2k", "4k"] | None = None
-    quality: Literal["low", "medium", "high"] | None = None
+    quality: Literal["low", "medium", "high", "xhigh", "max"] | None = None
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     output_format: Literal["png", "jpeg", "webp"] | None = None
     provider: str = "auto"

@@ -35,18 +35,19 @@ def test_generation_returns_bare_b64_and_usage(client: openai.OpenAI) -> None:
     assert (img.format, img.size) == ("PNG", (1024, 1024))
     assert (res.size, res.quality, res.output_format, res.background) == ("1024x1024", "low", "png", "opaque")
     assert res.usage is not None
-    assert res.usage.output_tokens == 272
+    assert res.usage.output_tokens == 196
     assert res.usage.input_tokens == res.usage.input_tokens_details.text_tokens > 0
     assert res.usage.total_tokens == res.usage.input_tokens + res.usage.output_tokens
 
 
 @pytest.mark.parametrize(
-    ("size", "quality", "tokens"), [("1024x1024", "high", 4160), ("1536x1024", "medium", 1584)]
+    ("size", "quality", "tokens"),
+    [("1024x1024", "high", 7024), ("1536x1024", "medium", 1372), ("1024x1024", "medium", 1756)],
 )
 def test_output_tokens_scale_with_size_and_quality(
     client: openai.OpenAI, size: str, quality: str, tokens: int
 ) -> None:
-    """usage.output_tokens follows the published per-size, per-quality image token counts."""
+    """usage.output_tokens follows gpt-image-2's calculator by size and quality."""
     res = client.images.generate(model=MODEL, prompt="a cat", size=size, quality=quality)  # type: ignore[arg-type]
     assert res.usage is not None
     assert res.usage.output_tokens == tokens
@@ -85,9 +86,21 @@ def test_other_unknown_parameters(client: openai.OpenAI, param: str) -> None:
     assert exc.value.param == param
 
 
-@pytest.mark.parametrize("model", ["dall-e-3", "dall-e-2", "gpt-image-1", "gpt-image-9"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "dall-e-3",
+        "dall-e-2",
+        "gpt-image-1",
+        "gpt-image-1.5",
+        "gpt-image-1-mini",
+        "chatgpt-image-latest",
+        "gpt-image-9",
+    ],
+)
 def test_retired_model_is_model_not_found(client: openai.OpenAI, model: str) -> None:
-    """dall-e-2/3, gpt-image-1 and unknown models → 404 model_not_found."""
+    """DALL·E, gpt-image-1, the models shut down on 2026-12-01 and unknown models → 404
+    model_not_found."""
     with pytest.raises(openai.NotFoundError) as exc:
         client.images.generate(model=model, prompt="a cat")
     assert exc.value.code == "model_not_found"
@@ -105,13 +118,15 @@ def test_retired_model_is_model_not_found(client: openai.OpenAI, model: str) -> 
         ("gpt-image-2", "3200x1056", False),  # wider than 3:1
         ("gpt-image-2", "2160x3840", True),
         ("gpt-image-2", "4096x2048", False),  # too large
-        ("gpt-image-1.5", "1536x864", False),  # older models: fixed sizes only
-        ("gpt-image-1-mini", "1024x1536", True),
+        ("gpt-image-2", "512x512", False),  # under 655,360 pixels
+        ("gpt-image-2-2026-04-21", "1024x1536", True),
+        ("gpt-image-2.5-flare-2026-09-08", "1536x864", True),
         ("gpt-image-2", "1792x1024", True),
     ],
 )
 def test_size_rules_by_model(client: openai.OpenAI, model: str, size: str, ok: bool) -> None:
-    """gpt-image-2+ take any WxH within the limits; older GPT-image models only the three fixed sizes."""
+    """Every served model takes any WxH within the limits (multiples of 16, 1:3–3:1, at most
+    3840x2160, at least 655,360 pixels), snapshots included."""
     if ok:
         res = client.images.generate(model=model, prompt="x", size=size, quality="low")
         assert res.size == size
@@ -279,3 +294,50 @@ def test_empty_fault_is_200_without_data(emulator: Emulator, client: openai.Open
     res = client.images.generate(model=MODEL, prompt="x")
     assert res.data == []
     assert res.usage is not None
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "ok"),
+    [
+        ("gpt-image-2.5-sunburst", {"quality": "xhigh"}, True),
+        ("gpt-image-2.6-flare", {"quality": "max"}, True),
+        ("gpt-image-2", {"quality": "xhigh"}, False),
+        ("gpt-image-2.6-sunburst", {"complexity": "low"}, True),
+        ("gpt-image-2", {"complexity": "low"}, False),
+        ("gpt-image-2", {"safety_identifier": "hashed-user-1"}, True),
+        ("gpt-image-2", {"user": "u-1"}, True),
+        ("gpt-image-2", {"input_fidelity": "high"}, False),
+        ("gpt-image-2.6-sunburst", {"output_format": "gif"}, False),
+    ],
+)
+def test_newer_fields_and_values(client: openai.OpenAI, model: str, fields: dict[str, str], ok: bool) -> None:
+    """xhigh/max and `complexity` on 2.5 and 2.6 only; `safety_identifier` (and the deprecated
+    `user`) everywhere; `input_fidelity` is for the shut-down 1.x models; GIF needs access."""
+    if ok:
+        res = client.images.generate(model=model, prompt="x", size="1024x1024", extra_body=fields)
+        assert res.data
+        if "quality" in fields:
+            assert res.quality == fields["quality"]
+    else:
+        with pytest.raises((openai.BadRequestError, openai.PermissionDeniedError)):
+            client.images.generate(model=model, prompt="x", extra_body=fields)
+
+
+def test_usage_reports_output_token_details(client: openai.OpenAI) -> None:
+    """usage carries output_tokens_details (image and text), as openai 3.57 parses it."""
+    res = client.images.generate(model=MODEL, prompt="a cat", size="1024x1024", quality="medium")
+    assert res.usage is not None
+    assert res.usage.output_tokens_details is not None
+    assert res.usage.output_tokens_details.image_tokens == res.usage.output_tokens == 1756
+
+
+def test_models_listing(client: openai.OpenAI, emulator: Emulator) -> None:
+    """GET /v1/models lists the image models served today (snapshots too) among others, and
+    follows what a test scripts into the listing."""
+    ids = {m.id for m in client.models.list()}
+    assert {"gpt-image-2", "gpt-image-2.5-flare-2026-09-08", "gpt-image-2.6-flare"} <= ids
+    assert not ids & {"gpt-image-1.5", "gpt-image-1-mini", "dall-e-3"}
+    emulator.listings.drop_openai("gpt-image-2.6-flare")
+    assert "gpt-image-2.6-flare" not in {m.id for m in client.models.list()}
+    emulator.reset()
+    assert "gpt-image-2.6-flare" in {m.id for m in client.models.list()}

@@ -302,6 +302,63 @@ def test_run_with_sdk(client: replicate.Client) -> None:
     assert out[0].startswith("http://127.0.0.1")
 
 
+FLUX2 = "black-forest-labs/flux-2-pro"
+
+
+def test_flux_2_input_images_resolution_and_single_output(client: replicate.Client) -> None:
+    """flux-2-pro takes up to 8 `input_images` and a megapixel `resolution`, and answers one URL."""
+    ref = data_uri(solid((255, 0, 0), (200, 100)))
+    out = client.run(
+        FLUX2,
+        input={
+            "prompt": "x",
+            "input_images": [ref, ref],
+            "aspect_ratio": "match_input_image",
+            "resolution": "4 MP",
+        },
+        use_file_output=False,
+    )
+    assert isinstance(out, str)
+    img = open_image(httpx.get(out).content)
+    assert img.size == (2048, 1024)  # 4 MP at the reference's 2:1, capped at 2048 a side
+
+
+@pytest.mark.parametrize(
+    ("model", "bad"),
+    [
+        (FLUX2, {"input_images": ["data:image/png;base64,AA=="] * 9}),
+        (FLUX2, {"resolution": "3 MP"}),
+        (FLUX2, {"safety_tolerance": 6}),
+        ("black-forest-labs/flux-2-flex", {"input_images": ["data:image/png;base64,AA=="] * 11}),
+        ("black-forest-labs/flux-2-dev", {"resolution": "1 MP"}),
+        (PRO, {"aspect_ratio": "21:9"}),
+        (KONTEXT, {"input_image": "data:image/png;base64,AA==", "safety_tolerance": 3}),
+    ],
+)
+def test_today_s_input_limits_are_422(raw: httpx.Client, model: str, bad: dict[str, object]) -> None:
+    """Nine images on flux-2-pro, eleven on flex, an unknown tier, safety above 5, a resolution on
+    dev, 21:9 on 1.1-pro, safety above 2 with a Kontext input image: each is 422."""
+    r = raw.post(f"/models/{model}/predictions", json={"input": {"prompt": "x", **bad}})
+    assert r.status_code == 422, r.text
+
+
+def test_model_listing_publishes_the_input_schema(raw: httpx.Client, emulator: Emulator) -> None:
+    """GET /v1/models/{owner}/{name} carries latest_version.openapi_schema: the inputs the
+    emulator validates, enums as components, limits; and a scripted change shows up."""
+    model = raw.get(f"/models/{FLUX2}").json()
+    schema = model["latest_version"]["openapi_schema"]["components"]["schemas"]
+    props = schema["Input"]["properties"]
+    assert props["input_images"]["maxItems"] == 8
+    assert props["resolution"]["allOf"] == [{"$ref": "#/components/schemas/resolution"}]
+    assert "2 MP" in schema["resolution"]["enum"]
+    assert props["safety_tolerance"]["maximum"] == 5
+    assert model["latest_version"]["openapi_schema"]["components"]["schemas"]["Output"]["format"] == "uri"
+    emulator.listings.replicate_input(FLUX2).pop("seed")
+    assert "seed" not in raw.get(f"/models/{FLUX2}").json()["latest_version"]["openapi_schema"][
+        "components"]["schemas"]["Input"]["properties"]  # fmt: skip
+    assert raw.get("/models/black-forest-labs/flux-9").status_code == 404
+
+
 def test_list_is_newest_first_100_a_page_with_a_cursor_and_created_after(
     client: replicate.Client, raw: httpx.Client
 ) -> None:

@@ -120,8 +120,8 @@ def test_urls_expire_after_ttl(test_keys: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     ("ratio", "resolution", "size"),
     [
-        ("16:9", "1k", (1024, 576)),
-        ("9:16", "2k", (1152, 2048)),
+        ("16:9", "1k", (1360, 768)),
+        ("9:16", "2k", (1536, 2720)),
         ("auto", "2k", (2048, 2048)),
         (None, None, (1024, 1024)),
     ],
@@ -129,7 +129,8 @@ def test_urls_expire_after_ttl(test_keys: dict[str, str]) -> None:
 def test_pixel_size_follows_ratio_and_resolution(
     xai: httpx.Client, ratio: str | None, resolution: str | None, size: tuple[int, int]
 ) -> None:
-    """Output pixel size is the aspect ratio at the resolution's long side (1k → 1024, 2k → 2048)."""
+    """Output size is about 1 MP (1k) or 4 MP (2k, at most 2048x2048 in area) at the ratio, sides
+    multiples of 16."""
     body = {"model": MODEL, "prompt": "a cat", "response_format": "b64_json"}
     body |= {k: v for k, v in (("aspect_ratio", ratio), ("resolution", resolution)) if v}
     item = xai.post(GEN, json=body).json()["data"][0]
@@ -140,26 +141,85 @@ def test_pixel_size_follows_ratio_and_resolution(
     ("model", "extra", "n", "usd"),
     [
         ("grok-imagine-image", {}, 2, 0.04),
-        ("grok-imagine-image-quality", {"resolution": "1k"}, 1, 0.05),
-        ("grok-imagine-image-quality", {"resolution": "2k"}, 1, 0.07),
+        ("grok-imagine-image", {"resolution": "2k"}, 1, 0.02),
+        ("grok-imagine-image-quality", {"resolution": "1k"}, 1, 0.04),
+        ("grok-imagine-image-quality", {"resolution": "2k", "quality": "medium"}, 1, 0.06),
         ("grok-imagine-image-2.0", {"quality": "low"}, 1, 0.04),
         ("grok-imagine-image-2.0", {"quality": "medium"}, 1, 0.06),
-        ("grok-imagine-image-2.0", {}, 1, 0.08),
+        ("grok-imagine-image-2.0", {"quality": "medium", "resolution": "2k"}, 1, 0.08),
+        ("grok-imagine-image-2.0", {"quality": "low", "resolution": "2k"}, 2, 0.12),
+        ("grok-imagine-image-2.0", {}, 1, 0.04),
+        ("grok-imagine-image-2.0", {"quality": "auto"}, 1, 0.04),
     ],
 )
 def test_cost_in_usd_ticks(xai: httpx.Client, model: str, extra: dict[str, str], n: int, usd: float) -> None:
-    """usage.cost_in_usd_ticks is the catalog price per image × n, in 1e-10 USD ticks."""
+    """usage.cost_in_usd_ticks is xAI's price per image × n in 1e-10 USD: 2.0 by quality ×
+    resolution (auto = low for a generation); the retired quality model as 2.0 at low."""
     body = {"model": model, "prompt": "a cat", "n": n, **extra}
     r = xai.post(GEN, json=body)
     assert r.status_code == 200
     assert r.json()["usage"]["cost_in_usd_ticks"] == round(usd * 1e10)
 
 
-def test_quality_only_for_2_0(xai: httpx.Client) -> None:
-    """quality on a model other than grok-imagine-image-2.0 → 400 "Argument not supported: quality"."""
-    r = xai.post(GEN, json={"model": MODEL, "prompt": "a cat", "quality": "low"})
+def test_quality_is_ignored_by_other_models(xai: httpx.Client) -> None:
+    """quality on grok-imagine-image is accepted and changes nothing (price or size)."""
+    r = xai.post(GEN, json={"model": MODEL, "prompt": "a cat", "quality": "medium"})
+    assert r.status_code == 200
+    assert r.json()["usage"]["cost_in_usd_ticks"] == round(0.02 * 1e10)
+
+
+@pytest.mark.parametrize(
+    ("model", "served"),
+    [
+        ("grok-imagine-image", "grok-imagine-image"),
+        ("grok-imagine-image-2.0", "grok-imagine-image-2.0"),
+        ("grok-imagine-image-quality", "grok-imagine-image-2.0"),
+        ("grok-imagine-image-pro", "grok-imagine-image-2.0"),
+    ],
+)
+def test_answer_names_the_model_that_served(xai: httpx.Client, model: str, served: str) -> None:
+    """Every answer carries the top-level `model` that served it: a retired name answers as 2.0."""
+    r = xai.post(GEN, json={"model": model, "prompt": "a cat"})
+    assert r.status_code == 200
+    assert r.json()["model"] == served
+
+
+def test_2_0_takes_wide_ratios_and_five_images(xai: httpx.Client) -> None:
+    """2.0 takes 21:9 and 5:2 and up to five images; 1.0 refuses those ratios and a fourth image."""
+    body = {"model": "grok-imagine-image-2.0", "prompt": "x", "aspect_ratio": "21:9"}
+    assert xai.post(GEN, json=body).status_code == 200
+    assert xai.post(GEN, json={**body, "model": MODEL}).status_code == 422
+    ref = {"url": data_uri(solid())}
+    five = {"model": "grok-imagine-image-2.0", "prompt": "x", "images": [ref] * 5}
+    r = xai.post(EDIT, json=five)
+    assert r.status_code == 200
+    assert r.json()["usage"]["cost_in_usd_ticks"] == round((0.06 + 5 * 0.01) * 1e10)  # auto = medium
+    assert xai.post(EDIT, json={**five, "images": [ref] * 6}).status_code == 400
+
+
+def test_webp_reference_accepted_and_large_ones_refused(xai: httpx.Client) -> None:
+    """A WebP reference is taken as it is; one over 10 MiB is refused with 400."""
+    webp = {"url": data_uri(solid(fmt="WEBP"), "image/webp")}
+    assert xai.post(EDIT, json={"model": MODEL, "prompt": "x", "image": webp}).status_code == 200
+    big = {
+        "url": "data:image/png;base64," + base64.b64encode(b"\x89PNG" + b"\0" * (10 * 1024 * 1024)).decode()
+    }
+    r = xai.post(EDIT, json={"model": MODEL, "prompt": "x", "image": big})
     assert r.status_code == 400
-    assert r.json()["error"] == "Argument not supported: quality"
+    assert "10 MiB" in r.json()["error"]
+
+
+def test_image_generation_models_listing(emulator: Emulator, xai: httpx.Client) -> None:
+    """GET /v1/image-generation-models lists ids, aliases and image_price in 1e-10 USD, and
+    follows what a test scripts into the listing."""
+    models = {m["id"]: m for m in xai.get("/image-generation-models").json()["models"]}
+    assert set(models) == {"grok-imagine-image", "grok-imagine-image-2.0"}
+    assert models["grok-imagine-image"]["image_price"] == 200_000_000
+    assert models["grok-imagine-image-2.0"]["image_price"] == 400_000_000
+    assert "grok-imagine-image-quality" in models["grok-imagine-image-2.0"]["aliases"]
+    emulator.listings.xai_model("grok-imagine-image")["image_price"] = 300_000_000
+    listed = xai.get("/image-generation-models").json()["models"]
+    assert next(m for m in listed if m["id"] == MODEL)["image_price"] == 300_000_000
 
 
 def test_n_out_of_range_is_400(xai: httpx.Client) -> None:
@@ -210,7 +270,7 @@ def test_edit_with_one_data_uri_image_keeps_its_colour_and_ratio(xai: httpx.Clie
     r = xai.post(EDIT, json=body)
     assert r.status_code == 200
     jpeg = base64.b64decode(r.json()["data"][0]["b64_json"].split(",", 1)[1])
-    assert open_image(jpeg).size == (1024, 512)
+    assert open_image(jpeg).size == (1456, 720)  # about 1 MP at 2:1
     assert is_reddish(mean_rgb(jpeg))
     assert r.json()["usage"]["cost_in_usd_ticks"] == round(0.03 * 1e10)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,18 @@ _BLOCKED = frozenset(
 )
 
 
+class _KeyIsOurs(logging.Filter):
+    """Drops the SDK's "Both GOOGLE_API_KEY and GEMINI_API_KEY are set. Using GOOGLE_API_KEY."
+    warning (from its `get_env_api_key`): it is logged even when the key is handed to the client,
+    and that key — GEMINI_API_KEY first, the one the catalog names — is the one used."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.funcName != "get_env_api_key"
+
+
+_SDK_LOG = logging.getLogger("google_genai._api_client")
+
+
 class GeminiBackend(Backend):
     """`generateContent` on a Gemini image model, via `genai.Client(...).aio`."""
 
@@ -90,6 +103,8 @@ class GeminiBackend(Backend):
             from google.genai import types
             from google.genai.client import DebugConfig
 
+            if not any(isinstance(f, _KeyIsOurs) for f in _SDK_LOG.filters):
+                _SDK_LOG.addFilter(_KeyIsOurs())
             self._transport = httpx2.AsyncClient(
                 limits=httpx2.Limits(max_connections=64, max_keepalive_connections=32)
             )

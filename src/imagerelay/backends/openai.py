@@ -53,8 +53,9 @@ __all__ = ["OpenAIBackend"]
 _PARAMS = ("size", "quality", "output_format")
 #: Extra fields each endpoint documents (CreateImageRequest / CreateImageEditRequest). An extra
 #: the other endpoint does not take is left out and listed under `not_sent` in the receipt.
-_GENERATE_EXTRAS = frozenset({"background", "moderation", "output_compression", "user"})
-_EDIT_EXTRAS = frozenset({"background", "input_fidelity", "output_compression", "user"})
+_COMMON_EXTRAS = frozenset({"background", "output_compression", "complexity", "safety_identifier", "user"})
+_GENERATE_EXTRAS = _COMMON_EXTRAS | {"moderation"}
+_EDIT_EXTRAS = _COMMON_EXTRAS | {"input_fidelity"}
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
 
 

@@ -159,22 +159,30 @@ class ReplicateBackend(Backend):
         inp.update(call.extras)
         return inp
 
-    async def _reference(self, call: Call) -> tuple[str, str]:
-        """(input value, receipt summary) of the reference: inline, or uploaded when large."""
-        from ..imaging import human_bytes
+    async def _reference(self, call: Call) -> tuple[Any, Any]:
+        """(input value, receipt summary) of the references: each inline, or uploaded when large.
 
+        A model that takes several references (FLUX.2's `input_images`) takes them as one list.
+        """
+        if call.model.max_references > 1:
+            pairs = [await self._one_reference(ref, call.model.id) for ref in call.references]
+            return [v for v, _ in pairs], [s for _, s in pairs]
         if len(call.references) > 1:
             raise ArgumentRejected(
                 f"replicate:{call.model.id} takes one reference image, {len(call.references)} given",
                 provider=self.provider.name,
                 model=call.model.id,
             )
-        ref = call.references[0]
+        return await self._one_reference(call.references[0], call.model.id)
+
+    async def _one_reference(self, ref: PreparedImage, model: str) -> tuple[str, str]:
+        from ..imaging import human_bytes
+
         size = human_bytes(len(ref.data))
         inline_max = self.provider.reference_limits.inline_max_bytes
         if inline_max is None or len(ref.data) < inline_max:
             return ref.data_uri(), f"<data URI, {size}>"
-        url = await self._upload(ref, call.model.id)
+        url = await self._upload(ref, model)
         return url, f"<uploaded {ref.filename}, {size}: {url}>"
 
     async def generate(self, call: Call, deliver: Deliver, on_event: OnEvent) -> CallResult:

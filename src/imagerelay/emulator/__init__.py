@@ -8,9 +8,11 @@ images with Pillow, serves expiring image URLs, and takes a script of faults per
         emu.script("xai.generations", Fault(status=429, headers={"retry-after": "1"}))
         ...  # point a client at emu.base_url("xai")
 
-Routes: xai.generations, xai.edits, xai.chat, xai.api_key, openai.generations, openai.edits,
-replicate.create, replicate.list, replicate.get, replicate.cancel, replicate.files, gemini.generate,
-files (any hosted image or upload URL); an unknown endpoint logs as "<provider>.unknown".
+Routes: xai.generations, xai.edits, xai.chat, xai.api_key, xai.models, openai.generations,
+openai.edits, openai.models, replicate.create, replicate.list, replicate.get, replicate.cancel,
+replicate.files, replicate.model, gemini.generate, files (any hosted image or upload URL); an
+unknown endpoint logs as "<provider>.unknown". The model listings (xai.models, openai.models,
+replicate.model) serve `emu.listings`, which a test edits to script drift from the catalog.
 
 Faults, checked in this order: `latency` (sleep first), `drop` (hang up; with `truncate`, after the
 headers and half the body), `status` (the provider's error body, or `body`), `malformed` (200, not

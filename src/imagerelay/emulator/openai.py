@@ -17,18 +17,28 @@ from imagerelay.emulator.wire import Call, Dialect, DialectError, Fault, Reply, 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-# gpt-image-2 and later take any valid WxH; the older GPT-image models only the fixed sizes.
-FLEXIBLE_MODELS = (
-    "gpt-image-2",
+# The image models OpenAI serves today (openai 3.57 `ImageModel`, the 2026-12-01 deprecations page).
+# gpt-image-1.5, gpt-image-1-mini and chatgpt-image-latest were shut down on 2026-12-01,
+# gpt-image-1 on 2026-10-23, DALL·E on 2026-05-12: each answers `model_not_found`.
+GPT_IMAGE_2 = ("gpt-image-2", "gpt-image-2-2026-04-21")
+GPT_IMAGE_2_5 = (
     "gpt-image-2.5-sunburst",
+    "gpt-image-2.5-sunburst-2026-09-08",
     "gpt-image-2.5-flare",
-    "gpt-image-2.6-sunburst",
-    "gpt-image-2.6-flare",
+    "gpt-image-2.5-flare-2026-09-08",
 )
-FIXED_MODELS = ("gpt-image-1-mini", "gpt-image-1.5", "chatgpt-image-latest")
-MODELS = FLEXIBLE_MODELS + FIXED_MODELS
+GPT_IMAGE_2_6 = ("gpt-image-2.6-sunburst", "gpt-image-2.6-flare")
+MODELS = GPT_IMAGE_2 + GPT_IMAGE_2_5 + GPT_IMAGE_2_6
+#: Other models the account lists (`GET /v1/models` is not only images).
+OTHER_LISTED = ("gpt-5.2", "gpt-5-mini", "text-embedding-3-large")
 FIXED_SIZES = ("1024x1024", "1536x1024", "1024x1536")
-_OUTPUT_TOKENS_1024 = {"low": 272, "medium": 1056, "high": 4160}  # per 1024x1024 image; scales with area
+#: The newer models' extra quality tiers and the `complexity` knob (openai 3.57; 2.6 per OpenAI docs).
+_TIERED = GPT_IMAGE_2_5 + GPT_IMAGE_2_6
+#: Output tokens per image: ceil(f * round(f*short/long) * (2e6 + w*h) / 4e6), f by quality
+#: (the gpt-image-2 calculator's formula; xhigh and max are this stand-in's own figures).
+_QUALITY_FACTORS = {"low": 16, "medium": 48, "high": 96, "xhigh": 128, "max": 176}
+_MIN_PIXELS = 655_360
+_MAX_MASK_BYTES = 4 * 1024 * 1024
 
 _COMMON = {
     "model",
@@ -39,14 +49,15 @@ _COMMON = {
     "output_format",
     "output_compression",
     "background",
-    "moderation",
     "user",
     "safety_identifier",
+    "complexity",
     "stream",
     "partial_images",
 }
-_GEN_PARAMS = _COMMON
-_EDIT_PARAMS = _COMMON | {"input_fidelity", "mask", "image", "image[]", "images"}
+_GEN_PARAMS = _COMMON | {"moderation"}
+# `moderation` is a generation parameter only; `input_fidelity` is for the shut-down 1.x models.
+_EDIT_PARAMS = _COMMON | {"mask", "markup", "image", "image[]", "images"}
 _MAX_IMAGE_BYTES = 50 * 1024 * 1024
 _INPUT_MIME = {"image/png", "image/jpeg", "image/jpg", "image/webp"}
 _PIL_FORMATS = {"PNG", "JPEG", "WEBP"}
@@ -193,8 +204,6 @@ def _size(model: str, value: Any) -> tuple[int, int] | None:
     w, h = int(match.group(1)), int(match.group(2))
     if value in FIXED_SIZES:
         return w, h
-    if model not in FLEXIBLE_MODELS:
-        raise bad
     long_side, short_side = max(w, h), min(w, h)
     if w % 16 or h % 16:
         raise _invalid("size", f"Invalid size '{value}': width and height must both be divisible by 16.")
@@ -202,14 +211,25 @@ def _size(model: str, value: Any) -> tuple[int, int] | None:
         raise _invalid("size", f"Invalid size '{value}': the aspect ratio must be between 1:3 and 3:1.")
     if long_side > 3840 or short_side > 2160:
         raise _invalid("size", f"Invalid size '{value}': the maximum supported resolution is 3840x2160.")
+    if w * h < _MIN_PIXELS:
+        raise _invalid("size", f"Invalid size '{value}': the image must have at least {_MIN_PIXELS} pixels.")
     return w, h
+
+
+def _unsupported(param: str, model: str) -> DialectError:
+    return _error(
+        400,
+        f"Unsupported parameter: '{param}' is not supported with this model.",
+        param=param,
+        code="unsupported_parameter",
+    )
 
 
 class _Params:
     """Validated parameters shared by generations and edits."""
 
-    def __init__(self, fields: dict[str, Any], allowed: set[str], default_model: str | None) -> None:
-        model = fields.get("model", default_model)
+    def __init__(self, fields: dict[str, Any], allowed: set[str]) -> None:
+        model = fields.get("model")
         if model is None:
             raise _error(400, "you must provide a model parameter")
         if not isinstance(model, str) or model not in MODELS:
@@ -227,12 +247,22 @@ class _Params:
                 f"but got a string with length {len(prompt)} instead.",
                 "string_above_max_length",
             )
+        tiered = model in _TIERED
         self.model: str = model
         self.prompt: str = prompt
         self.n = _int(fields, "n", 1, 10, 1)
         self.size = _size(model, fields.get("size"))
-        self.quality = _enum(fields, "quality", ("low", "medium", "high", "auto"), "auto")
-        self.output_format = _enum(fields, "output_format", ("png", "jpeg", "webp"), "png")
+        qualities = ("low", "medium", "high", *(("xhigh", "max") if tiered else ()), "auto")
+        self.quality = _enum(fields, "quality", qualities, "auto")
+        formats = ("png", "jpeg", "webp", "gif", "svg") if model in GPT_IMAGE_2_6 else ("png", "jpeg", "webp")
+        self.output_format = _enum(fields, "output_format", formats, "png")
+        if self.output_format in ("gif", "svg"):
+            raise _error(
+                403,
+                f"Your organization does not have access to the {self.output_format.upper()} output preview "
+                "for this model.",
+                param="output_format",
+            )
         self.compression = _int(fields, "output_compression", 0, 100, 100)
         self.background = _enum(fields, "background", ("transparent", "opaque", "auto"), "auto")
         if self.background == "transparent" and self.output_format == "jpeg":
@@ -240,13 +270,26 @@ class _Params:
                 "background", "Transparent background is not supported for the 'jpeg' output format."
             )
         _enum(fields, "moderation", ("low", "auto"), "auto")
-        _enum(fields, "input_fidelity", ("high", "low"), "low")
+        if fields.get("complexity") is not None and not tiered:
+            raise _unsupported("complexity", model)
+        _enum(fields, "complexity", ("low", "medium", "high"), "high")
+        for text in ("user", "safety_identifier"):
+            if fields.get(text) is not None and not isinstance(fields[text], str):
+                raise _invalid(text, f"Invalid type for '{text}': expected a string.", "invalid_type")
         stream = fields.get("stream")
         if stream not in (None, False, "false"):
             raise _invalid("stream", "Streaming is not supported by this endpoint of the sandbox.")
 
     def resolved_quality(self) -> str:
         return "medium" if self.quality == "auto" else self.quality
+
+
+def output_tokens(quality: str, size: tuple[int, int]) -> int:
+    """Output tokens OpenAI bills for one image of `size` at `quality`."""
+    w, h = size
+    f = _QUALITY_FACTORS[quality]
+    short_factor = (2 * f * min(w, h) + max(w, h)) // (2 * max(w, h))
+    return (f * short_factor * (2_000_000 + w * h) + 4_000_000 - 1) // 4_000_000
 
 
 def _image_tokens(img: Image) -> int:
@@ -271,12 +314,13 @@ def _respond(call: Call, params: _Params, references: list[Image]) -> Reply:
         )
     reference = references[0] if references else None
     size = params.size
-    if size is None:
-        size = (1024, 1024)
-        if reference is not None and reference.width > 1.2 * reference.height:
-            size = (1536, 1024)
-        elif reference is not None and reference.height > 1.2 * reference.width:
-            size = (1024, 1536)
+    if size is None:  # auto: the standard size nearest the reference's shape
+        target = reference.width / reference.height if reference is not None else 1.0
+        w, h = min(
+            (tuple(int(v) for v in s.split("x")) for s in FIXED_SIZES),
+            key=lambda s: abs(math.log(s[0] / s[1] / target)),
+        )
+        size = (w, h)
     quality = params.resolved_quality()
     transparent = params.background == "transparent"
     count = 0 if fault is not None and fault.empty else params.n
@@ -295,10 +339,9 @@ def _respond(call: Call, params: _Params, references: list[Image]) -> Reply:
         if fault is not None and fault.truncate:
             image = image[: len(image) // 2]
         data.append({"b64_json": base64.b64encode(image).decode()})
-    per_image = round(_OUTPUT_TOKENS_1024[quality] * size[0] * size[1] / (1024 * 1024))
     text_tokens = max(1, len(params.prompt) // 4)
     image_tokens = sum(_image_tokens(r) for r in references)
-    output_tokens = per_image * params.n
+    out_tokens = output_tokens(quality, size) * params.n
     body = {
         "created": int(time.time()),
         "background": "transparent" if transparent else "opaque",
@@ -309,8 +352,9 @@ def _respond(call: Call, params: _Params, references: list[Image]) -> Reply:
         "usage": {
             "input_tokens": text_tokens + image_tokens,
             "input_tokens_details": {"image_tokens": image_tokens, "text_tokens": text_tokens},
-            "output_tokens": output_tokens,
-            "total_tokens": text_tokens + image_tokens + output_tokens,
+            "output_tokens": out_tokens,
+            "output_tokens_details": {"image_tokens": out_tokens, "text_tokens": 0},
+            "total_tokens": text_tokens + image_tokens + out_tokens,
         },
     }
     return json_reply(200, body, openai_processing_ms="42", openai_version="2020-10-01")
@@ -329,7 +373,7 @@ def _json_fields(call: Call) -> dict[str, Any]:
 
 def generations(call: Call) -> Reply:
     """POST /v1/images/generations."""
-    params = _Params(_json_fields(call), _GEN_PARAMS, None)
+    params = _Params(_json_fields(call), _GEN_PARAMS)
     return _respond(call, params, [])
 
 
@@ -381,7 +425,7 @@ def edits(call: Call) -> Reply:
         files = [p for p in call.parts if p.filename is not None]
         for part in files:
             fields.setdefault(part.name, "<file>")
-        params = _Params(fields, _EDIT_PARAMS, "gpt-image-1.5")
+        params = _Params(fields, _EDIT_PARAMS)
         inputs = [p for p in files if p.name in ("image", "image[]")]
         if not inputs:
             raise _invalid("image", "Missing required parameter: 'image'.", "missing_required_parameter")
@@ -389,10 +433,15 @@ def edits(call: Call) -> Reply:
             raise _invalid("image", "Invalid 'image': expected at most 16 images.", "array_above_max_length")
         images = [_decode(p.name, p.data, p.content_type.lower()) for p in inputs]
         masks = [p for p in files if p.name == "mask"]
+        if masks and len(masks[0].data) >= _MAX_MASK_BYTES:
+            raise _invalid("mask", "Invalid mask: the mask must be smaller than 4 MB.", "image_too_large")
         mask = _decode("mask", masks[0].data, masks[0].content_type.lower()) if masks else None
+        markups = [p for p in files if p.name == "markup"]
+        if markups:
+            _check_markup(params, mask, _decode("markup", markups[0].data, markups[0].content_type.lower()))
     else:
         body = _json_fields(call)
-        params = _Params(body, _EDIT_PARAMS - {"image", "image[]"}, "gpt-image-1.5")
+        params = _Params(body, _EDIT_PARAMS - {"image", "image[]", "markup"})
         refs = body.get("images")
         if not isinstance(refs, list) or not refs:
             raise _invalid("images", "Missing required parameter: 'images'.", "missing_required_parameter")
@@ -412,3 +461,26 @@ def edits(call: Call) -> Reply:
                 f"{images[0].width}x{images[0].height}.",
             )
     return _respond(call, params, images)
+
+
+def _check_markup(params: _Params, mask: Image | None, markup: Image) -> None:
+    """`markup` (a transparent PNG guiding the edit): GPT Image 2.5 and later, never with a mask."""
+    if params.model not in _TIERED:
+        raise _unsupported("markup", params.model)
+    if mask is not None:
+        raise _invalid("markup", "markup cannot be combined with mask.", "invalid_value")
+    if markup.format != "PNG":
+        raise _invalid("markup", "Invalid markup: it must be a PNG image.", "invalid_image_format")
+
+
+def models(call: Call) -> Reply:
+    """GET /v1/models: the account's models (tests may change `emu.listings.openai`)."""
+    return json_reply(200, {"object": "list", "data": [dict(m) for m in call.emu.listings.openai]})
+
+
+def default_listing() -> list[dict[str, Any]]:
+    """What `GET /v1/models` lists today: the image models served, and a few others."""
+    return [
+        {"id": model, "object": "model", "created": 1_764_547_200, "owned_by": "system"}
+        for model in (*MODELS, *OTHER_LISTED)
+    ]

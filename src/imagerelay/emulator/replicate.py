@@ -8,12 +8,12 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from imagerelay.emulator import draw
+from imagerelay.emulator.replicate_models import MODELS, ModelSpec, output_size, references_of, validate
 from imagerelay.emulator.wire import Call, Dialect, DialectError, Fault, Reply, decode_data_uri, json_reply
 
 if TYPE_CHECKING:
@@ -69,181 +69,15 @@ def _not_found(method: str, path: str) -> Reply:
 
 DIALECT = Dialect("replicate", _auth_error, _error_reply, _not_found, token_schemes=("bearer", "token"))
 
-# ---- models and their inputs -------------------------------------------------------------------
-
-Check = Callable[[Any], str | None]  # an error description, or None when the value is fine
-
-
-def _enum(*allowed: str) -> Check:
-    def check(v: Any) -> str | None:
-        return None if v in allowed else f"{field_value(v)} is not one of {', '.join(allowed)}"
-
-    return check
-
-
-def _int(lo: int | None = None, hi: int | None = None, multiple: int = 1) -> Check:
-    def check(v: Any) -> str | None:
-        if not isinstance(v, int) or isinstance(v, bool):
-            return "Invalid type. Expected: integer"
-        if lo is not None and v < lo:
-            return f"Must be greater than or equal to {lo}"
-        if hi is not None and v > hi:
-            return f"Must be less than or equal to {hi}"
-        return None if v % multiple == 0 else f"Must be a multiple of {multiple}"
-
-    return check
-
-
-def _num(lo: float, hi: float) -> Check:
-    def check(v: Any) -> str | None:
-        if not isinstance(v, int | float) or isinstance(v, bool):
-            return "Invalid type. Expected: number"
-        return None if lo <= v <= hi else f"Must be between {lo} and {hi}"
-
-    return check
-
-
-def _bool(v: Any) -> str | None:
-    return None if isinstance(v, bool) else "Invalid type. Expected: boolean"
-
-
-def _str(v: Any) -> str | None:
-    return None if isinstance(v, str) else "Invalid type. Expected: string"
-
-
-def _uri(v: Any) -> str | None:
-    ok = isinstance(v, str) and v.startswith(("data:", "http://", "https://"))
-    return None if ok else "Does not match format 'uri'"
-
-
-def field_value(v: Any) -> str:
-    return json.dumps(v)
-
-
-FLUX_SIZES: dict[str, tuple[int, int]] = {
-    "1:1": (1024, 1024),
-    "16:9": (1344, 768),
-    "21:9": (1536, 640),
-    "3:2": (1216, 832),
-    "2:3": (832, 1216),
-    "4:5": (896, 1088),
-    "5:4": (1088, 896),
-    "3:4": (896, 1152),
-    "4:3": (1152, 896),
-    "9:16": (768, 1344),
-    "9:21": (640, 1536),
-}
-_KONTEXT_RATIOS: dict[str, tuple[int, int]] = {
-    "1:1": (1, 1),
-    "16:9": (16, 9),
-    "9:16": (9, 16),
-    "4:3": (4, 3),
-    "3:4": (3, 4),
-    "3:2": (3, 2),
-    "2:3": (2, 3),
-    "4:5": (4, 5),
-    "5:4": (5, 4),
-    "21:9": (21, 9),
-    "9:21": (9, 21),
-    "2:1": (2, 1),
-    "1:2": (1, 2),
-}
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    inputs: dict[str, Check]
-    defaults: dict[str, Any]
-    single: bool  # one URL string as output, rather than a list
-    reference: str | None  # the input that carries a reference image
-
-
-_SCHNELL_INPUTS: dict[str, Check] = {
-    "prompt": _str,
-    "aspect_ratio": _enum(*FLUX_SIZES),
-    "num_outputs": _int(1, 4),
-    "seed": _int(),
-    "output_format": _enum("webp", "jpg", "png"),
-    "output_quality": _int(0, 100),
-    "go_fast": _bool,
-    "megapixels": _enum("1", "0.25"),
-    "disable_safety_checker": _bool,
-    "num_inference_steps": _int(1, 4),
-}
-_LIST_DEFAULTS = {"aspect_ratio": "1:1", "num_outputs": 1, "output_format": "webp", "output_quality": 80}
-
-MODELS: dict[str, ModelSpec] = {
-    "black-forest-labs/flux-schnell": ModelSpec(
-        _SCHNELL_INPUTS, _LIST_DEFAULTS, single=False, reference=None
-    ),
-    "black-forest-labs/flux-dev": ModelSpec(
-        {
-            **_SCHNELL_INPUTS,
-            "image": _uri,
-            "prompt_strength": _num(0, 1),
-            "num_inference_steps": _int(1, 50),
-            "guidance": _num(0, 10),
-        },
-        _LIST_DEFAULTS,
-        single=False,
-        reference="image",
-    ),
-    "black-forest-labs/flux-1.1-pro": ModelSpec(
-        {
-            "prompt": _str,
-            "image_prompt": _uri,
-            "aspect_ratio": _enum(*FLUX_SIZES, "custom"),
-            "width": _int(256, 1440, multiple=32),
-            "height": _int(256, 1440, multiple=32),
-            "seed": _int(),
-            "output_format": _enum("webp", "jpg", "png"),
-            "output_quality": _int(0, 100),
-            "safety_tolerance": _int(1, 6),
-            "prompt_upsampling": _bool,
-        },
-        {"aspect_ratio": "1:1", "output_format": "webp", "output_quality": 80, "safety_tolerance": 2},
-        single=True,
-        reference="image_prompt",
-    ),
-}
-_KONTEXT = ModelSpec(
-    {
-        "prompt": _str,
-        "input_image": _uri,
-        "aspect_ratio": _enum("match_input_image", *_KONTEXT_RATIOS),
-        "seed": _int(),
-        "output_format": _enum("png", "jpg"),
-        "safety_tolerance": _int(0, 6),
-        "prompt_upsampling": _bool,
-    },
-    {"aspect_ratio": "match_input_image", "output_format": "png", "safety_tolerance": 2},
-    single=True,
-    reference="input_image",
-)
-MODELS["black-forest-labs/flux-kontext-pro"] = _KONTEXT
-MODELS["black-forest-labs/flux-kontext-max"] = _KONTEXT
+# ---- models and their inputs: see replicate_models ---------------------------------------------
 
 
 def _validate(spec: ModelSpec, given: dict[str, Any]) -> dict[str, Any]:
-    invalid: list[dict[str, str]] = []
-    for name, value in given.items():
-        check = spec.inputs.get(name)
-        if check is None:
-            invalid.append(
-                {
-                    "type": "additional_property_not_allowed",
-                    "field": "input",
-                    "description": f"Additional property {name} is not allowed",
-                }
-            )
-        elif (problem := check(value)) is not None:
-            invalid.append({"type": "invalid", "field": f"input.{name}", "description": problem})
-    if "prompt" not in given:
-        invalid.append({"type": "required", "field": "input", "description": "prompt is required"})
+    effective, invalid = validate(spec, given)
     if invalid:
         detail = "".join(f"- {i['field']}: {i['description']}\n" for i in invalid)
         raise _problem(422, detail, invalid_fields=invalid)
-    return {**spec.defaults, **given}
+    return effective
 
 
 # ---- state ----------------------------------------------------------------------------------------
@@ -345,30 +179,13 @@ def _wall(mono: float) -> float:
 # ---- rendering ------------------------------------------------------------------------------------
 
 
-def _output_size(spec: ModelSpec, inp: dict[str, Any], reference: Image | None) -> tuple[int, int]:
-    ratio = inp.get("aspect_ratio", "1:1")
-    if ratio == "custom":
-        return int(inp.get("width", 1024)), int(inp.get("height", 1024))
-    if ratio == "match_input_image" or (spec.reference == "image" and reference is not None):
-        if reference is None:
-            return 1024, 1024
-        return draw.megapixel_size(reference.width, reference.height)
-    if ratio in FLUX_SIZES:
-        w, h = FLUX_SIZES[ratio]
-    else:
-        w, h = draw.megapixel_size(*_KONTEXT_RATIOS[ratio])
-    if inp.get("megapixels") == "0.25":
-        w, h = max(16, round(w / 32) * 16), max(16, round(h / 32) * 16)
-    return w, h
-
-
 def _render_output(call: Call, p: Prediction) -> Any:
     if p.empty:
         return None if p.spec.single else []
     inp = p.effective
     fmt = inp.get("output_format", "webp")
     ext = "jpg" if fmt == "jpg" else fmt
-    size = _output_size(p.spec, inp, p.reference)
+    size = output_size(p.spec, inp, p.reference)
     count = 1 if p.spec.single else int(inp.get("num_outputs", 1))
     urls = []
     for index in range(count):
@@ -498,11 +315,12 @@ def create(call: Call) -> Reply:
         if fault.blocked:
             outcome, error = "failed", fault.error or NSFW_ERROR
     reference = None
-    ref_url = effective.get(spec.reference) if spec.reference else None
-    if isinstance(ref_url, str) and outcome == "succeeded":
-        reference, problem = _load_reference(call, ref_url)
+    for i, ref_url in enumerate(references_of(spec, effective) if outcome == "succeeded" else []):
+        loaded, problem = _load_reference(call, ref_url)
         if problem is not None:
             outcome, error = "failed", problem
+            break
+        reference = loaded if i == 0 else reference  # the first one shapes the sandbox image
     now = time.monotonic()
     p = Prediction(
         id=_new_id(),
@@ -585,6 +403,14 @@ def _find(call: Call) -> Prediction:
     if p is None:
         raise _problem(404, "Not found.")
     return p
+
+
+def model(call: Call) -> Reply:
+    """GET /v1/models/{owner}/{name}: the model, its latest version's OpenAPI schema included."""
+    found = call.emu.listings.replicate.get(f"{call.params['owner']}/{call.params['name']}")
+    if found is None:
+        raise _problem(404, "Not found.")
+    return json_reply(200, found)
 
 
 def get(call: Call) -> Reply:

@@ -20,6 +20,7 @@ from imagerelay.emulator import openai as openai_dialect
 from imagerelay.emulator import replicate as replicate_dialect
 from imagerelay.emulator import xai as xai_dialect
 from imagerelay.emulator.hosting import FileStore, expired_reply
+from imagerelay.emulator.listings import Listings
 from imagerelay.emulator.wire import (
     Call,
     Dialect,
@@ -59,6 +60,15 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, str, Handler]] = [
         ("POST", r"/xai/v1/images/edits", "xai.edits", "xai", xai_dialect.edits),
         ("POST", r"/xai/v1/chat/completions", "xai.chat", "xai", xai_dialect.chat),
         ("GET", r"/xai/v1/api-key", "xai.api_key", "xai", xai_dialect.api_key),
+        ("GET", r"/xai/v1/image-generation-models", "xai.models", "xai", xai_dialect.models),
+        ("GET", r"/openai/v1/models", "openai.models", "openai", openai_dialect.models),
+        (
+            "GET",
+            r"/replicate/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)",
+            "replicate.model",
+            "replicate",
+            replicate_dialect.model,
+        ),
         (
             "POST",
             r"/openai/v1/images/generations",
@@ -369,6 +379,8 @@ class Emulator:
         self.host = host
         self.files = FileStore(url_ttl)
         self.replicate = replicate_dialect.State()
+        #: The providers' model listings; tests edit them to script drift (see `listings`).
+        self.listings = Listings()
         self.errors: list[str] = []  # tracebacks of emulator bugs (answered as 500)
         self._lock = threading.Lock()
         self._scripts: dict[str, deque[list[Any]]] = {}
@@ -487,6 +499,7 @@ class Emulator:
             self._log.clear()
         self.files.clear()
         self.replicate.clear()
+        self.listings.reset()
         self.errors.clear()
 
     # helpers for the dialects

@@ -49,10 +49,27 @@ _MESSAGES = {
     504: "The request timed out.",
 }
 
-# Prices in ticks (1e10 ticks = 1 USD), per output image; catalog values, unconfirmed.
-IMAGE_MODELS = ("grok-imagine-image", "grok-imagine-image-quality", "grok-imagine-image-2.0")
+# Image models, with xAI's prices per output image in ticks (1e10 ticks = 1 USD): 1.0 is $0.02 at
+# 1k and 2k; 2.0 by quality x resolution; +$0.01 per input image on edits. Retired names still
+# answer: `grok-imagine-image-quality` (2026-11-02) and `-pro` (2026-05-15) are served and billed
+# as 2.0 at low quality, and the answer's `model` names 2.0.
+IMAGE_MODELS = ("grok-imagine-image", "grok-imagine-image-2.0")
+ALIASES = {
+    "grok-imagine-image-quality": ("grok-imagine-image-2.0", "low"),
+    "grok-imagine-image-pro": ("grok-imagine-image-2.0", "low"),
+}
 _TICKS_PER_USD = 10_000_000_000
-_INPUT_IMAGE_TICKS = _TICKS_PER_USD // 100
+_CENT = _TICKS_PER_USD // 100
+_INPUT_IMAGE_TICKS = _CENT
+_PRICES = {
+    "grok-imagine-image": {("low", "1k"): 2 * _CENT, ("low", "2k"): 2 * _CENT},
+    "grok-imagine-image-2.0": {
+        ("low", "1k"): 4 * _CENT,
+        ("medium", "1k"): 6 * _CENT,
+        ("low", "2k"): 6 * _CENT,
+        ("medium", "2k"): 8 * _CENT,
+    },
+}
 _RETIRED_CHAT = {
     "grok-2-vision",
     "grok-2-vision-1212",
@@ -77,7 +94,12 @@ ASPECT_RATIOS: dict[str, tuple[float, float]] = {
     "1:2": (1, 2),
     "2:1": (2, 1),
 }
-_LONG_SIDE = {"1k": 1024, "2k": 2048}
+#: Grok Imagine 2.0 also takes these (release notes, August 2026).
+WIDE_RATIOS: dict[str, tuple[float, float]] = {"21:9": (21, 9), "5:2": (5, 2)}
+#: Tiers by area: ~1 MP and ~4 MP (2k is 1k upscaled, capped at 2048x2048), sides multiples of 16.
+_MEGAPIXELS = {"1k": 1.0, "2k": 4.0}
+_MAX_PIXELS = 2048 * 2048
+_MAX_IMAGE_BYTES = 10 * 1024 * 1024
 _GEN_FIELDS = {"model", "prompt", "n", "response_format", "aspect_ratio", "resolution", "quality", "user"}
 _EDIT_FIELDS = _GEN_FIELDS | {"image", "images", "mask"}
 BLOCK_REASON = "The request was blocked by content moderation."
@@ -150,7 +172,7 @@ def _enum(body: dict[str, Any], field: str, allowed: list[str], default: str | N
 class _Params:
     """Validated common parameters of generations and edits."""
 
-    def __init__(self, body: dict[str, Any], allowed: set[str]) -> None:
+    def __init__(self, body: dict[str, Any], allowed: set[str], *, edit: bool) -> None:
         for field in body:
             if field not in allowed:
                 raise _error(400, f"Argument not supported: {field}")
@@ -161,7 +183,8 @@ class _Params:
             )
         if not isinstance(model, str):
             raise _bad_type("model", "a string")
-        if model not in IMAGE_MODELS:
+        served, forced = ALIASES.get(model, (model, None))
+        if served not in IMAGE_MODELS:
             raise _model_not_found(model)
         prompt = body.get("prompt")
         if prompt is None:
@@ -179,34 +202,44 @@ class _Params:
             raise _bad_type("n", "an integer")
         if not 1 <= n <= 10:
             raise _error(400, f"Argument n must be between 1 and 10, got {n}.")
-        self.model: str = model
+        is_2_0 = served == "grok-imagine-image-2.0"
+        self.model: str = served
         self.prompt: str = prompt
         self.n: int = n
+        self.max_images = 5 if is_2_0 else 3
         self.response_format = _enum(body, "response_format", ["url", "b64_json"], "url")
-        self.aspect_ratio = _enum(body, "aspect_ratio", [*ASPECT_RATIOS, "auto"], "auto")
-        self.resolution = _enum(body, "resolution", list(_LONG_SIDE), "1k") or "1k"
-        if "quality" in body and body["quality"] is not None and model != "grok-imagine-image-2.0":
-            raise _error(400, "Argument not supported: quality")
-        self.quality = _enum(body, "quality", ["low", "medium"], None)
+        self.ratios = {**ASPECT_RATIOS, **(WIDE_RATIOS if is_2_0 else {})}
+        self.aspect_ratio = _enum(body, "aspect_ratio", [*self.ratios, "auto"], "auto")
+        self.resolution = _enum(body, "resolution", list(_MEGAPIXELS), "1k") or "1k"
+        # Other models ignore `quality`; on 2.0 auto is low for generations, medium for edits.
+        quality = _enum(body, "quality", ["low", "medium", "auto"], "auto") or "auto"
+        auto = "medium" if edit else "low"
+        self.quality: str = (forced or (auto if quality == "auto" else quality)) if is_2_0 else "low"
         if "user" in body and body["user"] is not None and not isinstance(body["user"], str):
             raise _bad_type("user", "a string")
 
     def size(self, reference: Image | None) -> tuple[int, int]:
-        long_side = _LONG_SIDE[self.resolution]
-        if self.aspect_ratio in ASPECT_RATIOS:
-            return draw.ratio_size(*ASPECT_RATIOS[self.aspect_ratio], long_side, multiple=2)
-        if reference is not None:
-            return draw.ratio_size(reference.width, reference.height, long_side, multiple=2)
-        return long_side, long_side
+        if self.aspect_ratio in self.ratios:
+            ratio = self.ratios[self.aspect_ratio]
+        elif reference is not None:
+            ratio = (reference.width, reference.height)
+        else:
+            ratio = (1, 1)
+        return _area_size(ratio, _MEGAPIXELS[self.resolution])
 
     def ticks_per_image(self) -> int:
-        if self.model == "grok-imagine-image-quality":
-            cents = 5 if self.resolution == "1k" else 7
-        elif self.model == "grok-imagine-image-2.0":
-            cents = {"low": 4, "medium": 6}.get(self.quality or "", 8)
-        else:
-            cents = 2
-        return cents * _TICKS_PER_USD // 100
+        return _PRICES[self.model][(self.quality, self.resolution)]
+
+
+def _area_size(ratio: tuple[float, float], megapixels: float) -> tuple[int, int]:
+    """About `megapixels` at `ratio`, sides rounded to 16, the area at most 2048x2048."""
+    area = megapixels * 1024 * 1024
+    w = (area * ratio[0] / ratio[1]) ** 0.5
+    h = area / w
+    sw, sh = max(16, round(w / 16) * 16), max(16, round(h / 16) * 16)
+    if sw * sh > _MAX_PIXELS:
+        sw, sh = max(16, int(w // 16) * 16), max(16, int(h // 16) * 16)
+    return sw, sh
 
 
 def _model_not_found(model: str) -> DialectError:
@@ -227,8 +260,8 @@ def _load_image(call: Call, ref: Any, field: str, image_only: bool = True) -> Im
             mime, data = decode_data_uri(url)
         except ValueError as exc:
             raise _error(400, f"Invalid image in {field}: {exc}.") from exc
-        if mime not in ("image/jpeg", "image/jpg", "image/png"):
-            raise _error(400, f"Unsupported image type {mime} in {field}; use image/jpeg or image/png.")
+        if mime not in ("image/jpeg", "image/jpg", "image/png", "image/webp"):
+            raise _error(400, f"Unsupported image type {mime} in {field}; use PNG, JPG or WebP.")
     elif url.startswith(("http://", "https://")):
         fetched = call.emu.fetch_local(url)
         if fetched is None:
@@ -236,6 +269,8 @@ def _load_image(call: Call, ref: Any, field: str, image_only: bool = True) -> Im
         data = fetched
     else:
         raise _error(400, f"Invalid image URL in {field}: expected https:// or a data URI.")
+    if len(data) > _MAX_IMAGE_BYTES:
+        raise _error(400, f"Image in {field} is larger than the 10 MiB limit.")
     try:
         return draw.load(data)
     except ValueError as exc:
@@ -248,6 +283,7 @@ def _images_reply(call: Call, params: _Params, reference: Image | None, inputs: 
     if fault is not None and fault.blocked:
         body = {
             "created": created,
+            "model": params.model,
             "block_reason": BLOCK_REASON,
             "data": [],
             "usage": {"cost_in_usd_ticks": 0},
@@ -269,21 +305,26 @@ def _images_reply(call: Call, params: _Params, reference: Image | None, inputs: 
             item["url"] = call.emu.host_file("xai", jpeg, "image/jpeg", f"xai-tmp-imgen-{uuid.uuid4()}.jpeg")
         data.append(item)
     ticks = params.ticks_per_image() * len(data) + (_INPUT_IMAGE_TICKS * inputs if data else 0)
-    return json_reply(
-        200, {"created": created, "block_reason": None, "data": data, "usage": {"cost_in_usd_ticks": ticks}}
-    )
+    body = {
+        "created": created,
+        "model": params.model,
+        "block_reason": None,
+        "data": data,
+        "usage": {"cost_in_usd_ticks": ticks},
+    }
+    return json_reply(200, body)
 
 
 def generations(call: Call) -> Reply:
     """POST /v1/images/generations."""
-    params = _Params(_body(call), _GEN_FIELDS)
+    params = _Params(_body(call), _GEN_FIELDS, edit=False)
     return _images_reply(call, params, None, 0)
 
 
 def edits(call: Call) -> Reply:
-    """POST /v1/images/edits: JSON only, one `image` or up to three `images`."""
+    """POST /v1/images/edits: JSON only, one `image` or up to three `images` (five on 2.0)."""
     body = _body(call)
-    params = _Params(body, _EDIT_FIELDS)
+    params = _Params(body, _EDIT_FIELDS, edit=True)
     image, images = body.get("image"), body.get("images")
     if image is not None and images is not None:
         raise _error(400, "Provide either image or images, not both.")
@@ -292,8 +333,8 @@ def edits(call: Call) -> Reply:
     refs = [image] if image is not None else images
     if not isinstance(refs, list):
         raise _bad_type("images", "a list")
-    if not 1 <= len(refs) <= 3:
-        raise _error(400, f"Between 1 and 3 images are supported, got {len(refs)}.")
+    if not 1 <= len(refs) <= params.max_images:
+        raise _error(400, f"Between 1 and {params.max_images} images are supported, got {len(refs)}.")
     loaded = [
         _load_image(call, ref, f"images[{i}]" if images is not None else "image")
         for i, ref in enumerate(refs)
@@ -301,6 +342,33 @@ def edits(call: Call) -> Reply:
     if body.get("mask") is not None:
         _load_image(call, body["mask"], "mask")
     return _images_reply(call, params, loaded[0], len(loaded))
+
+
+def models(call: Call) -> Reply:
+    """GET /v1/image-generation-models: ids, aliases and prices (tests may change `emu.listings.xai`)."""
+    return json_reply(200, {"models": [dict(m) for m in call.emu.listings.xai]})
+
+
+def default_listing() -> list[dict[str, Any]]:
+    """What xAI lists today; `image_price` is the base price per image in 1e-10 USD."""
+    aliases: dict[str, list[str]] = {}
+    for alias, (served, _) in ALIASES.items():
+        aliases.setdefault(served, []).append(alias)
+    return [
+        {
+            "id": model,
+            "fingerprint": f"fp_{model.replace('-', '')[-8:]}",
+            "created": 1_754_006_400,
+            "object": "model",
+            "owned_by": "xai",
+            "version": "1.0.0",
+            "input_modalities": ["text", "image"],
+            "output_modalities": ["image"],
+            "image_price": _PRICES[model][("low", "1k")],
+            "aliases": aliases.get(model, []),
+        }
+        for model in IMAGE_MODELS
+    ]
 
 
 def api_key(call: Call) -> Reply:
@@ -330,7 +398,7 @@ def chat(call: Call) -> Reply:
     model = body.get("model")
     if not isinstance(model, str):
         raise _error(422, "Failed to deserialize the JSON body into the target type: missing field `model`.")
-    if model in _RETIRED_CHAT or not model.startswith("grok-") or model in IMAGE_MODELS:
+    if model in _RETIRED_CHAT or not model.startswith("grok-") or model in (*IMAGE_MODELS, *ALIASES):
         raise _model_not_found(model)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:

@@ -190,7 +190,8 @@ class Gateway:
             and any(e.over_budget for e in plan.excluded)
         ):
             raise _over_budget(principal, reset)
-        reserve = max((c.estimate_usd for c in (*plan.candidates, *plan.describe)), default=0.0)
+        # The most the request may cost, whichever candidate serves it (the relay holds each call to it).
+        reserve = max((c.worst_usd for c in (*plan.candidates, *plan.describe)), default=0.0)
         receipt_id = uuid.uuid4().hex
         try:
             self.ledger.start_gateway_request(

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from ..catalog_report import one_image_usd
 from .app import Gateway
 from .errors import GatewayError
 from .inputs import read_body
@@ -290,8 +291,10 @@ def _model_entries(gateway: Gateway) -> list[dict[str, Any]]:
                         "resolutions": list(m.resolutions),
                         "qualities": list(m.qualities),
                         "output_formats": list(m.output_formats),
-                        "estimate_usd_1024": round(m.price.estimate(quality=None, resolution=None), 5),
+                        "estimate_usd_1024": round(one_image_usd(m), 5),
+                        "price_basis": m.price.basis,
                         "price_confirmed": m.price.confirmed,
+                        "checked": m.checked.isoformat() if m.checked else None,
                     },
                 }
             )
