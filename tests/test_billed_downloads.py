@@ -71,3 +71,30 @@ def test_an_image_url_whose_host_refuses_is_possibly_billed_and_not_asked_again(
     assert attempt["error_type"] == "DownloadFailed"
     assert attempt["sent"]["prompt"] == "a fox"
     assert attempt["sent"]["model"] == "grok-imagine-image"
+
+
+@pytest.mark.parametrize(
+    ("model", "route"),
+    [
+        ("xai:grok-imagine-image", "xai.generations"),
+        ("openai:gpt-image-2", "openai.generations"),
+        ("replicate:black-forest-labs/flux-schnell", "replicate.create"),
+        ("gemini:gemini-nano-banana-2.1", "gemini.generate"),
+    ],
+)
+def test_a_failed_attempt_records_what_was_sent(
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    model: str,
+    route: str,
+) -> None:
+    """Every backend's failed attempt says in the receipt what was sent, not `sent: {}`."""
+    cli_emulator.script(route, Fault(status=500, times=None))
+    monkeypatch.setenv("IMAGERELAY_RETRY__ATTEMPTS", "1")
+    code, _, err = run_cli(capsys, monkeypatch, "generate", "a heron", "-p", model, "--out", "out")
+    assert code == 1, err
+    [attempt] = failure_receipt(tmp_path / "out")["attempts"]  # type: ignore[misc]
+    assert attempt["outcome"] == "transient"
+    assert "a heron" in json.dumps(attempt["sent"])

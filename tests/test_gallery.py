@@ -180,3 +180,17 @@ def test_gallery_cli_prints_the_path_and_refuses_a_missing_directory(
     assert (code, out) == (2, "")
     assert "output directory 'missing' does not exist" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_sandbox_images_are_shown_as_costing_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandbox image's card says "$0 (sandbox)" and the sheet's total does not count it."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, monkeypatch, "generate", "a fox", "--env", "sandbox", "-p", "xai")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, monkeypatch, "gallery")
+    assert code == 0, err
+    page = (tmp_path / "generated" / GALLERY_NAME).read_text()
+    assert "$0 (sandbox)" in page
+    assert "1 image(s), $0.0000 in all" in page

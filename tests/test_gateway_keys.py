@@ -228,3 +228,41 @@ def test_a_key_pasted_where_its_hash_belongs_is_refused_without_echoing_it(
     assert code == 2
     assert "not a key hash" in err
     assert secret not in out + err
+
+
+def test_keys_and_routes_come_from_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`[gateway.keys.NAME]` and `[gateway.routes.NAME]` in imagerelay.toml are read as settings."""
+    from imagerelay.errors import ConfigError
+    from imagerelay.settings import load_settings
+
+    monkeypatch.chdir(tmp_path)
+    digest = hash_key("irk_from_file_" + "9" * 10)
+    (tmp_path / "imagerelay.toml").write_text(
+        f'[gateway.keys.web]\nhash = "{digest}"\nmodels = ["fast"]\nbudget_per_month = 20.0\n\n'
+        '[gateway.routes.fast]\nmodels = ["xai:grok-imagine-image"]\n'
+    )
+    gw = load_settings("development").gateway
+    assert gw.keys["web"].hash == digest
+    assert gw.keys["web"].models == ["fast"]
+    assert gw.keys["web"].budget_per_month == 20.0
+    assert gw.routes["fast"].models == ["xai:grok-imagine-image"]
+    (tmp_path / "imagerelay.toml").write_text('[gateway.keys.web]\nhash = "sha256:00"\nbudget = 5\n')
+    with pytest.raises(ConfigError, match=r"gateway\.keys\.web"):
+        load_settings("development")
+
+
+def test_a_route_named_like_a_provider_or_listing_an_unknown_model_stops_serve(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A route that shadows a provider, or names a model not in the catalog, is exit 2 at start."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(
+        "IMAGERELAY_GATEWAY__ROUTES", json.dumps({"xai": {"models": ["xai:grok-imagine-image"]}})
+    )
+    code, _, err = run_cli(capsys, monkeypatch, "serve", "--env", "sandbox", "--port", "0")
+    assert code == 2
+    assert "already a provider name" in err
+    monkeypatch.setenv("IMAGERELAY_GATEWAY__ROUTES", json.dumps({"fast": {"models": ["xai:no-such-model"]}}))
+    code, _, err = run_cli(capsys, monkeypatch, "serve", "--env", "sandbox", "--port", "0")
+    assert code == 2
+    assert "'xai:no-such-model', which is not in the catalog" in err

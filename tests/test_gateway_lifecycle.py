@@ -225,3 +225,52 @@ async def test_while_draining_new_requests_get_503_and_readyz_says_so(
             assert (await c.get("/healthz")).status_code == 200
     finally:
         gw.ledger.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_workers_share_one_port_and_drain_on_sigterm(emu: Emulator, tmp_path: Path) -> None:
+    """`--workers 2` serves from two processes on one port, each with its own relay, all writing
+    one ledger; SIGTERM stops them all and the gateway exits 0."""
+    import subprocess
+    import sys
+
+    from .gatewaykit import _URL
+
+    port = _free_port()
+    err = tmp_path / "stderr"
+    with err.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "imagerelay.cli", "serve", "--port", str(port), "--workers", "2",
+             "--env", "development"],
+            cwd=tmp_path, env=emulator_env(emu), stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: _URL.search(err.read_text()) is not None, "the gateway to listen")
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _ready(url), "a worker to answer")
+        for i in range(4):
+            r = httpx.post(
+                f"{url}/v1/images/generations", json={"prompt": f"fox {i}", "model": "xai"}, timeout=60
+            )
+            assert r.status_code == 200, r.text
+        assert len(generated(tmp_path / "generated")) == 4
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz").status_code == 200
+    except httpx.HTTPError:
+        return False

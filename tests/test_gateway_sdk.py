@@ -372,3 +372,19 @@ def test_upload_that_is_not_an_image_is_refused(served: GatewayProcess, emu: Emu
         )
     assert caught.value.param == "image"  # type: ignore[attr-defined]
     assert generations(emu) == []
+
+
+def test_idempotency_key_of_a_refused_request_can_be_used_again(
+    served: GatewayProcess, emu: Emulator
+) -> None:
+    """A request refused before anything was sent (a reference URL the rules refuse) does not
+    hold its Idempotency-Key: the corrected request with the same key is served."""
+    url = f"{served.url}/v1/images/generations"
+    headers = {"idempotency-key": "refused-then-fixed"}
+    bad = {"prompt": "a fox", "imagerelay": {"references": [emu.url + "/files/x.png"]}}
+    assert httpx.post(url, json=bad, headers=headers, timeout=60).status_code == 400
+    fixed = httpx.post(url, json={"prompt": "a fox"}, headers=headers, timeout=60)
+    assert fixed.status_code == 200, fixed.text
+    again = httpx.post(url, json={"prompt": "a fox"}, headers=headers, timeout=60)
+    assert again.headers["x-imagerelay-receipt"] == fixed.headers["x-imagerelay-receipt"]
+    assert generations(emu) == ["xai.generations"]

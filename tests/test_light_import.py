@@ -32,6 +32,7 @@ PUBLIC = [
     "ProviderError",
     "Receipt",
     "Relay",
+    "SaveFailed",
     "TransientError",
     "UserError",
     "__version__",

@@ -32,6 +32,7 @@ __all__ = [
     "ProviderError",
     "Receipt",
     "Relay",
+    "SaveFailed",
     "TransientError",
     "UserError",
     "__version__",
@@ -63,6 +64,7 @@ _ERRORS = {
     "InvalidReference",
     "InvalidRequest",
     "ProviderError",
+    "SaveFailed",
     "TransientError",
     "UserError",
 }
@@ -82,6 +84,7 @@ if TYPE_CHECKING:
         InvalidReference,
         InvalidRequest,
         ProviderError,
+        SaveFailed,
         TransientError,
         UserError,
     )

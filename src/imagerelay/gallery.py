@@ -37,6 +37,7 @@ class Card:
     created_at: str
     cost_usd: float | None = None  # this image's share of its request's cost
     cost_reported: bool = False
+    sandbox: bool = False  # drawn by the emulator: cost nothing
     width: int = 0
     height: int = 0
     name: str | None = None
@@ -111,6 +112,7 @@ def collect_cards(directory: Path) -> tuple[list[Card], list[dict[str, str]]]:
                     created_at=str(receipt.get("created_at", "")),
                     cost_usd=share,
                     cost_reported=reported,
+                    sandbox=bool(receipt.get("sandbox")),
                     width=int(image.get("width") or 0),
                     height=int(image.get("height") or 0),
                     name=str(name) if name else None,
@@ -290,7 +292,9 @@ def _card(card: Card, thumb: str | None) -> str:
     else:
         picture = f'<a href="{_e(card.path.name)}"><img src="{thumb}" alt="{alt}" loading="lazy"></a>'
     cost = ""
-    if card.cost_usd is not None:
+    if card.sandbox:
+        cost = " · $0 (sandbox)"
+    elif card.cost_usd is not None:
         cost = f" · ${card.cost_usd:.4f}" + ("" if card.cost_reported else " (est.)")
     size = f" · {card.width}×{card.height}" if card.width and card.height else ""
     lines = [f"<figure>{picture}<figcaption>"]

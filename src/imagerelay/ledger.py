@@ -9,8 +9,8 @@
   made for it;
 - `predictions`: Replicate prediction ids, recorded the moment they are created, so that a
   batch killed mid-call re-attaches to the prediction instead of paying for a second one;
-- `gateway_requests`: each request the gateway accepted, recorded before it is sent on: which
-  gateway key asked (the key's name, never the key) and its `Idempotency-Key`, so a client that
+- `gateway_requests`: each gateway request that came with an `Idempotency-Key`, recorded before
+  it is sent on, with the gateway key that asked (its name, never the key), so a client that
   asks again gets the first answer instead of paying twice. `generations.gateway_key` names the
   key that spent each row.
 
@@ -481,13 +481,16 @@ class Ledger:
                 (state, error, _now(), item_key),
             )
 
-    def record_image(self, receipt_id: str, image: SavedImage) -> None:
+    def record_image(self, receipt_id: str, image: SavedImage, *, sync: bool = True) -> None:
         """Record one saved image at once (an `on_image` hook): a crash after this loses nothing.
 
+        With `sync=False` the row survives the process being killed but not a power cut (no
+        fsync), until the next synced write — the receipt's, moments later — makes it durable.
         Never raises: the image is on disk already, and a ledger on a full disk must not turn a
         paid image into a failed call (its receipt still records it)."""
         try:
-            self._record_image(receipt_id, image)
+            with _synchronous(self._conn, "FULL" if sync else "NORMAL"):
+                self._record_image(receipt_id, image)
         except sqlite3.Error as exc:
             log.warning("the ledger %s did not record %s: %s", self.path, image.path, exc)
 
@@ -736,6 +739,11 @@ class Ledger:
                 (receipt_id, gateway_key, idempotency_key, fingerprint, _now()),
             )
 
+    def forget_gateway_request(self, receipt_id: str) -> None:
+        """Drop the record of a gateway request that was refused before anything was sent."""
+        with _transaction(self._conn):
+            self._conn.execute("DELETE FROM gateway_requests WHERE receipt_id = ?", (receipt_id,))
+
     def gateway_request(self, gateway_key: str, idempotency_key: str) -> tuple[str, str] | None:
         """(receipt id, fingerprint) of the request this key made with `idempotency_key`, or None."""
         row = self._conn.execute(
@@ -817,6 +825,19 @@ def _apply(conn: sqlite3.Connection, statement: str) -> None:
         if any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})")):
             return
     conn.execute(statement)
+
+
+@contextlib.contextmanager
+def _synchronous(conn: sqlite3.Connection, level: str) -> Iterator[None]:
+    """`PRAGMA synchronous = level` for the statements inside, FULL again after."""
+    if level == "FULL":
+        yield
+        return
+    conn.execute(f"PRAGMA synchronous = {level}")
+    try:
+        yield
+    finally:
+        conn.execute("PRAGMA synchronous = FULL")
 
 
 @contextlib.contextmanager

@@ -184,6 +184,7 @@ class GeminiBackend(Backend):
 
     async def generate(self, call: Call, deliver: Deliver, on_event: OnEvent) -> CallResult:
         contents, config, sent = self.build_request(call)
+        on_event("sent", sent)  # a failed attempt's receipt says what was sent, too
         model = call.model.id
         aio = self._sdk()
         with self._errors(model):

@@ -28,10 +28,11 @@ from ..ledger import Ledger
 from ..receipt import Receipt
 from ..relay import Relay
 from ..store import Store
+from .answers import answer
 from .errors import GatewayError, from_relay_error
 from .keys import Budgets, KeyRing, Principal
 from .metrics import Metrics
-from .translate import Parsed, answer
+from .translate import Parsed
 
 if TYPE_CHECKING:
     from ..receipt import SavedImage
@@ -50,6 +51,8 @@ class Generated:
 
     receipt: Receipt | None = None
     error: GatewayError | None = None
+    #: Seconds inside `Relay.generate` (the rest of a request's time is the gateway's own).
+    relay_s: float = 0.0
 
 
 class Gateway:
@@ -105,7 +108,8 @@ class Gateway:
         if not self.draining:
             self.draining = True
             self.drain_deadline = time.monotonic() + self.settings.gateway.drain_seconds
-            log.warning("draining: %d generation(s) in flight", len(self._tasks))
+            level = logging.WARNING if self._tasks else logging.INFO
+            log.log(level, "draining: %d generation(s) in flight", len(self._tasks))
 
     async def stop(self) -> None:
         """Wait for the generations in flight (up to the drain deadline), then close everything."""
@@ -193,23 +197,26 @@ class Gateway:
         # The most the request may cost, whichever candidate serves it (the relay holds each call to it).
         reserve = max((c.worst_usd for c in (*plan.candidates, *plan.describe)), default=0.0)
         receipt_id = uuid.uuid4().hex
-        try:
-            self.ledger.start_gateway_request(
-                receipt_id,
-                gateway_key=principal.name,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
-            )
-        except sqlite3.IntegrityError:  # another process of this gateway took the key just now
-            raise GatewayError(
-                409,
-                "a request with this Idempotency-Key is already running: retry it",
-                code="idempotency_conflict",
-            ) from None
-        except sqlite3.Error as exc:
-            raise GatewayError(
-                500, f"the gateway cannot write its ledger: {exc}", code="storage_error"
-            ) from None
+        if idempotency_key is not None:
+            # Durable before anything is sent, so a retry finds it even across a restart. (Without
+            # the header the receipt alone records the key: one ledger write fewer per request.)
+            try:
+                self.ledger.start_gateway_request(
+                    receipt_id,
+                    gateway_key=principal.name,
+                    idempotency_key=idempotency_key,
+                    fingerprint=fingerprint,
+                )
+            except sqlite3.IntegrityError:  # another process of this gateway took the key just now
+                raise GatewayError(
+                    409,
+                    "a request with this Idempotency-Key is already running: retry it",
+                    code="idempotency_conflict",
+                ) from None
+            except sqlite3.Error as exc:
+                raise GatewayError(
+                    500, f"the gateway cannot write its ledger: {exc}", code="storage_error"
+                ) from None
         # From here to the task's start nothing awaits: the reservation and the check above are
         # one step, so two requests cannot both spend the last of a budget.
         self._key_of[receipt_id] = principal.name
@@ -219,7 +226,7 @@ class Gateway:
         task = asyncio.create_task(self._run(principal, parsed, receipt_id, max_cost, reserve))
         self._tasks[receipt_id] = task
         self.metrics.in_flight.inc()
-        task.add_done_callback(lambda _t: self._done(receipt_id))
+        task.add_done_callback(lambda _t: self._done(receipt_id, principal.name, idempotency_key))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -234,16 +241,24 @@ class Gateway:
                 headers={"Retry-After": "5"},
             ) from None
 
-    def _done(self, receipt_id: str) -> None:
+    def _done(self, receipt_id: str, key: str, idempotency_key: str | None) -> None:
+        # What a finished request left is in the ledger now (receipt, key, idempotency row):
+        # nothing of it stays in memory, however long the gateway runs.
         self._tasks.pop(receipt_id, None)
+        self._key_of.pop(receipt_id, None)
+        if idempotency_key is not None:
+            self._by_idempotency.pop((key, idempotency_key), None)
         self.metrics.in_flight.dec()
 
     async def _run(
         self, principal: Principal, parsed: Parsed, receipt_id: str, max_cost: float | None, reserve: float
     ) -> Generated:
         def on_image(saved: SavedImage, receipt: Receipt) -> None:
-            self.ledger.record_image(receipt.id, saved)  # each image counted the moment it is on disk
+            # Each image is in the ledger the moment it is on disk, surviving a kill; the fsync is
+            # left to the receipt's write, which follows (after any further call) and syncs both.
+            self.ledger.record_image(receipt.id, saved, sync=False)
 
+        start = time.perf_counter()
         try:
             receipt = await self.relay.generate(
                 parsed.request,
@@ -254,9 +269,13 @@ class Gateway:
                 loaded=parsed.loaded,
                 on_image=on_image,
             )
-            return Generated(receipt=receipt)
+            return Generated(receipt=receipt, relay_s=time.perf_counter() - start)
         except ImageRelayError as exc:
-            return Generated(error=from_relay_error(exc))
+            if self.ledger.receipt(receipt_id) is None:
+                # Refused before anything was sent (anything sent leaves a receipt): the same
+                # Idempotency-Key may be used again once the request is fixed.
+                self.ledger.forget_gateway_request(receipt_id)
+            return Generated(error=from_relay_error(exc), relay_s=time.perf_counter() - start)
         except Exception:  # a bug of ours: logged here, one line to the client
             log.exception("generation %s failed unexpectedly", receipt_id)
             return Generated(
@@ -338,7 +357,12 @@ class Gateway:
                     f"an image of receipt {receipt.id} is no longer in the output directory",
                     code="image_missing",
                 )
-            b64 = await asyncio.to_thread(_encode, [p for p in paths if p is not None])
+            found = [p for p in paths if p is not None]
+            # Big images are encoded off the event loop; a thread hop costs more than a small one.
+            if sum(image.bytes for image in receipt.images) > 1024 * 1024:
+                b64 = await asyncio.to_thread(_encode, found)
+            else:
+                b64 = _encode(found)
         return answer(
             receipt,
             response_format="url" if b64 is None else "b64_json",

@@ -21,10 +21,11 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.types import Message, Receive
 
-__all__ = ["Body", "decode_data_uri", "read_body", "read_upload"]
+__all__ = ["Body", "decode_data_uri", "form_fields", "read_body", "read_upload", "upload_name"]
 
 #: A refused body is read on (and dropped) up to this many bytes, then the connection is closed.
 _DRAIN_LIMIT = 1024 * 1024 * 1024
+_BRACKET = re.compile(r"^(\w+)((?:\[[^\]]*\])+)$")
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^,;]*)*),", re.IGNORECASE)
 
 
@@ -163,3 +164,44 @@ def decode_data_uri(uri: str, *, limit: int, param: str) -> bytes:
     if len(data) > limit:
         raise _image_too_large(param, len(data), limit)
     return data
+
+
+def form_fields(form: FormData) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """Form fields as a body: `imagerelay[seed]=7` → {"imagerelay": {"seed": "7"}}; `x[]` repeated
+    → a list. Returns (fields, uploads in order)."""
+    from starlette.datastructures import UploadFile
+
+    body: dict[str, Any] = {}
+    uploads: list[tuple[str, Any]] = []
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            uploads.append((key, value))
+            continue
+        match = _BRACKET.match(key)
+        if match is None:
+            body[key] = value
+            continue
+        parts = [match.group(1), *re.findall(r"\[([^\]]*)\]", match.group(2))]
+        node: Any = body
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            nxt = parts[i + 1] if not last else None
+            if isinstance(node, list):
+                if last:
+                    node.append(value)
+                else:
+                    child: Any = [] if nxt == "" else {}
+                    node.append(child)
+                    node = child
+                continue
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, [] if nxt == "" else {})
+    return body, uploads
+
+
+def upload_name(upload: Any, fallback: str) -> str:
+    name = str(getattr(upload, "filename", "") or fallback)
+    name = re.sub(r"[^\w.+-]+", "-", name.replace("\\", "/").rsplit("/", 1)[-1]).strip("-.")
+    return (name or fallback)[:80]

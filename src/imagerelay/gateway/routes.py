@@ -99,6 +99,7 @@ def create_app(gateway: Gateway) -> Starlette:
         return run
 
     async def images(request: Request, request_id: str, *, edit: bool) -> Response:
+        started = time.perf_counter()
         principal = gateway.authenticate(request.headers.get("authorization"))
         if gateway.draining:
             raise GatewayError(
@@ -130,7 +131,10 @@ def create_app(gateway: Gateway) -> Starlette:
             raise done.error
         assert done.receipt is not None
         out = await gateway.render(done.receipt, parsed.response_format, _base_url(gateway, request))
-        return JSONResponse(out, headers={"x-imagerelay-receipt": done.receipt.id})
+        # Server-Timing: the relay's share (plan, provider calls, storage) and the whole request
+        # as the gateway saw it; the difference is the gateway's own work.
+        timing = f"relay;dur={done.relay_s * 1e3:.2f}, total;dur={(time.perf_counter() - started) * 1e3:.2f}"
+        return JSONResponse(out, headers={"x-imagerelay-receipt": done.receipt.id, "server-timing": timing})
 
     async def generations(request: Request, request_id: str) -> Response:
         return await images(request, request_id, edit=False)

@@ -1,4 +1,4 @@
-"""OpenAI image request bodies → an `ImageRequest`, and a receipt → an OpenAI images answer.
+"""OpenAI image request bodies → an `ImageRequest` (the answers are built in `answers`).
 
 The standard fields are those of OpenAI's `CreateImageRequest`, `CreateImageEditRequest` and
 `EditImageBodyJsonParam`; imagerelay's own ride in one object, `imagerelay`, which the SDKs
@@ -10,9 +10,7 @@ that cannot add body fields (the Vercel AI SDK) sends the same object as JSON in
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
@@ -20,20 +18,17 @@ from pydantic import ValidationError
 from ..request import ImageRequest
 from ..settings import RoutingSettings
 from .errors import GatewayError
-from .inputs import decode_data_uri, read_upload
+from .inputs import decode_data_uri, form_fields, read_upload, upload_name
 
 if TYPE_CHECKING:
     from starlette.datastructures import FormData
 
     from ..catalog import Catalog
-    from ..receipt import Receipt
     from ..references import Reference
     from .config import GatewaySettings
 
 __all__ = [
     "Parsed",
-    "answer",
-    "image_name",
     "merge_header",
     "parse_edit_form",
     "parse_edit_json",
@@ -77,7 +72,6 @@ _PARAM_OF = {
     "metadata": "imagerelay.metadata",
     "extras": "imagerelay.extras",
 }
-_BRACKET = re.compile(r"^(\w+)((?:\[[^\]]*\])+)$")
 
 
 @dataclass
@@ -332,47 +326,6 @@ async def parse_generation(
     return _finish(fields, own, model, route, fmt, loaded)
 
 
-def _unflatten(form: FormData) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
-    """Form fields as a body: `imagerelay[seed]=7` → {"imagerelay": {"seed": "7"}}; `x[]` repeated
-    → a list. Returns (fields, uploads in order)."""
-    from starlette.datastructures import UploadFile
-
-    body: dict[str, Any] = {}
-    uploads: list[tuple[str, Any]] = []
-    for key, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            uploads.append((key, value))
-            continue
-        match = _BRACKET.match(key)
-        if match is None:
-            body[key] = value
-            continue
-        parts = [match.group(1), *re.findall(r"\[([^\]]*)\]", match.group(2))]
-        node: Any = body
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            nxt = parts[i + 1] if not last else None
-            if isinstance(node, list):
-                if last:
-                    node.append(value)
-                else:
-                    child: Any = [] if nxt == "" else {}
-                    node.append(child)
-                    node = child
-                continue
-            if last:
-                node[part] = value
-            else:
-                node = node.setdefault(part, [] if nxt == "" else {})
-    return body, uploads
-
-
-def _upload_name(upload: Any, fallback: str) -> str:
-    name = str(getattr(upload, "filename", "") or fallback)
-    name = re.sub(r"[^\w.+-]+", "-", name.replace("\\", "/").rsplit("/", 1)[-1]).strip("-.")
-    return (name or fallback)[:80]
-
-
 async def parse_edit_form(
     form: FormData,
     catalog: Catalog,
@@ -385,7 +338,7 @@ async def parse_edit_form(
     from ..errors import InvalidReference
     from ..references import reference_from_bytes
 
-    body, uploads = _unflatten(form)
+    body, uploads = form_fields(form)
     body = merge_header(body, header)
     for key in ("image", "mask"):
         if key in body:  # a text field where a file belongs
@@ -407,9 +360,9 @@ async def parse_edit_form(
         data = await read_upload(upload, limit=limit, param=base)
         index = len(refs) + 1
         source = (
-            f"upload:mask:{_upload_name(upload, 'mask')}"
+            f"upload:mask:{upload_name(upload, 'mask')}"
             if is_mask
-            else (f"upload:{index}:{_upload_name(upload, f'image-{index}')}")
+            else (f"upload:{index}:{upload_name(upload, f'image-{index}')}")
         )
         try:
             loaded[source] = await asyncio.to_thread(
@@ -476,116 +429,3 @@ def _image_url(item: Any, param: str) -> Any:
             400, f"unknown parameter {unknown[0][:40]!r} in {param}", param=f"{param}.{unknown[0][:40]}"
         )
     return item.get("image_url")
-
-
-# -- answers -------------------------------------------------------------------------------------
-
-
-def _usage(receipt: Receipt) -> dict[str, Any] | None:
-    """Token usage summed over the calls that reported tokens (OpenAI's do), else None."""
-    counted = [a.usage for a in receipt.attempts if a.outcome == "success" and "output_tokens" in a.usage]
-    if not counted:
-        return None
-
-    def total(key: str, sub: str | None = None) -> int:
-        out = 0
-        for u in counted:
-            value = (u.get(key) or {}).get(sub) if sub else u.get(key)
-            out += int(value or 0)
-        return out
-
-    return {
-        "input_tokens": total("input_tokens"),
-        "output_tokens": total("output_tokens"),
-        "total_tokens": total("total_tokens"),
-        "input_tokens_details": {
-            "text_tokens": total("input_tokens_details", "text_tokens"),
-            "image_tokens": total("input_tokens_details", "image_tokens"),
-        },
-    }
-
-
-def image_name(receipt: Receipt, index: int) -> str:
-    """The file part of an image's gateway URL: `1.png`, `2.jpg`."""
-    fmt = receipt.images[index - 1].format
-    return f"{index}.{'jpg' if fmt == 'jpeg' else fmt}"
-
-
-def answer(
-    receipt: Receipt,
-    *,
-    response_format: Literal["b64_json", "url"],
-    base_url: str,
-    b64: list[str] | None,
-    sandbox: bool,
-) -> dict[str, Any]:
-    """The OpenAI images answer for a receipt with at least one image; `b64` holds each image's
-    bytes, base64-encoded, when the client asked for b64_json."""
-    urls = [
-        f"{base_url}/v1/images/{receipt.id}/{image_name(receipt, i)}"
-        for i in range(1, len(receipt.images) + 1)
-    ]
-    data: list[dict[str, Any]] = []
-    for i, image in enumerate(receipt.images):
-        item: dict[str, Any] = {"b64_json": b64[i]} if b64 is not None else {"url": urls[i]}
-        if image.revised_prompt:
-            item["revised_prompt"] = image.revised_prompt
-        data.append(item)
-    first = receipt.images[0]
-    try:
-        created = int(datetime.fromisoformat(receipt.created_at).timestamp())
-    except ValueError:
-        created = 0
-    out: dict[str, Any] = {
-        "created": created,
-        "data": data,
-        "output_format": first.format,
-        "size": f"{first.width}x{first.height}",
-    }
-    quality = receipt.request.get("quality")
-    if quality:
-        out["quality"] = quality
-    usage = _usage(receipt)
-    if usage is not None:
-        out["usage"] = usage
-    out["imagerelay"] = {
-        "receipt_id": receipt.id,
-        "receipt_url": f"{base_url}/v1/receipts/{receipt.id}",
-        "provider": receipt.provider,
-        "model": receipt.model,
-        "sandbox": sandbox,
-        "cost_usd": round(receipt.cost_usd, 6),
-        "estimated_cost_usd": round(receipt.estimated_cost_usd, 6),
-        "reported_cost_usd": None
-        if receipt.reported_cost_usd is None
-        else round(receipt.reported_cost_usd, 6),
-        "possibly_billed_usd": round(receipt.possibly_billed_usd, 6),
-        "notes": list(receipt.notes),
-        "attempts": [
-            {
-                "provider": a.provider,
-                "model": a.model,
-                "outcome": a.outcome,
-                "status": a.status,
-                "error": a.error,
-                "images": a.images,
-                "duration_s": a.duration_s,
-                "maybe_billed": a.maybe_billed,
-            }
-            for a in receipt.attempts
-        ],
-        "images": [
-            {
-                "url": urls[i],
-                "width": image.width,
-                "height": image.height,
-                "format": image.format,
-                "bytes": image.bytes,
-                "sha256": image.sha256,
-                "provider": image.provider,
-                "model": image.model,
-            }
-            for i, image in enumerate(receipt.images)
-        ],
-    }
-    return out
