@@ -596,7 +596,7 @@ def batch(
     for failure in summary.failures:
         _err(f"  failed: {failure['item']}: {failure['error']}")
     if summary.stopped:
-        _err(f"{'stopped' if summary.output_failed else 'budget'}: {summary.stopped}")
+        _err(f"stopped: {summary.stopped}")  # the budget, or an output that cannot be written
     if summary.failed:
         _err("run the same command again to retry the failed items")
     _err(f"ledger: {summary.ledger}")
