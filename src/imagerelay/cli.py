@@ -561,7 +561,7 @@ def batch(
     for failure in summary.failures:
         _err(f"  failed: {failure['item']}: {failure['error']}")
     if summary.stopped:
-        _err(f"budget: {summary.stopped}")
+        _err(f"stopped: {summary.stopped}")  # the budget, or an output that cannot be written
     if summary.failed:
         _err("run the same command again to retry the failed items")
     _err(f"ledger: {summary.ledger}")
