@@ -36,7 +36,11 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 emulator_app = typer.Typer(help="The offline stand-in for every provider's API.", no_args_is_help=True)
+catalog_app = typer.Typer(
+    help="Check the catalog against what the providers serve today.", no_args_is_help=True
+)
 app.add_typer(config_app, name="config")
+app.add_typer(catalog_app, name="catalog")
 app.add_typer(emulator_app, name="emulator")
 app.add_typer(serve_app, name="serve")
 
@@ -326,9 +330,8 @@ def _show_plan(p: Plan, as_json: bool) -> None:
     typer.echo(f"plan for {p.request.n} image(s), {mode} — nothing will be sent")
     for i, c in enumerate(p.candidates, 1):
         params = ", ".join(f"{k}={v}" for k, v in c.params.items()) or "defaults"
-        at_most = f" (at most ${c.worst_usd:.4f})" if c.worst_usd > c.estimate_usd + 1e-9 else ""
         calls = "+".join(map(str, c.calls))
-        typer.echo(f"  {i}. {c.ref}  ~${c.estimate_usd:.4f}{at_most}  calls={calls}  {params}")
+        typer.echo(f"  {i}. {c.ref}  ~{c.cost_text()}  calls={calls}  {params}")
         for note in c.notes:
             typer.echo(f"       note: {note}")
     if p.describe:
@@ -392,6 +395,58 @@ def providers(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
         return
     for line in render_rows(rows):
         typer.echo(line)
+
+
+@catalog_app.command("check")
+def catalog_check(
+    provider: Annotated[
+        str | None, typer.Option("--provider", "-p", help="Only this provider (xai, openai, replicate …).")
+    ] = None,
+    write: Annotated[
+        bool,
+        typer.Option("--write", help="Save the providers' figures as an override in your config directory."),
+    ] = False,
+    env: EnvOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask each provider with a key what it serves and compare: exit 0 no drift, 1 drift, 2 none asked."""
+    from datetime import date
+
+    from . import catalog_check as check
+    from .catalog import load_catalog
+    from .errors import ImageRelayError
+
+    today = date.today()
+    try:
+        settings = _settings(env)
+        catalog = load_catalog()
+        if write:
+            from .catalog_write import override_dir
+
+            override_dir()  # refuse before asking anyone when there is nowhere to write
+        checks = check.run(settings, catalog, provider, today)
+        code = check.exit_code(checks)
+        written: list[str] = []
+        if write and code != 2:
+            from .catalog_write import write_overrides
+
+            written = [str(p) for p in write_overrides(checks, today)]
+            load_catalog()  # what was written must still load (a ConfigError names the file)
+    except ImageRelayError as exc:
+        _fail(exc, as_json=as_json)
+    if as_json:
+        payload = {"providers": [c.to_dict() for c in checks], "written": written, "exit_code": code}
+        typer.echo(json.dumps(payload, default=str))
+    else:
+        for line in check.render(checks):
+            typer.echo(line)
+    for path in written:
+        _err(f"wrote {path}")
+    if code == 1 and not write:
+        _err("run again with --write to save the providers' figures as an override of the catalog")
+    if code == 2:
+        _err("error: no provider could be asked: set a provider's key, or use --env sandbox")
+    raise typer.Exit(code)
 
 
 @config_app.command("show")
@@ -506,7 +561,7 @@ def batch(
     for failure in summary.failures:
         _err(f"  failed: {failure['item']}: {failure['error']}")
     if summary.stopped:
-        _err(f"budget: {summary.stopped}")
+        _err(f"stopped: {summary.stopped}")  # the budget, or an output that cannot be written
     if summary.failed:
         _err("run the same command again to retry the failed items")
     _err(f"ledger: {summary.ledger}")

@@ -214,6 +214,10 @@ class Ledger:
         self._lock_fd: int | None = None
         #: receipt id → (model ref, prediction id) of the call in flight, to attribute its images.
         self._current_prediction: dict[str, tuple[str, str]] = {}
+        #: receipt id → why it could not be recorded.
+        self.unrecorded: dict[str, str] = {}
+        #: Receipts whose recording failure the caller reports itself (no warning of our own).
+        self.quiet: set[str] = set()
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -324,7 +328,9 @@ class Ledger:
         try:
             self._record_receipt(receipt, gateway_key)
         except sqlite3.Error as exc:
-            log.warning("the ledger %s was not updated for receipt %s: %s", self.path, receipt.id, exc)
+            self.unrecorded[receipt.id] = str(exc)
+            if receipt.id not in self.quiet:
+                log.warning("the ledger %s was not updated for receipt %s: %s", self.path, receipt.id, exc)
 
     def _record_receipt(self, receipt: Receipt, gateway_key: str | None) -> None:
         conn = self._conn

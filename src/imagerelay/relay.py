@@ -376,6 +376,8 @@ class Relay:
                     f"a paid image could be kept nowhere ({why}): "
                     + (f"fetch it from {url} while that URL lasts" if url else "it is lost")
                 )
+            if store.failure is not None and self.ledger is not None:
+                self.ledger.quiet.add(receipt.id)  # a failing ledger is said in SaveFailed's line
             if receipt.images:
                 if run.remaining > 0:
                     receipt.notes.append(f"{run.remaining} of {req.n} images could not be made: see attempts")
@@ -383,7 +385,11 @@ class Relay:
         if store.failure is not None:
             if not receipt.images:
                 store.write_failure_receipt(receipt)
-            raise SaveFailed(_save_failure_message(store, run), receipt)
+            message = _save_failure_message(store, run)
+            if self.ledger is not None and receipt.id in self.ledger.unrecorded:
+                why = self.ledger.unrecorded[receipt.id]
+                message += f"; the ledger could not record it either ({why}): the receipt is the record"
+            raise SaveFailed(message, receipt)
         if not receipt.images:
             store.write_failure_receipt(receipt)
             raise GenerationFailed(_failure_message(run), run.failures, receipt)

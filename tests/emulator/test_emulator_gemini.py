@@ -354,3 +354,48 @@ def test_a_reply_slower_than_the_announced_deadline_is_504(gemini: httpx.Client,
     emulator.script(ROUTE, Fault(latency=1.2))
     r = gemini.post(generate(), json=request(), headers={"x-server-timeout": "1"})
     assert (r.status_code, error_of(r)["status"]) == (504, "DEADLINE_EXCEEDED")
+
+
+# -- the model listing ----------------------------------------------------------------------------
+
+
+def test_the_listing_names_every_image_model_served(gemini: httpx.Client) -> None:
+    """GET models lists the four image models served today, each able to generateContent."""
+    r = gemini.get("/models")
+    assert r.status_code == 200
+    names = [m["name"] for m in r.json()["models"]]
+    assert names == [f"models/{m}" for m in (NB21, PRO, LITE, FLASH25)]
+    assert all("generateContent" in m["supportedGenerationMethods"] for m in r.json()["models"])
+
+
+async def test_the_sdk_reads_one_model_and_a_retired_one_is_404(
+    emulator: Emulator, test_keys: dict[str, str]
+) -> None:
+    """The real SDK's models.get reads a served model; a shut-down one raises its 404, "no longer
+    available"."""
+    from google import genai
+    from google.genai import errors, types
+
+    options = types.HttpOptions(base_url=emulator.base_url("gemini"), api_version="")
+    client = genai.Client(vertexai=False, api_key=test_keys["gemini"], http_options=options)
+    try:
+        model = await client.aio.models.get(model=PRO)
+        assert (model.name, model.display_name) == (f"models/{PRO}", "Nano Banana Pro")
+        with pytest.raises(errors.ClientError) as info:
+            await client.aio.models.get(model="gemini-3.1-flash-image")
+        assert info.value.code == 404
+        assert "no longer available" in (info.value.message or "")
+    finally:
+        await client.aio.aclose()
+        client.close()
+    assert [r.route for r in emulator.requests] == ["gemini.model", "gemini.model"]
+
+
+def test_a_test_can_script_drift_in_the_listing(gemini: httpx.Client, emulator: Emulator) -> None:
+    """A model dropped from `emu.listings.gemini` is gone from GET models and 404s on GET models/{id};
+    `reset()` brings it back."""
+    emulator.listings.gemini = [m for m in emulator.listings.gemini if m["name"] != f"models/{LITE}"]
+    assert f"models/{LITE}" not in [m["name"] for m in gemini.get("/models").json()["models"]]
+    assert gemini.get(f"/models/{LITE}").status_code == 404
+    emulator.reset()
+    assert gemini.get(f"/models/{LITE}").status_code == 200

@@ -10,9 +10,10 @@ images with Pillow, serves expiring image URLs, and takes a script of faults per
 
 Routes: xai.generations, xai.edits, xai.chat, xai.api_key, xai.models, openai.generations,
 openai.edits, openai.models, replicate.create, replicate.list, replicate.get, replicate.cancel,
-replicate.files, replicate.model, gemini.generate, files (any hosted image or upload URL); an
-unknown endpoint logs as "<provider>.unknown". The model listings (xai.models, openai.models,
-replicate.model) serve `emu.listings`, which a test edits to script drift from the catalog.
+replicate.files, replicate.model, gemini.generate, gemini.models, gemini.model, files (any hosted
+image or upload URL); an unknown endpoint logs as "<provider>.unknown". The model listings
+(xai.models, openai.models, replicate.model, gemini.models, gemini.model) serve `emu.listings`,
+which a test edits to script drift from the catalog.
 
 Faults, checked in this order: `latency` (sleep first), `drop` (hang up; with `truncate`, after the
 headers and half the body), `status` (the provider's error body, or `body`), `malformed` (200, not

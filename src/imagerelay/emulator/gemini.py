@@ -1,4 +1,5 @@
-"""The Gemini dialect: `models/{model}:generateContent` on the Nano Banana image models.
+"""The Gemini dialect: `models/{model}:generateContent` on the Nano Banana image models, and the
+model listing (`GET models`, `GET models/{model}`).
 
 Served under `/gemini/{v1|v1beta|v1alpha}/` (or no version). The key comes in `x-goog-api-key`
 or `?key=`; a missing key is 403 PERMISSION_DENIED, a wrong one 400 INVALID_ARGUMENT with an
@@ -26,7 +27,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from imagerelay.emulator import draw
 from imagerelay.emulator.wire import Call, Dialect, DialectError, Fault, Reply, json_reply
@@ -64,6 +65,7 @@ _INPUT_MIME = ("image/png", "image/jpeg", "image/webp", "image/heic", "image/hei
 class Model:
     """What one image model takes; the output tokens it bills per image, by size."""
 
+    label: str
     max_references: int
     ratios: tuple[str, ...]
     tokens: dict[str, int]  # imageSize → output tokens (its keys are the sizes it takes)
@@ -75,11 +77,16 @@ class Model:
 
 MODELS: dict[str, Model] = {
     "gemini-nano-banana-2.1": Model(
-        14, _RATIOS_14, {"1K": 1120, "2K": 1680, "4K": 2520}, ("MINIMAL", "MEDIUM", "HIGH")
+        "Nano Banana 2.1", 14, _RATIOS_14, {"1K": 1120, "2K": 1680, "4K": 2520}, ("MINIMAL", "MEDIUM", "HIGH")
     ),
-    "gemini-3-pro-image": Model(14, _RATIOS_10, {"1K": 1120, "2K": 1120, "4K": 2000}, ("LOW", "HIGH")),
-    "gemini-3.1-flash-lite-image": Model(14, _RATIOS_14, {"1K": 1120}, ("MINIMAL", "HIGH")),
+    "gemini-3-pro-image": Model(
+        "Nano Banana Pro", 14, _RATIOS_10, {"1K": 1120, "2K": 1120, "4K": 2000}, ("LOW", "HIGH")
+    ),
+    "gemini-3.1-flash-lite-image": Model(
+        "Nano Banana 2 Lite", 14, _RATIOS_14, {"1K": 1120}, ("MINIMAL", "HIGH")
+    ),
     "gemini-2.5-flash-image": Model(
+        "Nano Banana",
         3,
         _RATIOS_10,
         {"1K": 1290},
@@ -275,22 +282,27 @@ def _bytes(data: Any, where: str) -> bytes:
 class _Request:
     """A validated generateContent request."""
 
+    @staticmethod
+    def missing(name: str, version: str) -> NoReturn:
+        """The 404 for a model that is shut down, or that never existed."""
+        if name in RETIRED:
+            message = (
+                f"This model models/{name} is no longer available. Please update your code to use "
+                "a newer model for the latest features and improvements."
+            )
+        else:
+            message = (
+                f"models/{name} is not found for API version {version or 'v1'}, or is not supported "
+                "for generateContent. Call ListModels to see the list of available models and their "
+                "supported methods."
+            )
+        raise _error(404, message)
+
     def __init__(self, call: Call, name: str, version: str) -> None:
         if not isinstance(call.json, dict):
             raise _invalid("Invalid JSON payload received. Unexpected token.")
         if name in RETIRED or name not in MODELS:
-            if name in RETIRED:
-                message = (
-                    f"This model models/{name} is no longer available. Please update your code to use "
-                    "a newer model for the latest features and improvements."
-                )
-            else:
-                message = (
-                    f"models/{name} is not found for API version {version or 'v1'}, or is not supported "
-                    "for generateContent. Call ListModels to see the list of available models and their "
-                    "supported methods."
-                )
-            raise _error(404, message)
+            _Request.missing(name, version)
         body = _normalise(call.json)
         _unknown(body, _TOP, "")
         self.name = name
@@ -475,3 +487,32 @@ def generate(call: Call) -> Reply:
     candidate = {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
     usage = _usage(req, req.model.tokens[req.size])
     return _answer(req, {"candidates": [candidate], "usageMetadata": usage})
+
+
+def default_listing() -> list[dict[str, Any]]:
+    """The image models Gemini lists today, as `Model` resources (tests may edit
+    `emu.listings.gemini`); the listing describes them, generation answers from `MODELS`."""
+    return [
+        {
+            "name": f"models/{name}",
+            "version": "001",
+            "displayName": model.label,
+            "supportedGenerationMethods": ["generateContent", "countTokens"],
+            "thinking": bool(model.thinking),
+        }
+        for name, model in MODELS.items()
+    ]
+
+
+def list_models(call: Call) -> Reply:
+    """GET /{version}/models: the listing, in one page."""
+    return json_reply(200, {"models": [dict(m) for m in call.emu.listings.gemini]}, _JSON)
+
+
+def get_model(call: Call) -> Reply:
+    """GET /{version}/models/{model}: one listed model, or the 404 a generation would get."""
+    name = call.params["model"]
+    found = next((m for m in call.emu.listings.gemini if m["name"] == f"models/{name}"), None)
+    if found is None:
+        _Request.missing(name, call.params.get("version") or "")
+    return json_reply(200, dict(found), _JSON)

@@ -30,6 +30,12 @@ def _openai() -> list[dict[str, Any]]:
     return openai.default_listing()
 
 
+def _gemini() -> list[dict[str, Any]]:
+    from imagerelay.emulator import gemini
+
+    return gemini.default_listing()
+
+
 def _replicate() -> dict[str, dict[str, Any]]:
     from imagerelay.emulator import replicate_models
 
@@ -38,15 +44,19 @@ def _replicate() -> dict[str, dict[str, Any]]:
 
 @dataclass
 class Listings:
-    """xAI `GET /v1/image-generation-models`, OpenAI `GET /v1/models`, Replicate `GET /v1/models/{o}/{n}`."""
+    """xAI `GET /v1/image-generation-models`, OpenAI `GET /v1/models`, Replicate
+    `GET /v1/models/{o}/{n}`, Gemini `GET /v1beta/models`."""
 
     xai: list[dict[str, Any]] = field(default_factory=_xai)
     openai: list[dict[str, Any]] = field(default_factory=_openai)
     #: owner/name → the model object, `latest_version.openapi_schema` included.
     replicate: dict[str, dict[str, Any]] = field(default_factory=_replicate)
+    #: Gemini `GET /v1beta/models`: `Model` resources named `models/<id>`.
+    gemini: list[dict[str, Any]] = field(default_factory=_gemini)
 
     def reset(self) -> None:
         self.xai, self.openai, self.replicate = _xai(), _openai(), _replicate()
+        self.gemini = _gemini()
 
     def xai_model(self, model_id: str) -> dict[str, Any]:
         """The xAI listing entry of `model_id`, to edit in place."""

@@ -114,6 +114,20 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, str, Handler]] = [
             "gemini",
             gemini_dialect.generate,
         ),
+        (
+            "GET",
+            r"/gemini(?:/(?P<version>v1|v1beta|v1alpha))?/models",
+            "gemini.models",
+            "gemini",
+            gemini_dialect.list_models,
+        ),
+        (
+            "GET",
+            r"/gemini(?:/(?P<version>v1|v1beta|v1alpha))?/models/(?P<model>[^/:]+)",
+            "gemini.model",
+            "gemini",
+            gemini_dialect.get_model,
+        ),
         ("GET", r"/files/.+", "files", "files", _serve_hosted),
     ]
 ]
