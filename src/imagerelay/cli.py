@@ -361,9 +361,8 @@ def _show_plan(p: Plan, as_json: bool) -> None:
     typer.echo(f"plan for {p.request.n} image(s), {mode} — nothing will be sent")
     for i, c in enumerate(p.candidates, 1):
         params = ", ".join(f"{k}={v}" for k, v in c.params.items()) or "defaults"
-        at_most = f" (at most ${c.worst_usd:.4f})" if c.worst_usd > c.estimate_usd + 1e-9 else ""
         calls = "+".join(map(str, c.calls))
-        typer.echo(f"  {i}. {c.ref}  ~${c.estimate_usd:.4f}{at_most}  calls={calls}  {params}")
+        typer.echo(f"  {i}. {c.ref}  ~{c.cost_text()}  calls={calls}  {params}")
         for note in c.notes:
             typer.echo(f"       note: {note}")
     if p.describe:
