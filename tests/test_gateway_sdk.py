@@ -239,9 +239,13 @@ def test_unknown_model_and_unknown_parameter_are_bad_requests(served: GatewayPro
 
 
 def test_bare_model_id_resolves_to_its_provider(served: GatewayProcess, emu: Emulator) -> None:
-    """`model: "gpt-image-2"` (as OpenAI names it) means openai:gpt-image-2."""
+    """`model: "gpt-image-2"` (as OpenAI names it) means openai:gpt-image-2, and the answer carries
+    the token usage the provider reported."""
     result = client(served).images.generate(prompt="a fox", model="gpt-image-2")
     assert (result.model_extra or {})["imagerelay"]["model"] == "gpt-image-2"
+    assert result.usage is not None
+    assert result.usage.output_tokens > 0
+    assert result.usage.total_tokens >= result.usage.output_tokens
     assert generations(emu) == ["openai.generations"]
 
 

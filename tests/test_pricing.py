@@ -49,7 +49,7 @@ def candidate(
         request,
         load_settings("development", budget={"max_cost_per_request": None}),
         catalog,
-        keys=("xai", "openai", "replicate"),
+        keys=("xai", "openai", "replicate", "gemini"),
         today=TODAY,
         reference_sizes=refs,
     )
@@ -68,6 +68,9 @@ GRID: list[tuple[str, dict[str, Any], list[tuple[int, int]], float, str]] = [
     ("xai:grok-imagine-image-2.0", {}, [], 0.04, "auto = low for a generation, at 1k"),
     ("xai:grok-imagine-image-2.0", {}, [(1024, 1024)], 0.07, "auto = medium for an edit: $0.06 + $0.01"),
     ("xai:grok-imagine-image-2.0", {"quality": "low", "resolution": "2k", "n": 3}, [], 0.18, "3 x $0.06"),
+    # -- Gemini: per image by size tier, inputs per call on Pro --------------------------------------
+    ("gemini:gemini-nano-banana-2.1", {"size": "1792x1024"}, [], 0.0504, "1792x1024 → 16:9 @2k"),
+    ("gemini:gemini-3-pro-image", {}, [(800, 600)] * 2, 0.134 + 2 * 0.00112, "1k, 560 tokens per input"),
     # -- OpenAI: $30 per 1M output tokens, $8 per 1M image in, $5 per 1M text in -----------------
     # output tokens = ceil(f * round(f*short/long) * (2e6 + w*h) / 4e6), f = 16 / 48 / 96 / 144 / 192
     (

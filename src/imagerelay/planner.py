@@ -53,6 +53,11 @@ class Candidate:
         """The most every call of this candidate can cost together."""
         return self.cost.worst_total(self.calls)
 
+    def cost_text(self) -> str:
+        """ "$0.0412", or "$0.0412 (at most $0.0527)" where the worst case is dearer."""
+        shown, worst = f"${self.estimate_usd:.4f}", f"${self.worst_usd:.4f}"
+        return shown if worst == shown else f"{shown} (at most {worst})"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.ref,
@@ -200,8 +205,7 @@ def plan_request(
             cand.described = described
             if limit is None or cand.worst_usd <= limit + 1e-12:
                 return cand
-            at_most = f" (at most ${cand.worst_usd:.4f})" if cand.worst_usd > cand.estimate_usd + 1e-9 else ""
-            reason = f"estimated ${cand.estimate_usd:.4f}{at_most}, over the ${limit:.4f} limit"
+            reason = f"estimated {cand.cost_text()}, over the ${limit:.4f} limit"
             over_budget = True
         is_cooling = model.ref in cooling and reason == cooling[model.ref]
         if pinned and not over_budget and not is_cooling:

@@ -88,4 +88,5 @@ def keys_new(
         '  # optional: models = ["auto"], budget_per_day = 5.0, budget_per_month = 100.0, '
         "requests_per_minute = 60"
     )
-    typer.echo(f"or in the environment: IMAGERELAY_GATEWAY__KEYS__{name.upper()}__HASH={digest}")
+    shown = json.dumps({name: {"hash": digest}})
+    typer.echo(f"or in the environment: IMAGERELAY_GATEWAY__KEYS='{shown}'")
