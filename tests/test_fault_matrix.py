@@ -60,14 +60,29 @@ WRONG_KEYS = {
     "gemini": "AIza" + "-wrong-0123456789",
 }
 
-#: Quick: a short read timeout for the timeout cells, short polls and prediction deadline.
+#: Quick polls for every provider, with a read timeout and prediction deadline generous enough
+#: that a healthy answer slowed down by a busy machine is never taken for a fault.
 FAST_PROVIDERS: dict[str, dict[str, Any]] = {
-    "xai": {"timeout": 0.4},
-    "openai": {"timeout": 0.4},
-    "replicate": {"timeout": 0.4, "poll_interval": 0.05, "prediction_deadline": 1.3},
-    "gemini": {"timeout": 0.4},
+    "xai": {"timeout": 30.0},
+    "openai": {"timeout": 30.0},
+    "replicate": {"timeout": 30.0, "poll_interval": 0.05, "prediction_deadline": 60.0},
+    "gemini": {"timeout": 30.0},
 }
-#: Longer than every read timeout above.
+#: What a timing cell shortens, on its faulty provider alone.
+SHORTENED: dict[str, dict[str, float]] = {
+    "read-timeout": {"timeout": 0.4},
+    "prediction-stuck": {"prediction_deadline": 1.3},
+}
+
+
+def providers_for(provider: str, fault: str) -> dict[str, dict[str, Any]]:
+    """FAST_PROVIDERS, with the faulty provider's timeout or deadline shortened for its cell."""
+    providers = {p: dict(values) for p, values in FAST_PROVIDERS.items()}
+    providers[provider].update(SHORTENED.get(fault, {}))
+    return providers
+
+
+#: Longer than the shortened read timeout.
 TIMEOUT_LATENCY = {"xai": 1.0, "openai": 1.0, "replicate": 1.0, "gemini": 1.0}
 #: A 429 asking for 2 s: in a Retry-After header, or (Gemini) a RetryInfo in the error's details.
 RATE_LIMITED = {
@@ -263,7 +278,12 @@ async def test_fault_cell(cell: Cell, emulator: Emulator, tmp_path: Path, test_k
     out = tmp_path / "out"
     receipt: Receipt
     async with make_relay(
-        emulator, tmp_path, keys, sleep=sleeps, routing=routing, providers=FAST_PROVIDERS
+        emulator,
+        tmp_path,
+        keys,
+        sleep=sleeps,
+        routing=routing,
+        providers=providers_for(cell.provider, cell.fault),
     ) as relay:
         if cell.action == "stop":
             with pytest.raises(GenerationFailed) as info:
@@ -481,6 +501,8 @@ def test_exit_code_through_cli(
         if fault.status == 429:
             fault = Fault(status=429, headers={"retry-after": "0"}, seconds=0)  # the CLI really sleeps
         cli_env.script(route, fault)
+    for name, value in SHORTENED.get(cell.fault, {}).items():
+        monkeypatch.setenv(f"IMAGERELAY_PROVIDERS__{cell.provider.upper()}__{name.upper()}", str(value))
     for p, key in cell.keys.items():
         monkeypatch.setenv(KEY_VARS[p], key)
     monkeypatch.setenv(
