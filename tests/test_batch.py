@@ -82,7 +82,7 @@ async def test_thirty_items_with_faults_end_done_or_failed_for_a_reason(
     assert (summary.items, summary.done, summary.failed, summary.remaining) == (30, 29, 1, 0)
     assert counts == {"done": 29, "failed": 1}
     assert summary.spent_usd == pytest.approx(spent)
-    assert summary.exit_code == 1
+    assert summary.exit_code == 3  # partial: some items done, not all
     [failure] = summary.failures
     assert "content_blocked" in failure["error"]
     with sqlite3.connect(out / LEDGER_NAME) as db:
@@ -131,10 +131,13 @@ async def test_budget_stops_starting_items_and_counts_earlier_runs(
     summary, counts, spent = await run(
         load_manifest(path), relay_for(emulator, out, test_keys), out, concurrency=4, max_cost=0.07
     )
-    assert (summary.done, summary.remaining, summary.exit_code) == (3, 5, 1)
+    assert (summary.done, summary.remaining, summary.exit_code) == (3, 5, 3)
     assert spent == pytest.approx(0.06)
     assert summary.stopped is not None
     assert "$0.07 batch budget" in summary.stopped
+    # Said after the three running items finished: the batch's final spend, not $0 at the stop.
+    assert "$0.0600 spent on this batch" in summary.stopped
+    assert summary.batch_spent_usd == pytest.approx(0.06)
     assert "5 item(s) not started" in summary.stopped
     assert counts == {"done": 3, "pending": 5}
     assert len(emulator.requests_for("xai.generations")) == 3
@@ -293,13 +296,16 @@ def test_cli_json_summary_plain_progress_and_exit_codes(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    """--json prints one summary object; progress goes to stderr as plain lines; a failed item
-    exits 1 and a rerun that finishes it exits 0."""
+    """--json prints one summary object with the saved paths; progress goes to stderr as plain
+    lines; one failed item of two exits 3 (partial) and a rerun that finishes it exits 0."""
     cli_emulator.script("xai.generations", Fault(blocked=True))
     path = jsonl(tmp_path / "m.jsonl", {"prompt": "first", "name": "one"}, {"prompt": "second"})
     code, out, err = run_cli(capsys, monkeypatch, "batch", str(path), "--out", "out", "-c", "1", "--json")
     summary = json.loads(out)
-    assert code == 1
+    assert code == summary["exit_code"] == 3
+    [saved] = summary["saved"]
+    assert Path(saved).is_file()
+    assert Path(saved).with_suffix(".json").is_file()
     assert {k: summary[k] for k in ("items", "done", "failed", "skipped", "remaining")} == {
         "items": 2, "done": 1, "failed": 1, "skipped": 0, "remaining": 0,
     }  # fmt: skip
@@ -314,6 +320,21 @@ def test_cli_json_summary_plain_progress_and_exit_codes(
     assert code == 0
     assert "1 done, 1 already done, 0 failed" in err
     assert [Path(line).suffix for line in out.split()] == [".jpg"]
+
+
+def test_cli_batch_where_nothing_was_made_exits_1(
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Every item failed and none was done before: exit 1 (not the partial 3), and the JSON agrees."""
+    cli_emulator.script("xai.generations", Fault(blocked=True, times=None))
+    path = jsonl(tmp_path / "m.jsonl", {"prompt": "first"}, {"prompt": "second"})
+    code, out, err = run_cli(capsys, monkeypatch, "batch", str(path), "--out", "out", "--json")
+    summary = json.loads(out)
+    assert code == summary["exit_code"] == 1, err
+    assert (summary["done"], summary["failed"], summary["saved"]) == (0, 2, [])
 
 
 @pytest.mark.parametrize(

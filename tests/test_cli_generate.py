@@ -139,3 +139,116 @@ def test_another_programs_config_dir_does_not_stop_imagerelay(
     code, out, err = run_cli(capsys, monkeypatch, "generate", "a lighthouse", "--env", "sandbox")
     assert code == 1
     assert "no candidate fits the budget of $0.0001" in err
+
+
+# -- exit codes and --json --------------------------------------------------------------------------
+
+
+def test_four_images_of_six_exit_3_and_say_so_in_json(
+    cli_emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partial delivery (4 of 6) exits 3, and its JSON receipt has exit_code 3 and the 4 images."""
+    cli_emulator.script("replicate.create", Fault(), Fault(status=500, times=None))
+    monkeypatch.setenv("IMAGERELAY_RETRY__ATTEMPTS", "1")
+    code, out, err = run_cli(
+        capsys, monkeypatch, "generate", "foxes", "-n", "6", "--json",
+        "--provider", "replicate:black-forest-labs/flux-schnell",
+    )  # fmt: skip
+    assert code == 3, err
+    receipt = json.loads(out)
+    assert receipt["exit_code"] == 3
+    assert (len(receipt["images"]), receipt["request"]["n"]) == (4, 6)
+    assert all(Path(i["path"]).is_file() for i in receipt["images"])
+    assert "partial: 4 of 6 image(s) saved (exit 3)" in err
+
+
+def test_complete_delivery_json_has_exit_code_0(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every image asked for: exit 0, and the JSON receipt says exit_code 0."""
+    code, out, err = run_cli(
+        capsys,
+        monkeypatch,
+        "generate",
+        "foxes",
+        "-n",
+        "2",
+        "--env",
+        "sandbox",
+        "--out",
+        str(tmp_path),
+        "--json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["exit_code"] == 0
+    assert "partial" not in err
+
+
+@pytest.mark.parametrize("command", [["plan"], ["generate", "--dry-run"]])
+def test_plan_no_model_can_serve_fails_as_generate_would(
+    command: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A plan no model can serve (no key set) exits 2 like generate, still showing why each was left out."""
+    monkeypatch.chdir(tmp_path)
+    for var in ALL_KEY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    code, out, err = run_cli(capsys, monkeypatch, *command, "a fox", "--env", "development")
+    assert code == 2
+    assert "no model can serve this request" in out
+    assert "no key" in out
+    assert err.startswith("error: no model can serve this request")
+    assert err.count("\n") == 1
+
+    code, out, err = run_cli(capsys, monkeypatch, *command, "a fox", "--env", "development", "--json")
+    assert code == 2
+    payload = json.loads(out)
+    assert (payload["error_type"], payload["exit_code"]) == ("InvalidRequest", 2)
+    assert payload["plan"]["candidates"] == []
+    assert payload["plan"]["excluded"]
+
+
+def test_plan_over_budget_exits_1_like_generate(
+    cli_emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan whose every model is over --max-cost exits 1, as generate does (BudgetExceeded); a
+    plan that can be served exits 0 with exit_code 0 in its JSON."""
+    code, out, err = run_cli(capsys, monkeypatch, "plan", "a fox", "--max-cost", "0.0001", "--json")
+    assert code == 1, err
+    assert json.loads(out)["error_type"] == "BudgetExceeded"
+    code, out, err = run_cli(capsys, monkeypatch, "plan", "a fox", "--json")
+    assert code == 0, err
+    assert json.loads(out)["exit_code"] == 0
+    assert cli_emulator.requests == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["generate", "a fox", "-n", "abc", "--json"],
+        ["generate", "--json", "a fox", "--no-such-option"],
+        ["batch", "--json"],
+        ["plan", "a fox", "--json", "--size"],
+    ],
+    ids=["bad-value", "unknown-option", "missing-argument", "missing-option-value"],
+)
+def test_usage_error_with_json_prints_one_json_object(
+    args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A usage error with --json exits 2 with one JSON object on stdout and one line on stderr."""
+    code, out, err = run_cli(capsys, monkeypatch, *args)
+    assert code == 2
+    payload = json.loads(out)
+    assert (payload["error_type"], payload["exit_code"]) == ("UsageError", 2)
+    assert err.count("\n") == 1
+    assert err.startswith("error: ")
+    assert payload["error"] in err
+
+
+def test_usage_error_without_json_prints_nothing_on_stdout(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --json (here only after `--`, as a prompt), a usage error leaves stdout empty."""
+    code, out, err = run_cli(capsys, monkeypatch, "generate", "-n", "abc", "--", "--json")
+    assert code == 2
+    assert out == ""
+    assert err.startswith("error: ")

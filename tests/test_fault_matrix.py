@@ -527,16 +527,16 @@ def test_every_provider_down_exits_1_listing_each_attempt(
         assert len(cli_env.requests_for(route)) == 2
 
 
-def test_partial_delivery_exits_0_with_the_saved_image(
+def test_partial_delivery_exits_3_with_the_saved_image(
     cli_env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """n=2 where only one image could be fetched exits 0, prints its path and notes the shortfall."""
+    """n=2 where only one image could be fetched exits 3 (partial), prints its path, notes the shortfall."""
     cli_env.script("files", Fault(), Fault(expired=True, times=None))
     monkeypatch.setenv("IMAGERELAY_ROUTING__TEXT", json.dumps([PRIMARY["replicate"]]))
     code, out, err = run_cli(
         capsys, monkeypatch, "generate", "two", "-n", "2", "--out", str(tmp_path / "out")
     )
-    assert code == 0, err
+    assert code == 3, err
     paths = out.split()
     assert len(paths) == 1
     probe(Path(paths[0]).read_bytes())

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import GenerationFailed, ImageRelayError, SaveFailed
+from .errors import ExitCode, GenerationFailed, ImageRelayError, SaveFailed
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -82,14 +82,20 @@ class BatchSummary:
     failures: list[dict[str, str]] = field(default_factory=list)
     ledger: str = ""
     stopped: str | None = None  # why new items stopped being started
+    output_failed: bool = False  # stopped because the output (images or ledger) could not be written
     saved: list[str] = field(default_factory=list)  # images saved in this run
     sandbox: bool = False  # spend is $0; `would_spend_usd` is what it would have cost
     would_spend_usd: float = 0.0
 
     @property
     def exit_code(self) -> int:
-        """0 when every item is done, else 1."""
-        return 0 if self.done + self.skipped == self.items else 1
+        """0 every item done; 3 some done (now or before) or some images saved, not all; 1 nothing
+        done, or the output could not be written (paid images kept elsewhere: see `stopped`)."""
+        if self.output_failed:
+            return ExitCode.FAILED
+        if self.done + self.skipped == self.items:
+            return ExitCode.OK
+        return ExitCode.PARTIAL if self.done or self.skipped or self.saved else ExitCode.FAILED
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,8 +108,10 @@ class BatchSummary:
             "batch_spent_usd": round(self.batch_spent_usd, 6),
             "failures": self.failures,
             "stopped": self.stopped,
+            "saved": list(self.saved),
             "ledger": self.ledger,
             **({"sandbox": True, "would_spend_usd": round(self.would_spend_usd, 6)} if self.sandbox else {}),
+            "exit_code": int(self.exit_code),
         }
 
 
@@ -174,8 +182,8 @@ async def run_batch(
         summary.would_spend_usd += outcome.would_cost_usd or 0.0
         summary.batch_spent_usd = spent()
         summary.saved.extend(outcome.images)
-        if outcome.stop and not summary.stopped:
-            summary.stopped = outcome.stop
+        if outcome.stop and not summary.output_failed:
+            summary.stopped, summary.output_failed = outcome.stop, True
         if outcome.state == "done":
             summary.done += 1
         else:
@@ -214,6 +222,7 @@ async def run_batch(
             semaphore.release()
 
     started = 0
+    over_budget: tuple[float, float, int] | None = None  # (limit, next estimate, not started)
     try:
         for item, missing in todo:
             await semaphore.acquire()
@@ -236,7 +245,7 @@ async def run_batch(
             reserved = first.worst_usd if first is not None and not sandbox else 0.0
             if limit is not None and reserved > left() + 1e-9:
                 semaphore.release()
-                summary.stopped = _budget_message(limit, spent(), reserved, len(todo) - started)
+                over_budget = (limit, reserved, len(todo) - started)
                 break
             running[item.key] = reserved
             started += 1
@@ -251,6 +260,9 @@ async def run_batch(
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         summary.remaining = summary.items - summary.done - summary.failed - summary.skipped
+        if over_budget is not None and not summary.output_failed:
+            # Said once every running item has finished, so its spend is the batch's final one.
+            summary.stopped = _budget_message(over_budget[0], spent(), *over_budget[1:])
         if reporter is not None:
             reporter.close()
     return summary

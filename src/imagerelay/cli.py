@@ -1,8 +1,9 @@
 """The `imagerelay` command line.
 
-Human output goes to stderr, the saved paths (or, with --json, exactly one JSON object) to
-stdout. Exit codes: 0 an image was saved; 1 no image (every attempt failed, content blocked,
-over budget); 2 invalid input or configuration, with one line naming the problem and the fix.
+Human output goes to stderr, the saved paths (or, with --json, exactly one JSON value) to
+stdout. Exit codes (`errors.ExitCode`, the README's table): 0 done; 1 not done at run time (no
+image, over budget, paid output not writable); 2 refused before anything was spent, with one
+line naming the problem and the fix; 3 partial (some images or items, not all); 130 Ctrl-C.
 
 Only Typer is imported at start-up: the relay, pydantic, the SDKs and Pillow load inside the
 commands that need them, so `imagerelay --help` stays instant.
@@ -55,15 +56,17 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _fail(exc: BaseException, *, as_json: bool = False) -> NoReturn:
-    """Print one line for a known error and exit with its code (2 for user errors)."""
+def _fail(exc: BaseException, *, as_json: bool = False, extra: dict[str, Any] | None = None) -> NoReturn:
+    """Print one line for a known error and exit with its code (2 for user errors); with
+    `as_json`, also one error object on stdout (`extra` keys added to it)."""
     from .errors import GenerationFailed, ImageRelayError, SaveFailed
 
-    code = exc.exit_code if isinstance(exc, ImageRelayError) else 1
+    code = int(exc.exit_code) if isinstance(exc, ImageRelayError) else 1
     if as_json:
         payload: dict[str, Any] = {"error": str(exc), "error_type": type(exc).__name__, "exit_code": code}
         if isinstance(exc, GenerationFailed | SaveFailed) and exc.receipt is not None:
             payload["receipt"] = json.loads(exc.receipt.model_dump_json())  # type: ignore[attr-defined]
+        payload.update(extra or {})
         typer.echo(json.dumps(payload))
     _err(f"error: {exc}")
     if isinstance(exc, GenerationFailed) and exc.receipt is not None:
@@ -191,7 +194,7 @@ def generate(
     as_json: JsonOpt = False,
 ) -> None:
     """Generate images and save them with a receipt."""
-    from .errors import ImageRelayError
+    from .errors import ExitCode, ImageRelayError
 
     try:
         req = _request(
@@ -210,7 +213,7 @@ def generate(
         )
         settings = _settings(env, out)
         if dry_run:
-            _show_plan(_plan(settings, req, max_cost), as_json)
+            _dry_run(settings, req, max_cost, as_json)
             return
         receipt = _run_generate(settings, req, max_cost)
     except ImageRelayError as exc:
@@ -218,7 +221,15 @@ def generate(
     except _Interrupted as exc:
         _show_interrupted(exc.receipt, settings.output.dir, as_json)
         raise typer.Exit(130) from None
-    _show_receipt(receipt, as_json)
+    # Fewer images than asked for is not success: a script must be able to tell (exit 3).
+    code = ExitCode.PARTIAL if len(receipt.images) < req.n else ExitCode.OK
+    _show_receipt(receipt, as_json, code)
+    if code:
+        _err(
+            f"partial: {len(receipt.images)} of {req.n} image(s) saved (exit {int(code)}); "
+            f"ask again with -n {req.n - len(receipt.images)} for the rest"
+        )
+        raise typer.Exit(code)
 
 
 class _Interrupted(Exception):
@@ -234,10 +245,15 @@ def _show_interrupted(receipt: Receipt | None, out: Path, as_json: bool) -> None
     if receipt is None:
         _err("interrupted before anything was sent: nothing was spent")
         if as_json:
-            typer.echo(json.dumps({"error": "interrupted", "exit_code": 130}))
+            typer.echo(json.dumps({"error": "interrupted", "error_type": "Interrupted", "exit_code": 130}))
         return
     if as_json:
-        payload = {"error": "interrupted", "exit_code": 130, "receipt": json.loads(receipt.model_dump_json())}
+        payload = {
+            "error": "interrupted",
+            "error_type": "Interrupted",
+            "exit_code": 130,
+            "receipt": json.loads(receipt.model_dump_json()),
+        }
         typer.echo(json.dumps(payload))
     parts = [f"{_cost_text(receipt)} spent on {len(receipt.images)} saved image(s)"]
     if receipt.possibly_billed_usd:
@@ -297,6 +313,21 @@ def _plan(settings: Settings, req: Any, max_cost: float | None) -> Plan:
     return Relay(settings).plan(req, max_cost=max_cost)
 
 
+def _dry_run(settings: Settings, req: Any, max_cost: float | None, as_json: bool) -> None:
+    """Show the plan; when no model can serve it, fail as `generate` would (same error and code)."""
+    from .errors import ImageRelayError
+    from .relay import refuse_empty_plan
+
+    p = _plan(settings, req, max_cost)
+    try:
+        refuse_empty_plan(p, max_cost if max_cost is not None else settings.budget.max_cost_per_request)
+    except ImageRelayError as exc:
+        if not as_json:
+            _show_plan(p, as_json=False)
+        _fail(exc, as_json=as_json, extra={"plan": p.to_dict()})
+    _show_plan(p, as_json)
+
+
 def _run_generate(settings: Settings, req: Any, max_cost: float | None) -> Receipt:
     import asyncio
 
@@ -324,7 +355,7 @@ def _run_generate(settings: Settings, req: Any, max_cost: float | None) -> Recei
 
 def _show_plan(p: Plan, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(p.to_dict()))
+        typer.echo(json.dumps({**p.to_dict(), "exit_code": 0}))
         return
     mode = "with references" if p.request.references else "text to image"
     typer.echo(f"plan for {p.request.n} image(s), {mode} — nothing will be sent")
@@ -347,9 +378,9 @@ def _show_plan(p: Plan, as_json: bool) -> None:
     typer.echo(f"estimated cost: ${p.estimate_usd:.4f}")
 
 
-def _show_receipt(receipt: Receipt, as_json: bool) -> None:
+def _show_receipt(receipt: Receipt, as_json: bool, code: int = 0) -> None:
     if as_json:
-        typer.echo(receipt.model_dump_json())
+        typer.echo(json.dumps({**json.loads(receipt.model_dump_json()), "exit_code": int(code)}))
         return
     for image in receipt.images:
         typer.echo(image.path)
@@ -540,7 +571,10 @@ def batch(
     try:
         summary = asyncio.run(run())
     except KeyboardInterrupt:
-        _err("interrupted: run the same command again to resume (finished images are kept)")
+        message = "interrupted: run the same command again to resume (finished images are kept)"
+        if as_json:
+            typer.echo(json.dumps({"error": message, "error_type": "Interrupted", "exit_code": 130}))
+        _err(message)
         raise typer.Exit(130) from None
     finally:
         ledger.close()
@@ -657,6 +691,14 @@ def gallery(out: OutOpt = None, env: EnvOpt = None) -> None:
     typer.echo(str(result.path))
 
 
+def _json_error(message: str, error_type: str, code: int) -> None:
+    """With --json on the command line, the one JSON object on stdout, for an error that reached
+    the entry point (a usage error, an interrupt, a bug) before any command could print it."""
+    args = sys.argv[1:]
+    if "--json" in (args[: args.index("--")] if "--" in args else args):
+        typer.echo(json.dumps({"error": message, "error_type": error_type, "exit_code": code}))
+
+
 def main() -> None:
     """Console entry point: Typer, with usage errors and interrupts reduced to one line."""
     try:
@@ -669,11 +711,14 @@ def main() -> None:
                 typer.echo(ctx.get_help())
             raise SystemExit(0) from None
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        usage = exc.exit_code if exc.exit_code != 1 else 2
+        _json_error(exc.format_message(), "UsageError", usage)
         _err(f"error: {exc.format_message()}{hint}")
-        raise SystemExit(exc.exit_code if exc.exit_code != 1 else 2) from None
+        raise SystemExit(usage) from None
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except (typer.Abort, KeyboardInterrupt):
+        _json_error("interrupted", "Interrupted", 130)
         _err("interrupted")
         raise SystemExit(130) from None
     except Exception as exc:  # a bug of ours: one line, and the traceback only on request
@@ -681,7 +726,9 @@ def main() -> None:
 
         if os.environ.get(envvars.DEBUG):
             raise
-        _err(f"error: unexpected {type(exc).__name__}: {exc} (set {envvars.DEBUG}=1 to see the traceback)")
+        message = f"unexpected {type(exc).__name__}: {exc}"
+        _json_error(message, type(exc).__name__, 1)
+        _err(f"error: {message} (set {envvars.DEBUG}=1 to see the traceback)")
         raise SystemExit(1) from None
     if isinstance(code, int) and code:
         raise SystemExit(code)

@@ -35,7 +35,7 @@ code, and always chain the cause (`raise … from`).
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 __all__ = [
     "ArgumentRejected",
@@ -46,6 +46,7 @@ __all__ = [
     "ContentBlocked",
     "DownloadFailed",
     "EmptyResult",
+    "ExitCode",
     "GenerationFailed",
     "ImageRelayError",
     "InvalidReference",
@@ -78,10 +79,20 @@ class Outcome(StrEnum):
     EMPTY = "empty"  # 200 and no image: retry once, then fall back
 
 
+class ExitCode(IntEnum):
+    """The exit codes of every `imagerelay` command (the README's table)."""
+
+    OK = 0  # done: everything asked for
+    FAILED = 1  # not done, at run time: no image made, over budget, or paid output not writable
+    REFUSED = 2  # refused before anything was spent: usage, input, configuration
+    PARTIAL = 3  # some of what was asked for was saved, not all (4 images of 6, 5 items of 6)
+    INTERRUPTED = 130  # Ctrl-C: what was saved is kept
+
+
 class ImageRelayError(Exception):
     """Base of every error raised by imagerelay."""
 
-    exit_code: int = 1
+    exit_code: int = ExitCode.FAILED
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -98,7 +109,7 @@ class ImageRelayError(Exception):
 class UserError(ImageRelayError):
     """A problem with the input or configuration; the message names it and the fix."""
 
-    exit_code = 2
+    exit_code = ExitCode.REFUSED
 
 
 class InvalidRequest(UserError):
@@ -124,7 +135,7 @@ class OutputError(UserError):
 class BudgetExceeded(ImageRelayError):
     """The estimated cost is over the configured limit; nothing was spent past it."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,7 +269,7 @@ class GenerationFailed(ImageRelayError):
     whole run, so even a failure can be inspected and saved.
     """
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
     def __init__(self, message: str, failures: list[ImageRelayError], receipt: object = None) -> None:
         super().__init__(message)
@@ -273,7 +284,7 @@ class SaveFailed(ImageRelayError):
     the message says what was paid and where each image is, and `receipt` records it all.
     """
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
     def __init__(self, message: str, receipt: object = None) -> None:
         super().__init__(message)

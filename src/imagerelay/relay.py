@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from .ledger import Ledger
     from .references import PreparedImage, Reference
 
-__all__ = ["OnImage", "Relay", "Reserve"]
+__all__ = ["OnImage", "Relay", "Reserve", "refuse_empty_plan"]
 
 log = logging.getLogger("imagerelay")
 
@@ -905,7 +905,14 @@ def _public_request(req: ImageRequest) -> dict[str, Any]:
     return data
 
 
-def _raise_empty_plan(plan: Plan, receipt: Receipt, limit: float | None) -> None:
+def refuse_empty_plan(plan: Plan, limit: float | None) -> None:
+    """Raise what `generate` raises for `plan` when no model can serve it (so `plan` and
+    `generate --dry-run` fail as `generate` would, with the same exit code); else nothing."""
+    if not plan.candidates and not plan.describe:
+        _raise_empty_plan(plan, None, limit)
+
+
+def _raise_empty_plan(plan: Plan, receipt: Receipt | None, limit: float | None) -> None:
     from .errors import BudgetExceeded
 
     reasons = (
