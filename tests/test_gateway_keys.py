@@ -178,6 +178,8 @@ def test_history_by_key_lists_what_each_key_spent(
     assert rows
     assert {r["gateway_key"] for r in rows} == {"limited"}
     assert "for history" in {r["prompt"] for r in rows}
+    code, text, _ = run_cli(capsys, monkeypatch, "history", "--out", str(keyed.out_dir), "--key", "limited")
+    assert "[limited] for history" in text
     code, out, _ = run_cli(
         capsys, monkeypatch, "history", "--out", str(keyed.out_dir), "--key", "nobody", "--json"
     )

@@ -3,6 +3,7 @@ same Idempotency-Key, SIGTERM with requests in flight (and its deadline), and bo
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -133,8 +134,8 @@ def test_sigterm_drains_requests_in_flight_then_exits(emu: Emulator, tmp_path: P
 
 def test_sigterm_gives_up_at_the_drain_deadline(emu: Emulator, tmp_path: Path) -> None:
     """A generation still running when the drain deadline passes does not keep the process alive:
-    its client gets a 503 saying it may be billed, and the process exits 1 while the provider has
-    not answered yet."""
+    its client gets a 503 saying it may be billed, its receipt records what may have been billed,
+    and the process exits 1 while the provider has not answered yet."""
     emu.script("xai.generations", Fault(latency=30.0))
     env = emulator_env(emu, IMAGERELAY_GATEWAY__DRAIN_SECONDS="1")
     gw = GatewayProcess(tmp_path, env, "--env", "development")
@@ -160,6 +161,13 @@ def test_sigterm_gives_up_at_the_drain_deadline(emu: Emulator, tmp_path: Path) -
         assert answer.json()["error"]["code"] == "drain_deadline"
         assert code == 1
         assert "Traceback" not in gw.stderr()
+        # What may have been billed is on record, under the key that asked, as the 503 said.
+        [(body, key)] = ledger_rows(gw.out_dir, "SELECT receipt, gateway_key FROM generations")
+        receipt = json.loads(body)
+        assert key == "local"
+        assert receipt["id"] in answer.json()["error"]["message"]
+        assert receipt["attempts"][-1]["outcome"] == "interrupted"
+        assert receipt["possibly_billed_usd"] > 0
     finally:
         gw.close()
 

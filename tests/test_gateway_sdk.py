@@ -392,3 +392,15 @@ def test_idempotency_key_of_a_refused_request_can_be_used_again(
     again = httpx.post(url, json={"prompt": "a fox"}, headers=headers, timeout=60)
     assert again.headers["x-imagerelay-receipt"] == fixed.headers["x-imagerelay-receipt"]
     assert generations(emu) == ["xai.generations"]
+
+
+def test_a_request_cost_cap_no_model_fits_is_a_bad_request(served: GatewayProcess, emu: Emulator) -> None:
+    """`imagerelay.max_cost` below every candidate's estimate is a 400 naming the cap, and nothing
+    is sent (a per-request cap is the caller's own limit, not a budget that renews)."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(served).images.generate(
+            prompt="a fox", model="xai", extra_body={"imagerelay": {"max_cost": 0.0001}}
+        )
+    assert caught.value.code == "over_max_cost"
+    assert caught.value.param == "imagerelay.max_cost"  # type: ignore[attr-defined]
+    assert generations(emu) == []

@@ -49,3 +49,21 @@ def test_a_migration_step_whose_column_already_exists_is_skipped(tmp_path: Path)
     _v1_ledger(tmp_path, extra="ALTER TABLE generations ADD COLUMN gateway_key TEXT")
     with Ledger.open(tmp_path) as led:
         assert led.generations()[0].gateway_key is None
+
+
+def test_a_version_2_ledger_gets_what_may_have_been_billed_as_a_column(tmp_path: Path) -> None:
+    """Opening a schema-2 ledger copies each receipt's possibly-billed figure into its own column,
+    so a gateway key's spend (cost plus what may have been billed) is summed without the JSON."""
+    from datetime import UTC, datetime
+
+    path = _v1_ledger(tmp_path)
+    conn = sqlite3.connect(path)
+    for statement in ledger_module._MIGRATIONS[0][1]:
+        conn.execute(statement)
+    conn.execute("UPDATE generations SET gateway_key = 'app', receipt = '{\"possibly_billed_usd\": 0.05}'")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    with Ledger.open(tmp_path) as led:
+        spent = led.key_spent("app", datetime(2026, 1, 1, tzinfo=UTC))
+    assert abs(spent - 0.07) < 1e-9  # 0.02 paid + 0.05 possibly billed

@@ -315,6 +315,8 @@ def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatc
         ("IMAGERELAY_CONFIGDIR", "IMAGERELAY_CONFIG_DIR"),
         ("imagerelay_log_levl", "IMAGERELAY_LOG_LEVEL"),
         ("IMAGERELAY_RETRY__ATTEMPTS__MAX", "IMAGERELAY_RETRY__ATTEMPTS"),
+        ("IMAGERELAY_GATEWAY__DRAIN_SECOND", "IMAGERELAY_GATEWAY__DRAIN_SECONDS"),
+        ("IMAGERELAY_GATEWAY__KEYS__APP__BUDGET_USD", "IMAGERELAY_GATEWAY__KEYS__APP__BUDGET_PER_DAY"),
     ],
 )
 def test_unknown_variable_is_refused_with_a_did_you_mean(
@@ -325,6 +327,16 @@ def test_unknown_variable_is_refused_with_a_did_you_mean(
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert str(info.value) == f"environment variable {var} names no setting: did you mean {meant}?"
+
+
+def test_variable_inside_a_named_table_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variable for a field of one entry of a table keyed by name (a gateway key) is a setting:
+    it reaches the settings' own checks instead of being refused as unknown."""
+    monkeypatch.setenv("IMAGERELAY_GATEWAY__KEYS__APP__MODELS", '["xai"]')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "names no setting" not in str(info.value)
+    assert "gateway.keys.app.hash" in str(info.value)
 
 
 def test_unknown_variables_are_all_named(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -651,6 +651,8 @@ def history(
         # Control characters (terminal escape sequences among them) are not printed as given.
         prompt = " ".join("".join(c if c.isprintable() else " " for c in r.prompt).split())
         prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
+        if r.gateway_key:  # spent through the gateway: by which key (a plain name, never the key)
+            prompt = f"[{r.gateway_key}] {prompt}"
         typer.echo(
             f"{r.created_at[:16].replace('T', ' ')}  {model:<44} {r.images:>2} img  {cost:>10}  {prompt}"
         )

@@ -45,7 +45,7 @@ log = logging.getLogger("imagerelay")
 #: The ledger's file name inside an output directory.
 LEDGER_NAME = "imagerelay.sqlite3"
 _LOCK_NAME = ".imagerelay-batch.lock"
-_VERSION = 2
+_VERSION = 3
 #: The end of an image's name, as `Store.stem` makes it: the request id's first 8 hex digits, the index.
 _STEM_ID = re.compile(r"-([0-9a-f]{8})-\d+\.(?:jpg|png|webp|gif)$")
 
@@ -135,6 +135,16 @@ _MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
             "CREATE UNIQUE INDEX IF NOT EXISTS gateway_requests_idem "
             "ON gateway_requests (gateway_key, idempotency_key) WHERE idempotency_key IS NOT NULL",
+        ],
+    ),
+    (
+        # What failed attempts may have been billed, as a column: a key's budget is summed on
+        # every request, and reading it out of each receipt's JSON grows with the month.
+        3,
+        [
+            "ALTER TABLE generations ADD COLUMN possibly_billed_usd REAL NOT NULL DEFAULT 0",
+            "UPDATE generations SET possibly_billed_usd = "
+            "COALESCE(json_extract(receipt, '$.possibly_billed_usd'), 0)",
         ],
     ),
 ]
@@ -339,15 +349,15 @@ class Ledger:
             conn.execute(
                 """INSERT INTO generations (receipt_id, created_at, created_ts, env, prompt, provider,
                        model, images, cost_usd, estimated_cost_usd, reported_cost_usd, item_key, receipt,
-                       gateway_key)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                       gateway_key, possibly_billed_usd)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                    ON CONFLICT (receipt_id) DO UPDATE SET
                      created_at = excluded.created_at, created_ts = excluded.created_ts,
                      env = excluded.env, prompt = excluded.prompt, provider = excluded.provider,
                      model = excluded.model, images = excluded.images, cost_usd = excluded.cost_usd,
                      estimated_cost_usd = excluded.estimated_cost_usd,
                      reported_cost_usd = excluded.reported_cost_usd, item_key = excluded.item_key,
-                     receipt = excluded.receipt,
+                     receipt = excluded.receipt, possibly_billed_usd = excluded.possibly_billed_usd,
                      gateway_key = COALESCE(excluded.gateway_key, generations.gateway_key)""",
                 (
                     receipt.id,
@@ -364,6 +374,7 @@ class Ledger:
                     item_key,
                     receipt.model_dump_json(),
                     gateway_key,
+                    receipt.possibly_billed_usd,
                 ),
             )
             for image in receipt.images:
@@ -763,7 +774,7 @@ class Ledger:
         """USD a gateway key spent since `since`: the cost of its finished requests, plus what
         their failed attempts may have been billed (a cap is never to be exceeded)."""
         finished = self._conn.execute(
-            """SELECT COALESCE(SUM(cost_usd + COALESCE(json_extract(receipt, '$.possibly_billed_usd'), 0)), 0)
+            """SELECT COALESCE(SUM(cost_usd + possibly_billed_usd), 0)
                FROM generations WHERE gateway_key = ? AND created_ts >= ?""",
             (gateway_key, since.timestamp()),
         ).fetchone()[0]

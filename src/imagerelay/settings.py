@@ -344,14 +344,14 @@ def _setting_paths(providers: set[str], path: tuple[str, ...] = ()) -> Iterator[
         yield from _setting_paths(providers, (*path, key))
 
 
-def _close(word: str, choices: Iterable[str]) -> str | None:
+def _close(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str | None:
     """The choice `word` most likely misspells: the same but for `_` and case, else a near one."""
     options = list(choices)
     squashed = {c.replace("_", "").lower(): c for c in options}
     exact = squashed.get(word.replace("_", "").lower())
     if exact is not None:
         return exact
-    near = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    near = difflib.get_close_matches(word, options, n=1, cutoff=cutoff)
     return near[0] if near else None
 
 
@@ -367,12 +367,9 @@ def _check_variables() -> None:
     )
     if not unknown:
         return
-    # Matched without the prefix they all share, which would make any two look alike.
-    known = ["__".join(p).upper() for p in _setting_paths(providers)]
-    known += [v[len(envvars.PREFIX) :] for v in sorted(envvars.NOT_SETTINGS)]
     problems = []
     for var in unknown:
-        close = _close(var[len(envvars.PREFIX) :].upper(), known)
+        close = _suggest(var[len(envvars.PREFIX) :].lower().split("__"), providers)
         problems.append(
             f"environment variable {var} names no setting: "
             + (f"did you mean {envvars.PREFIX}{close}?" if close else "unset it or check its spelling")
@@ -384,6 +381,29 @@ def _check_variables() -> None:
         "see `imagerelay config show`)"
     )
     raise ConfigError("; ".join(problems) + hint)
+
+
+def _suggest(path: list[str], providers: set[str]) -> str | None:
+    """The variable (without its prefix) that `path` most likely misspells: looked for under the
+    deepest table `path` does name (`PROVIDERS__XIA__…` among the providers' settings), and only
+    then among every variable there is, more strictly (they all look alike at the top)."""
+    for depth in range(len(path) - 1, -1, -1):
+        table = tuple(path[:depth])
+        if depth and not _keys_at(table, providers):
+            continue
+        paths = [p[depth:] for p in _setting_paths(providers, table)]
+        if not depth:
+            paths += [(v[len(envvars.PREFIX) :].lower(),) for v in sorted(envvars.NOT_SETTINGS)]
+        close = _close(
+            "__".join(path[depth:]).upper(),
+            ["__".join(p).upper() for p in paths],
+            cutoff=0.6 if depth else 0.75,
+        )
+        if close is not None:
+            return "__".join([*(t.upper() for t in table), close])
+        if depth:  # the table was right: a guess from elsewhere would only mislead
+            return None
+    return None
 
 
 def _check_providers(settings: Settings, layers: list[tuple[Path, dict[str, Any]]]) -> None:
