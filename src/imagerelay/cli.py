@@ -65,12 +65,12 @@ def _fail(exc: BaseException, *, as_json: bool = False, extra: dict[str, Any] | 
     if as_json:
         payload: dict[str, Any] = {"error": str(exc), "error_type": type(exc).__name__, "exit_code": code}
         if isinstance(exc, GenerationFailed | SaveFailed) and exc.receipt is not None:
-            payload["receipt"] = json.loads(exc.receipt.model_dump_json())  # type: ignore[attr-defined]
+            payload["receipt"] = json.loads(exc.receipt.model_dump_json())
         payload.update(extra or {})
         typer.echo(json.dumps(payload))
     _err(f"error: {exc}")
     if isinstance(exc, GenerationFailed) and exc.receipt is not None:
-        for attempt in exc.receipt.attempts:  # type: ignore[attr-defined]
+        for attempt in exc.receipt.attempts:
             status = f" HTTP {attempt.status}" if attempt.status else ""
             _err(f"  {attempt.provider}:{attempt.model}: {attempt.outcome}{status} — {attempt.error or ''}")
     raise typer.Exit(code)
@@ -125,20 +125,10 @@ def _parse_extras(values: list[str]) -> dict[str, dict[str, Any]]:
 
 def _request(**fields: Any) -> Any:
     """An ImageRequest, with pydantic's complaint turned into one plain line (exit 2)."""
-    from pydantic import ValidationError
+    from .request import as_request
 
-    from .errors import InvalidRequest
-    from .request import ImageRequest
-
-    try:
-        return ImageRequest(**{k: v for k, v in fields.items() if v is not None})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = str(err.get("ctx", {}).get("error") or err["msg"]).removeprefix("Value error, ")
-        loc = ".".join(str(p) for p in err["loc"])
-        if loc and not err.get("ctx", {}).get("error"):  # pydantic's own words: say which option
-            msg = f"{loc}: {err['msg']}"
-        raise InvalidRequest(msg) from None
+    given = {k: v for k, v in fields.items() if v is not None}
+    return as_request(given.pop("prompt"), given)
 
 
 ProviderOpt = Annotated[

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import OutputError, UserError
+from .errors import LedgerError, OutputError
 
 if TYPE_CHECKING:
     from .manifest import ManifestItem
@@ -148,10 +148,6 @@ _MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
 ]
-
-
-class LedgerError(UserError):
-    """The ledger cannot be opened or is not one of ours."""
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import ImageRelayError, UserError
-from .request import MAX_N, ImageRequest
+from .errors import ImageRelayError, ManifestError, UserError
+from .request import ImageRequest, problem_of
 
 __all__ = ["FORMATS", "ITEM_FIELDS", "Manifest", "ManifestError", "ManifestItem", "load_manifest"]
 
@@ -64,14 +64,6 @@ _TOML_ITEM_HEADER = re.compile(r"^\s*\[\[\s*items\s*\]\]\s*(#.*)?$")
 
 #: Plans an item's request (raising UserError for an unknown provider or model); see `load_manifest`.
 Planner = Callable[[ImageRequest], Any]
-
-
-class ManifestError(UserError):
-    """The manifest cannot be used; `.problems` lists each bad item as `"line 4: ..."`."""
-
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.problems = problems or []
 
 
 @dataclass(frozen=True)
@@ -439,7 +431,7 @@ def _request_of(
     try:
         request = ImageRequest(**request_fields, metadata=metadata)
     except ValidationError as exc:
-        problems[:0] = [_describe(err) for err in exc.errors()]
+        problems[:0] = [problem_of(err, in_manifest=True) for err in exc.errors()]
         request = None
     if problems or request is None:
         raise _ItemProblem("; ".join(problems))
@@ -482,18 +474,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [_jsonable(v) for v in value]
     return value
-
-
-def _describe(err: Any) -> str:
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = str(err.get("ctx", {}).get("error") or err["msg"]).removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        return f"unknown request field {loc!r}"
-    if loc == "n" and err["type"] == "value_error":
-        return f"n must be between 1 and {MAX_N}: split the item into several items for more"
-    if loc in ("", "prompt"):
-        return msg
-    return f"{loc}: {msg}"
 
 
 def _plan_problem(plan: Planner, request: ImageRequest) -> str | None:

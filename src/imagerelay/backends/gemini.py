@@ -35,6 +35,7 @@ from ..errors import (
     RateLimited,
     ServerError,
 )
+from ..hooks import Sent
 from .base import (
     Backend,
     Call,
@@ -184,7 +185,7 @@ class GeminiBackend(Backend):
 
     async def generate(self, call: Call, deliver: Deliver, on_event: OnEvent) -> CallResult:
         contents, config, sent = self.build_request(call)
-        on_event("sent", sent)  # a failed attempt's receipt says what was sent, too
+        on_event(Sent(sent))  # a failed attempt's receipt says what was sent, too
         model = call.model.id
         aio = self._sdk()
         with self._errors(model):

@@ -30,6 +30,7 @@ from ..errors import (
     ReadTimedOut,
     ServerError,
 )
+from ..hooks import Sent
 from .base import (
     Backend,
     Call,
@@ -116,7 +117,7 @@ class OpenAIBackend(Backend):
 
     async def generate(self, call: Call, deliver: Deliver, on_event: OnEvent) -> CallResult:
         endpoint, kwargs, sent = self.build_request(call)
-        on_event("sent", sent)  # a failed attempt's receipt says what was sent, too
+        on_event(Sent(sent))  # a failed attempt's receipt says what was sent, too
         model = call.model.id
         client = self._sdk()
         images = client.images.with_raw_response

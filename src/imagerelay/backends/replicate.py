@@ -45,6 +45,7 @@ from ..errors import (
     ServerError,
     TransientError,
 )
+from ..hooks import PredictionCancelled, PredictionCreated, Sent
 from .base import (
     Adopt,
     Backend,
@@ -196,13 +197,13 @@ class ReplicateBackend(Backend):
             # Re-attach to a prediction made before (e.g. before a crash): never create another.
             pid = resume_id
             sent: dict[str, Any] = {"resumed_prediction": pid}
-            on_event("sent", sent)
+            on_event(Sent(sent))
             prediction = found
         else:
             prediction, sent = await self._start(call, inp, on_event)
             started = time.monotonic()
             pid = prediction["id"]
-        on_event("prediction", pid)
+        on_event(PredictionCreated(call.model.ref, pid))
         try:
             prediction = await self._polled(call, pid, prediction, started, on_event)
             if "resumed_prediction" in sent and _dead(prediction):
@@ -214,7 +215,7 @@ class ReplicateBackend(Backend):
                 prediction, sent = await self._start(call, self.build_input(call), on_event)
                 started = time.monotonic()
                 pid = prediction["id"]
-                on_event("prediction", pid)
+                on_event(PredictionCreated(call.model.ref, pid))
                 prediction = await self._polled(call, pid, prediction, started, on_event)
             count = await self._deliver_output(prediction, model, deliver)
         except ProviderError as exc:
@@ -233,7 +234,7 @@ class ReplicateBackend(Backend):
             # Stop paying for what nobody will collect. The cancel is one short POST; the task
             # is already cancelled, so this await runs unless it is cancelled a second time.
             if call.cancel_on_interrupt and await self._cancel(pid, call.model.id):
-                on_event("cancelled", pid)
+                on_event(PredictionCancelled(call.model.ref, pid))
             raise
 
     async def _start(
@@ -244,7 +245,7 @@ class ReplicateBackend(Backend):
         if call.references:
             field = call.model.wire("reference") if call.model.accepts("reference") else "image"
             inp[field], sent[field] = await self._reference(call)
-        on_event("sent", sent)  # a failed attempt's receipt says what was sent, too
+        on_event(Sent(sent))  # a failed attempt's receipt says what was sent, too
         return await self._create(call, inp), sent
 
     async def _unrecorded(self, call: Call, inp: dict[str, Any]) -> dict[str, Any] | None:

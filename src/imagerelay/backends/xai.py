@@ -26,6 +26,7 @@ from ..errors import (
     RateLimited,
     ServerError,
 )
+from ..hooks import Sent
 from .base import (
     Backend,
     Call,
@@ -86,7 +87,7 @@ class XAIBackend(Backend):
     async def generate(self, call: Call, deliver: Deliver, on_event: OnEvent) -> CallResult:
         path, body = self.build_body(call)
         sent = _redact(body)
-        on_event("sent", sent)  # a failed attempt's receipt says what was sent, too
+        on_event(Sent(sent))  # a failed attempt's receipt says what was sent, too
         data = await self._post(path, body, call.model.id)
         if data.get("block_reason"):
             raise ContentBlocked(
