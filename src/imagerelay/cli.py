@@ -143,9 +143,7 @@ def _request(**fields: Any) -> Any:
 
 ProviderOpt = Annotated[
     str,
-    typer.Option(
-        "--provider", "-p", help="auto, a provider (xai, openai, replicate, gemini) or PROVIDER:MODEL."
-    ),
+    typer.Option("--provider", "-p", help="auto, a provider (see `imagerelay providers`) or PROVIDER:MODEL."),
 ]
 ReferenceOpt = Annotated[
     list[str] | None,
@@ -431,7 +429,7 @@ def providers(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
 @catalog_app.command("check")
 def catalog_check(
     provider: Annotated[
-        str | None, typer.Option("--provider", "-p", help="Only this provider (xai, openai, replicate …).")
+        str | None, typer.Option("--provider", "-p", help="Only this provider (see `imagerelay providers`).")
     ] = None,
     write: Annotated[
         bool,

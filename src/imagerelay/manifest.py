@@ -46,6 +46,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import ImageRelayError, UserError
+from .paths import provider_names
 from .request import MAX_N, ImageRequest
 
 __all__ = ["FORMATS", "ITEM_FIELDS", "Manifest", "ManifestError", "ManifestItem", "load_manifest"]
@@ -59,7 +60,6 @@ ITEM_FIELDS = _REQUEST_FIELDS | {"name", "tags", "metadata"}
 #: The CSV column prefix of a free-form metadata field (`meta.publish_on`).
 _META_PREFIX = "meta."
 _LIST_FIELDS = ("references", "tags")
-_PROVIDERS = ("xai", "openai", "replicate", "gemini")
 _TOML_ITEM_HEADER = re.compile(r"^\s*\[\[\s*items\s*\]\]\s*(#.*)?$")
 
 #: Plans an item's request (raising UserError for an unknown provider or model); see `load_manifest`.
@@ -272,7 +272,7 @@ def _csv_column_known(column: str) -> bool:
         return bool(column[len(_META_PREFIX) :].strip())
     provider, dot, name = column.partition(".")
     if dot:
-        return provider.lower() in _PROVIDERS and bool(name)
+        return provider.lower() in provider_names() and bool(name)
     return lowered in ITEM_FIELDS - {"metadata", "extras"}
 
 
@@ -283,7 +283,7 @@ def _csv_field(column: str, value: str) -> dict[str, Any]:
     if lowered in _LIST_FIELDS:
         return {lowered: [v.strip() for v in value.split(";") if v.strip()]}
     provider, dot, name = column.partition(".")
-    if dot and provider.lower() in _PROVIDERS and name:  # replicate.go_fast → extras, as --extra does
+    if dot and provider.lower() in provider_names() and name:  # replicate.go_fast → extras, as --extra does
         try:
             parsed: Any = json.loads(value)
         except json.JSONDecodeError:
