@@ -1,4 +1,5 @@
-"""The fake API keys the tests use, and the variables each provider's key is read from."""
+"""What the tests know of each provider: its fake API key, the variables its key is read from, the
+model tried first and the emulator route of a generation."""
 
 from __future__ import annotations
 
@@ -18,3 +19,17 @@ KEY_VARS = {
 }
 #: Every variable any provider reads a key from: Gemini's SDK also reads GOOGLE_API_KEY.
 ALL_KEY_VARS = (*KEY_VARS.values(), "GOOGLE_API_KEY")
+#: The model each provider is tried with first in the provider-by-provider tests.
+PRIMARY = {
+    "xai": "xai:grok-imagine-image",
+    "openai": "openai:gpt-image-2",
+    "replicate": "replicate:black-forest-labs/flux-schnell",
+    "gemini": "gemini:gemini-nano-banana-2.1",
+}
+#: The emulator route a text generation of each provider's wire API arrives at.
+GENERATE_ROUTE = {
+    "xai": "xai.generations",
+    "openai": "openai.generations",
+    "replicate": "replicate.create",
+    "gemini": "gemini.generate",
+}
