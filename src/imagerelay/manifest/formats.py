@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..paths import provider_names
 from .fields import ITEM_FIELDS, META_PREFIX, ManifestError, unknown_field
 
 __all__ = ["FORMATS", "Entry", "parse", "read_text"]
