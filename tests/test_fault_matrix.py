@@ -30,28 +30,16 @@ from imagerelay.errors import GenerationFailed
 from imagerelay.imaging import probe
 from imagerelay.receipt import Receipt
 from tests.clikit import run_cli
-from tests.keys import KEY_VARS
+from tests.keys import GENERATE_ROUTE, KEY_VARS, PRIMARY
 from tests.relaykit import Sleeps, make_relay
 
-PROVIDERS = ("xai", "openai", "replicate", "gemini")
-PRIMARY = {
-    "xai": "xai:grok-imagine-image",
-    "openai": "openai:gpt-image-2",
-    "replicate": "replicate:black-forest-labs/flux-schnell",
-    "gemini": "gemini:gemini-nano-banana-2.1",
-}
+PROVIDERS = tuple(PRIMARY)
 #: A healthy model of another provider, second in the routing of each cell.
 FALLBACK = {
     "xai": "replicate:black-forest-labs/flux-schnell",
     "openai": "xai:grok-imagine-image",
     "replicate": "xai:grok-imagine-image",
     "gemini": "xai:grok-imagine-image",
-}
-GENERATE_ROUTE = {
-    "xai": "xai.generations",
-    "openai": "openai.generations",
-    "replicate": "replicate.create",
-    "gemini": "gemini.generate",
 }
 WRONG_KEYS = {
     "xai": "xai-wrong-0123456789",

@@ -5,14 +5,14 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from imagerelay import ledger as ledger_module
 from imagerelay.ledger import LEDGER_NAME, Ledger
+from imagerelay.ledger import schema as ledger_module
 
 
 def _v1_ledger(directory: Path, *, extra: str = "") -> Path:
     path = directory / LEDGER_NAME
     conn = sqlite3.connect(path)
-    for statement in ledger_module._statements():
+    for statement in ledger_module.statements():
         conn.execute(statement)
     if extra:
         conn.execute(extra)
@@ -40,7 +40,7 @@ def test_a_version_1_ledger_gains_the_gateway_columns_and_keeps_its_rows(tmp_pat
     with Ledger.open(tmp_path) as led:
         assert len(led.generations()) == 1
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == ledger_module._VERSION
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == ledger_module.VERSION
     conn.close()
 
 
@@ -58,7 +58,7 @@ def test_a_version_2_ledger_gets_what_may_have_been_billed_as_a_column(tmp_path:
 
     path = _v1_ledger(tmp_path)
     conn = sqlite3.connect(path)
-    for statement in ledger_module._MIGRATIONS[0][1]:
+    for statement in ledger_module.MIGRATIONS[0][1]:
         conn.execute(statement)
     conn.execute("UPDATE generations SET gateway_key = 'app', receipt = '{\"possibly_billed_usd\": 0.05}'")
     conn.execute("PRAGMA user_version = 2")

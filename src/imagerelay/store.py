@@ -15,16 +15,15 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import secrets
 import tempfile
-import unicodedata
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import naming
 from .errors import OutputError
+from .naming import slugify
 from .receipt import Receipt, SavedImage
 
 if TYPE_CHECKING:
@@ -34,18 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["Store", "atomic_write", "provenance", "save_delivered", "slugify"]
 
 log = logging.getLogger("imagerelay")
-
-_EXT = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif"}
-
-
-def slugify(text: str, max_len: int = 48) -> str:
-    """A file-name-safe slug: ASCII letters, digits and dashes only, never empty, never a path."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")
-    if len(slug) > max_len:
-        cut = slug[:max_len]
-        slug = cut.rsplit("-", 1)[0] if "-" in cut[max_len // 2 :] else cut
-    return slug.strip("-") or "image"
 
 
 def _create_temp(directory: Path, suffix: str) -> tuple[int, str]:
@@ -126,9 +113,8 @@ class Store:
             ) from exc
 
     def stem(self, prompt: str, receipt_id: str, index: int) -> str:
-        """`20261124-193012-a-red-fox-in-snow-1a2b3c4d-1`: sortable, readable, unique."""
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        return f"{stamp}-{slugify(prompt)}-{receipt_id[:8]}-{index}"
+        """`20261124-193012-a-red-fox-in-snow-1a2b3c4d-1`: sortable, readable, unique (`naming.stem`)."""
+        return naming.stem(prompt, receipt_id, index)
 
     def write_image(
         self,
@@ -147,7 +133,7 @@ class Store:
         fails for any reason the delivered bytes are written unchanged and the note says why:
         nothing may stand between a paid-for image and the disk.
         """
-        path = self.out_dir / f"{stem}.{_EXT.get(fmt, fmt)}"
+        path = self.out_dir / naming.image_name(stem, fmt)
         # The slug cannot contain separators, but refuse anything that resolves outside anyway.
         if path.resolve().parent != self.out_dir.resolve():
             raise OutputError(f"refusing to write outside the output directory: {path}")

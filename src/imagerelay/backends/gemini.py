@@ -29,24 +29,15 @@ from ..errors import (
     ContentBlocked,
     EmptyResult,
     MalformedResponse,
-    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
-    ServerError,
 )
 from ..hooks import Sent
-from .base import (
-    Backend,
-    Call,
-    CallResult,
-    Deliver,
-    Delivered,
-    OnEvent,
-    httpx_errors,
-    images_summary,
-    retry_after_seconds,
-)
+from ..paths import shipped_dir
+from ..plugins import Provider
+from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent, images_summary
+from .http import ErrorContext, StatusTable, httpx_errors, retry_after_seconds, verified_image
 
 if TYPE_CHECKING:
     import httpx2
@@ -54,7 +45,16 @@ if TYPE_CHECKING:
     from google.genai import errors as genai_errors
     from google.genai import types
 
-__all__ = ["GeminiBackend"]
+__all__ = ["PROVIDER", "GeminiBackend"]
+
+#: This provider, as `pyproject.toml` registers it in the `imagerelay.providers` entry-point group.
+PROVIDER = Provider(
+    name="gemini",
+    backend="imagerelay.backends.gemini:GeminiBackend",
+    catalog=shipped_dir("providers") / "gemini.toml",
+    dialect="imagerelay.emulator.gemini:DIALECT",
+    order=3,
+)
 
 #: Extras sent inside `generationConfig` (the planner passes only those a model declares).
 _EXTRAS = frozenset({"thinking_level"})
@@ -84,6 +84,19 @@ class _KeyIsOurs(logging.Filter):
 
 
 _SDK_LOG = logging.getLogger("google_genai._api_client")
+_STATUS = StatusTable(
+    {
+        403: (
+            AuthenticationFailed,
+            "{provider} denied the key in {keys} access ({label}): check the key, and that its "
+            "project has the Generative Language API enabled",
+        )
+    },
+    messages={RateLimited: "{provider} rate limit or quota ({label}): {detail}"},
+)
+_NO_BILLING = (
+    "{provider}: billing is not enabled, or the free tier is not offered where you are ({label}): {detail}"
+)
 
 
 class GeminiBackend(Backend):
@@ -93,11 +106,7 @@ class GeminiBackend(Backend):
     _transport: httpx2.AsyncClient | None = None
 
     def _sdk(self) -> genai.client.AsyncClient:
-        if self._key is None:
-            raise AuthenticationFailed(
-                f"{self.provider.key_env} is not set: export it or add it to .env",
-                provider=self.provider.name,
-            )
+        key = self.key()
         if self._client is None:
             import httpx2
             from google import genai
@@ -113,7 +122,7 @@ class GeminiBackend(Backend):
                 # Explicit, so GOOGLE_GENAI_USE_VERTEXAI or a replay mode in the environment
                 # cannot send these calls anywhere else.
                 vertexai=False,
-                api_key=self._key.get_secret_value(),
+                api_key=key,
                 debug_config=DebugConfig(client_mode=None, replays_directory=None, replay_id=None),
                 http_options=types.HttpOptions(
                     # base_url carries the version (…/v1beta), so the SDK adds none of its own.
@@ -155,10 +164,9 @@ class GeminiBackend(Backend):
         level = call.extras.get("thinking_level")
         if level is not None and not isinstance(level, str):
             # The SDK would fail on it with an AttributeError; the API names the words it takes.
-            raise ArgumentRejected(
-                f"{self.provider.name}:{m.id} takes thinking_level as a word (e.g. high), not {level!r}",
-                provider=self.provider.name,
-                model=m.id,
+            ctx = self.ctx(m.id)
+            raise ctx.error(
+                ArgumentRejected, f"{ctx.where} takes thinking_level as a word (e.g. high), not {level!r}"
             )
         if level is not None:
             generation["thinkingConfig"] = {"thinkingLevel": level}
@@ -186,15 +194,18 @@ class GeminiBackend(Backend):
     async def generate(self, call: Call, deliver: Deliver, on_event: OnEvent) -> CallResult:
         contents, config, sent = self.build_request(call)
         on_event(Sent(sent))  # a failed attempt's receipt says what was sent, too
-        model = call.model.id
+        ctx = self.ctx(call.model.id)
         aio = self._sdk()
-        with self._errors(model):
-            response = await aio.models.generate_content(model=model, contents=contents, config=config)
+        with self._errors(ctx):
+            response = await aio.models.generate_content(model=ctx.model, contents=contents, config=config)
+        ctx = ctx.but(status=200, request_id=response.response_id)
         found = _images_of(response)
         if not found:
-            raise self._no_image(response, model)
+            raise _no_image(response, ctx)
         for index, data in enumerate(found, 1):
-            await deliver(self._verified(data, model, index, len(found), response.response_id))
+            # The type is what the bytes are: Gemini's label can be wrong.
+            info = verified_image(data, ctx, f"image {index} of {len(found)}")
+            await deliver(Delivered(data=data, mime=info.mime, info=info))
         usage = (
             response.usage_metadata.model_dump(mode="json", by_alias=True, exclude_none=True)
             if response.usage_metadata is not None
@@ -202,50 +213,10 @@ class GeminiBackend(Backend):
         )
         return CallResult(images=len(found), request_id=response.response_id, sent=sent, usage=usage)
 
-    def _verified(
-        self, data: bytes, model: str, index: int, count: int, response_id: str | None
-    ) -> Delivered:
-        """The bytes, decoded in full; the type is what they are (Gemini's label can be wrong)."""
-        from ..imaging import CorruptImage, probe
-
-        try:
-            info = probe(data)
-        except CorruptImage as exc:
-            raise MalformedResponse(
-                f"{self.provider.name}:{model} sent image {index} of {count} that does not decode ({exc})",
-                provider=self.provider.name,
-                model=model,
-                status=200,  # the call succeeded and was billed: never re-sent to this model
-                request_id=response_id,
-            ) from exc
-        return Delivered(data=data, mime=info.mime, info=info)
-
-    def _no_image(self, response: types.GenerateContentResponse, model: str) -> ProviderError:
-        """Why a 200 holds no image: a block (stop), or an empty result (never a success)."""
-        kw: dict[str, Any] = {
-            "provider": self.provider.name,
-            "model": model,
-            "status": 200,
-            "request_id": response.response_id,
-        }
-        where = f"{self.provider.name}:{model}"
-        feedback = response.prompt_feedback
-        block = _name(feedback.block_reason) if feedback is not None else None
-        if block and block != "BLOCKED_REASON_UNSPECIFIED":
-            return ContentBlocked(f"{where} refused the prompt (blockReason {block})", **kw)
-        finishes = [_name(c.finish_reason) for c in response.candidates or [] if c.finish_reason]
-        blocked = [f for f in finishes if f in _BLOCKED]
-        if blocked:
-            return ContentBlocked(f"{where} withheld the image (finishReason {blocked[0]})", **kw)
-        why = f" (finishReason {finishes[0]})" if finishes else " (no candidate)"
-        text = " ".join(_texts(response))
-        said = f": it said {text[:200]!r}" if text else ""
-        return EmptyResult(f"{where} answered 200 with no image{why}{said}", **kw)
-
     # -- the one seam where the SDK's exceptions become typed outcomes ----------------------------
 
     @contextlib.contextmanager
-    def _errors(self, model: str) -> Iterator[None]:
+    def _errors(self, ctx: ErrorContext) -> Iterator[None]:
         """Map what the SDK raises: its APIError by status, httpx2's transport errors (it does not
         wrap them), and whatever it raises reading a 200 whose body is not what it expects."""
         import httpx2
@@ -254,67 +225,62 @@ class GeminiBackend(Backend):
         try:
             # Every generateContent POST may be billed once it has left: a timeout or a cut-off
             # answer after sending is never re-sent to this model.
-            with httpx_errors(self.provider.name, model, billed_on_timeout=True, lib=httpx2):
+            with httpx_errors(ctx, billed_on_timeout=True, lib=httpx2):
                 yield
         except genai_errors.APIError as exc:
-            raise self._status_error(exc, model) from exc
+            raise _status_error(exc, ctx) from exc
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MalformedResponse(
-                f"{self.provider.name}:{model} answered 200 with a body that is not JSON",
-                provider=self.provider.name,
-                model=model,
-                status=200,
+            raise ctx.but(status=200).error(
+                MalformedResponse, f"{ctx.where} answered 200 with a body that is not JSON"
             ) from exc
         except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
             # pydantic's ValidationError, or the SDK's converters tripping over fields of the wrong
             # shape (`"candidates": 5` is a TypeError): the 200 came, its body cannot be read.
-            raise MalformedResponse(
-                f"{self.provider.name}:{model} answered 200 with a body it does not document "
-                f"({type(exc).__name__})",
-                provider=self.provider.name,
-                model=model,
-                status=200,
+            raise ctx.but(status=200).error(
+                MalformedResponse,
+                f"{ctx.where} answered 200 with a body it does not document ({type(exc).__name__})",
             ) from exc
 
-    def _status_error(self, exc: genai_errors.APIError, model: str) -> ProviderError:
-        code = exc.code
-        status = exc.status if isinstance(exc.status, str) else ""
-        details = _details(exc.details)
-        reasons = {d.get("reason") for d in details if _is(d, "ErrorInfo")}
-        name = self.provider.name
-        kw: dict[str, Any] = {"provider": name, "model": model, "status": code}
-        label = f"{code} {status}".strip()
-        message = exc.message if isinstance(exc.message, str) else ""
-        detail = (message or label)[:300]
-        wait = _retry_delay(details)
-        if wait is None:
-            wait = _header_wait(exc)
-        key_vars = " or ".join(self.provider.key_envs)
-        if "API_KEY_INVALID" in reasons or code == 401:
-            # Gemini answers a bad key with 400 INVALID_ARGUMENT; only ErrorInfo tells it apart.
-            return AuthenticationFailed(f"{name} refused the key in {key_vars} ({code}): check it", **kw)
-        if code == 403:
-            return AuthenticationFailed(
-                f"{name} denied the key in {key_vars} access ({label}): check the key, and that "
-                "its project has the Generative Language API enabled",
-                **kw,
-            )
-        if code == 404:
-            return ModelUnavailable(f"{name} has no model {model!r} (404): {detail}", **kw)
-        if code == 429:
-            return RateLimited(f"{name} rate limit or quota ({label}): {detail}", retry_after=wait, **kw)
-        if code >= 500 or code == 408:
-            return ServerError(f"{name} server error ({label})", retry_after=wait, **kw)
-        if status == "FAILED_PRECONDITION":
-            return QuotaExhausted(
-                f"{name}: billing is not enabled, or the free tier is not offered where you are "
-                f"({code} FAILED_PRECONDITION): {detail}",
-                **kw,
-            )
-        if 400 <= code < 500:
-            return ArgumentRejected(f"{name}:{model} rejected the request ({label}): {detail}", **kw)
-        # Any other status (the SDK raises on everything but exactly 200).
-        return MalformedResponse(f"{name}:{model} answered {code}, not 200: {detail}", **kw)
+
+def _status_error(exc: genai_errors.APIError, ctx: ErrorContext) -> ProviderError:
+    ctx = ctx.but(status=exc.code)
+    status = exc.status if isinstance(exc.status, str) else ""
+    details = _details(exc.details)
+    reasons = {d.get("reason") for d in details if _is(d, "ErrorInfo")}
+    label = f"{exc.code} {status}".strip()
+    message = exc.message if isinstance(exc.message, str) else ""
+    wait = _retry_delay(details)
+    cls: type[ProviderError] | None = None
+    sentence = None
+    if "API_KEY_INVALID" in reasons:
+        # Gemini answers a bad key with 400 INVALID_ARGUMENT; only ErrorInfo tells it apart.
+        cls = AuthenticationFailed
+    elif status == "FAILED_PRECONDITION" and _STATUS.classify(exc.code) is ArgumentRejected:
+        cls, sentence = QuotaExhausted, _NO_BILLING
+    return _STATUS.error(
+        ctx,
+        detail=(message or label)[:300],
+        label=label,
+        retry_after=wait if wait is not None else _header_wait(exc),
+        cls=cls,
+        sentence=sentence,
+    )
+
+
+def _no_image(response: types.GenerateContentResponse, ctx: ErrorContext) -> ProviderError:
+    """Why a 200 holds no image: a block (stop), or an empty result (never a success)."""
+    feedback = response.prompt_feedback
+    block = _name(feedback.block_reason) if feedback is not None else None
+    if block and block != "BLOCKED_REASON_UNSPECIFIED":
+        return ctx.error(ContentBlocked, f"{ctx.where} refused the prompt (blockReason {block})")
+    finishes = [_name(c.finish_reason) for c in response.candidates or [] if c.finish_reason]
+    blocked = [f for f in finishes if f in _BLOCKED]
+    if blocked:
+        return ctx.error(ContentBlocked, f"{ctx.where} withheld the image (finishReason {blocked[0]})")
+    why = f" (finishReason {finishes[0]})" if finishes else " (no candidate)"
+    text = " ".join(_texts(response))
+    said = f": it said {text[:200]!r}" if text else ""
+    return ctx.error(EmptyResult, f"{ctx.where} answered 200 with no image{why}{said}")
 
 
 def _images_of(response: types.GenerateContentResponse) -> list[bytes]:

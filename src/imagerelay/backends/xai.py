@@ -7,44 +7,54 @@ data-URI string, `block_reason` marks a moderation refusal, cost comes as `cost_
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from ..errors import (
-    ArgumentRejected,
     AuthenticationFailed,
     ContentBlocked,
     EmptyResult,
     MalformedResponse,
-    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
-    RateLimited,
-    ServerError,
 )
 from ..hooks import Sent
-from .base import (
-    Backend,
-    Call,
-    CallResult,
-    Deliver,
-    Delivered,
-    OnEvent,
+from ..paths import shipped_dir
+from ..plugins import Provider
+from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent
+from .http import (
+    ErrorContext,
+    StatusTable,
+    decode_base64_image,
     download_image,
+    error_detail,
     httpx_errors,
+    json_answer,
     retry_after_seconds,
+    wire_params,
 )
 
 if TYPE_CHECKING:
     from ..references import PreparedImage
 
-__all__ = ["XAIBackend"]
+__all__ = ["PROVIDER", "XAIBackend"]
+
+#: This provider, as `pyproject.toml` registers it in the `imagerelay.providers` entry-point group.
+PROVIDER = Provider(
+    name="xai",
+    backend="imagerelay.backends.xai:XAIBackend",
+    catalog=shipped_dir("providers") / "xai.toml",
+    dialect="imagerelay.emulator.xai:DIALECT",
+    order=0,
+)
 
 TICKS_PER_USD = 10_000_000_000
+#: xAI answers 403 for no credit or no access to the model (a bad key is 400 or 401).
+_STATUS = StatusTable(
+    {403: (QuotaExhausted, "{provider} denied the request ({label}: no credit or no access): {detail}")}
+)
 
 
 class XAIBackend(Backend):
@@ -54,25 +64,15 @@ class XAIBackend(Backend):
     response_format = "b64_json"
 
     def _headers(self) -> dict[str, str]:
-        if self._key is None:
-            raise AuthenticationFailed(
-                f"{self.provider.key_env} is not set: export it or add it to .env",
-                provider=self.provider.name,
-            )
-        return {"Authorization": f"Bearer {self._key.get_secret_value()}"}
+        return {"Authorization": f"Bearer {self.key()}"}
 
     def _timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self.settings.timeout, connect=self.settings.connect_timeout)
 
     def build_body(self, call: Call) -> tuple[str, dict[str, Any]]:
         """The endpoint path and JSON body for `call` (only fields the model declares)."""
-        m = call.model
-        body: dict[str, Any] = {"model": m.id, m.wire("prompt"): call.prompt}
-        if m.accepts("n"):
-            body[m.wire("n")] = call.n
-        for name in ("aspect_ratio", "resolution", "quality"):
-            if name in call.params and m.accepts(name):
-                body[m.wire(name)] = call.params[name]
+        body: dict[str, Any] = {"model": call.model.id}
+        body.update(wire_params(call, ("aspect_ratio", "resolution", "quality")))
         body.update(call.extras)
         body["response_format"] = self.response_format
         if not call.references:
@@ -88,59 +88,36 @@ class XAIBackend(Backend):
         path, body = self.build_body(call)
         sent = _redact(body)
         on_event(Sent(sent))  # a failed attempt's receipt says what was sent, too
-        data = await self._post(path, body, call.model.id)
+        ctx = self.ctx(call.model.id)
+        data = await self._post(path, body, ctx)
+        ok = ctx.but(status=200)
         if data.get("block_reason"):
-            raise ContentBlocked(
-                f"xai:{call.model.id} refused the request (block_reason: {data['block_reason']})",
-                provider=self.provider.name,
-                model=call.model.id,
-                status=200,
+            raise ok.error(
+                ContentBlocked, f"{ok.where} refused the request (block_reason: {data['block_reason']})"
             )
         items = data.get("data")
         if not isinstance(items, list):
-            raise MalformedResponse(
-                "xai answered 200 without a `data` list", provider="xai", model=call.model.id, status=200
-            )
+            raise ok.error(MalformedResponse, f"{ok.where} answered 200 without a `data` list")
         delivered = 0
         for item in items:
-            if not isinstance(item, dict):
-                continue
-            image = await self._image_of(item, call.model.id)
-            if image is None:
-                continue
-            await deliver(image)
-            delivered += 1
+            image = await self._image_of(item, ok) if isinstance(item, dict) else None
+            if image is not None:
+                await deliver(image)
+                delivered += 1
         if delivered == 0:
-            raise EmptyResult(
-                f"xai:{call.model.id} answered 200 with no image",
-                provider="xai",
-                model=call.model.id,
-                status=200,
-            )
+            raise ok.error(EmptyResult, f"{ok.where} answered 200 with no image")
         ticks = (data.get("usage") or {}).get("cost_in_usd_ticks")
         cost = ticks / TICKS_PER_USD if isinstance(ticks, int | float) else None
         return CallResult(images=delivered, reported_cost_usd=cost, sent=sent, usage=data.get("usage") or {})
 
-    async def _image_of(self, item: dict[str, Any], model: str) -> Delivered | None:
-        from ..imaging import CorruptImage, probe
-
+    async def _image_of(self, item: dict[str, Any], ctx: ErrorContext) -> Delivered | None:
         revised = item.get("revised_prompt") or None
         if isinstance(item.get("b64_json"), str) and item["b64_json"]:
-            raw = _decode_data_uri(item["b64_json"], model)
-            try:
-                info = probe(raw)
-            except CorruptImage as exc:
-                raise MalformedResponse(
-                    f"xai:{model} sent an image that does not decode ({exc})",
-                    provider="xai",
-                    model=model,
-                    status=200,
-                ) from exc
+            # A data URI (data:image/jpeg;base64,…); bare base64 is accepted too.
+            raw, info = decode_base64_image(item["b64_json"], ctx)
             return Delivered(data=raw, mime=item.get("mime_type"), revised_prompt=revised, info=info)
         if isinstance(item.get("url"), str) and item["url"]:
-            got = await download_image(
-                self.http, item["url"], provider="xai", model=model, timeout=self.settings.download_timeout
-            )
+            got = await download_image(self.http, item["url"], ctx, timeout=self.settings.download_timeout)
             return Delivered(
                 data=got.data, mime=got.mime or item.get("mime_type"), revised_prompt=revised, info=got.info
             )
@@ -160,65 +137,39 @@ class XAIBackend(Backend):
                 }
             ],
         }
-        data = await self._post("/chat/completions", body, model)
+        ctx = self.ctx(model)
+        data = await self._post("/chat/completions", body, ctx)
         try:
             text = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as exc:
-            raise MalformedResponse(
-                "xai chat answer has no message content", provider="xai", model=model, status=200
+            raise ctx.but(status=200).error(
+                MalformedResponse, f"{ctx.where} chat answer has no message content"
             ) from exc
         if not isinstance(text, str) or not text.strip():
-            raise EmptyResult("xai vision answered with an empty description", provider="xai", model=model)
+            raise ctx.error(EmptyResult, f"{ctx.where} vision answered with an empty description")
         return text.strip()
 
     # -- the one seam where xAI's answers become typed outcomes ---------------------------------
 
-    async def _post(self, path: str, body: dict[str, Any], model: str) -> dict[str, Any]:
+    async def _post(self, path: str, body: dict[str, Any], ctx: ErrorContext) -> dict[str, Any]:
         headers = self._headers()
-        with httpx_errors("xai", model, billed_on_timeout=True):
+        with httpx_errors(ctx, billed_on_timeout=True):
             resp = await self.http.post(
                 self.base_url + path, json=body, headers=headers, timeout=self._timeout()
             )
         if resp.status_code == 200:
-            try:
-                data = resp.json()
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise MalformedResponse(
-                    "xai answered 200 with a body that is not JSON", provider="xai", model=model, status=200
-                ) from exc
-            if not isinstance(data, dict):
-                raise MalformedResponse(
-                    "xai answered 200 with a non-object body", provider="xai", model=model, status=200
-                )
-            return data
-        raise await self._error(resp, model)
+            return json_answer(resp, ctx.but(status=200))
+        raise await self._error(resp, ctx.but(status=resp.status_code))
 
-    async def _error(self, resp: httpx.Response, model: str) -> ProviderError:
-        status = resp.status_code
-        detail = _error_text(resp)
-        kw: dict[str, Any] = {"provider": "xai", "model": model, "status": status}
-        if status == 400 and not await self._key_is_valid():
+    async def _error(self, resp: httpx.Response, ctx: ErrorContext) -> ProviderError:
+        if resp.status_code == 400 and not await self._key_is_valid():
             # xAI answers a bad key with 400 and the same `code` as a bad argument. Rather than
             # read the message, ask the key endpoint (free, and authoritative) which one it was.
-            return AuthenticationFailed(f"xai refused the key in {self.provider.key_env}: check it", **kw)
-        if status in (400, 422):
-            return ArgumentRejected(f"xai:{model} rejected the request ({status}): {detail}", **kw)
-        if status == 401:
-            return AuthenticationFailed(f"xai refused the key in {self.provider.key_env}: check it", **kw)
-        if status == 403:
-            return QuotaExhausted(f"xai denied the request (403: no credit or no access): {detail}", **kw)
-        if status == 404:
-            return ModelUnavailable(f"xai has no model {model!r} (404): {detail}", **kw)
-        if status == 429:
-            # xAI uses 429 for rate limits *and* exhausted credit; retries are bounded either way.
-            return RateLimited(
-                f"xai rate limit (429): {detail}", retry_after=retry_after_seconds(resp.headers), **kw
-            )
-        if status >= 500 or status == 408:
-            return ServerError(
-                f"xai server error ({status})", retry_after=retry_after_seconds(resp.headers), **kw
-            )
-        return ArgumentRejected(f"xai:{model} answered {status}: {detail}", **kw)
+            return _STATUS.error(ctx, cls=AuthenticationFailed)
+        # xAI uses 429 for rate limits *and* exhausted credit; retries are bounded either way.
+        return _STATUS.error(
+            ctx, detail=error_detail(resp, "error", "code"), retry_after=retry_after_seconds(resp.headers)
+        )
 
     async def _key_is_valid(self) -> bool:
         """Ask `GET /v1/api-key` (documented, free): 400 for a bad key, flags for a blocked one."""
@@ -238,27 +189,6 @@ class XAIBackend(Backend):
             return True
         flags = ("api_key_blocked", "api_key_disabled", "team_blocked")
         return not (isinstance(info, dict) and any(info.get(f) for f in flags))
-
-
-def _decode_data_uri(value: str, model: str) -> bytes:
-    # xAI sends `b64_json` as a data URI (data:image/jpeg;base64,…); accept bare base64 too.
-    payload = value.split(",", 1)[1] if value.startswith("data:") else value
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise MalformedResponse(
-            f"xai:{model} sent b64_json that is not base64", provider="xai", model=model, status=200
-        ) from exc
-
-
-def _error_text(resp: httpx.Response) -> str:
-    try:
-        data = resp.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return resp.text[:200].strip() or resp.reason_phrase
-    if isinstance(data, dict):
-        return str(data.get("error") or data.get("code") or data)[:300]
-    return str(data)[:300]
 
 
 def _redact(body: dict[str, Any]) -> dict[str, Any]:

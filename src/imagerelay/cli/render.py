@@ -1,0 +1,168 @@
+"""What the commands print: plans, receipts, an interruption, the history table, a batch's summary.
+
+Human lines go to stderr and the saved paths to stdout; with --json, exactly one JSON value on
+stdout instead.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from .. import naming
+from .plumbing import err
+
+if TYPE_CHECKING:
+    from ..batch import BatchSummary
+    from ..ledger import Generation
+    from ..planner import Plan
+    from ..receipt import Receipt
+
+__all__ = ["cost_text", "show_batch", "show_history", "show_interrupted", "show_plan", "show_receipt"]
+
+
+def show_plan(p: Plan, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({**p.to_dict(), "exit_code": 0}))
+        return
+    mode = "with references" if p.request.references else "text to image"
+    typer.echo(f"plan for {p.request.n} image(s), {mode} — nothing will be sent")
+    for i, c in enumerate(p.candidates, 1):
+        params = ", ".join(f"{k}={v}" for k, v in c.params.items()) or "defaults"
+        calls = "+".join(map(str, c.calls))
+        typer.echo(f"  {i}. {c.ref}  ~{c.cost_text()}  calls={calls}  {params}")
+        for note in c.notes:
+            typer.echo(f"       note: {note}")
+    if p.describe:
+        typer.echo("  then, describing the reference in words for a text model:")
+        for c in p.describe:
+            typer.echo(f"     - {c.ref}  ~${c.estimate_usd:.4f}")
+    if not p.candidates and not p.describe:
+        typer.echo("  no model can serve this request")
+    if p.excluded:
+        typer.echo("left out:")
+        for e in p.excluded:
+            typer.echo(f"  - {e.ref}: {e.reason}")
+    typer.echo(f"estimated cost: ${p.estimate_usd:.4f}")
+
+
+def show_receipt(receipt: Receipt, as_json: bool, code: int = 0) -> None:
+    if as_json:
+        typer.echo(json.dumps({**json.loads(receipt.model_dump_json()), "exit_code": int(code)}))
+        return
+    for image in receipt.images:
+        typer.echo(image.path)
+    first = receipt.images[0]
+    err(
+        f"saved {len(receipt.images)} image(s) from {receipt.provider}:{receipt.model} "
+        f"({first.width}x{first.height} {first.format}), cost {cost_text(receipt)}"
+    )
+    for note in receipt.notes:
+        err(f"  note: {note}")
+    failed = [a for a in receipt.attempts if a.outcome != "success"]
+    for a in failed:
+        err(f"  attempt {a.provider}:{a.model}: {a.outcome} — {a.error}")
+    err(f"receipt: {first.receipt_path}")
+
+
+def show_interrupted(receipt: Receipt | None, out: Path, as_json: bool) -> None:
+    """One line: what was spent, what may be billed, what became of the call in flight, the receipt."""
+    if receipt is None:
+        err("interrupted before anything was sent: nothing was spent")
+        if as_json:
+            typer.echo(json.dumps({"error": "interrupted", "error_type": "Interrupted", "exit_code": 130}))
+        return
+    if as_json:
+        payload = {
+            "error": "interrupted",
+            "error_type": "Interrupted",
+            "exit_code": 130,
+            "receipt": json.loads(receipt.model_dump_json()),
+        }
+        typer.echo(json.dumps(payload))
+    parts = [f"{cost_text(receipt)} spent on {len(receipt.images)} saved image(s)"]
+    if receipt.possibly_billed_usd:
+        parts.append(f"up to ${receipt.possibly_billed_usd:.4f} more may be billed for the call in flight")
+    parts += [
+        a.error
+        for a in receipt.attempts
+        if a.outcome == "interrupted" and a.error and "prediction" in a.error
+    ]
+    if receipt.images:
+        where = receipt.images[0].receipt_path or receipt.images[0].path
+    else:
+        found = sorted(out.glob(f"*-{naming.short_id(receipt.id)}-0-failed.json"))
+        where = str(found[0]) if found else f"request {receipt.id} in the ledger"
+    err(f"interrupted: {'; '.join(parts)}; receipt: {where}")
+    if not as_json:
+        for image in receipt.images:  # saved before the interruption: still the user's
+            typer.echo(image.path)
+
+
+def cost_text(receipt: Receipt) -> str:
+    """`$0.0200`, `$0.0200 (estimated)`, or `$0 (sandbox; would be $0.0200)`."""
+    if receipt.sandbox:
+        return f"$0 (sandbox; would be ${receipt.would_cost_usd or 0.0:.4f})"
+    return f"${receipt.cost_usd:.4f}" + ("" if receipt.reported_cost_usd is not None else " (estimated)")
+
+
+def show_history(rows: list[Generation], ledger_path: str, as_json: bool) -> None:
+    """Past generations, one line each, and their total (or one JSON object)."""
+    total = sum(r.cost_usd for r in rows)
+    images = sum(r.images for r in rows)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "generations": [r.to_dict() for r in rows],
+                    "count": len(rows),
+                    "images": images,
+                    "total_usd": round(total, 6),
+                    "ledger": ledger_path,
+                }
+            )
+        )
+        return
+    for r in rows:
+        model = f"{r.provider}:{r.model}" if r.provider else "no image"
+        cost = "$0 (sandbox)" if r.sandbox else f"${r.cost_usd:.4f}" + ("" if r.reported else "*")
+        # Control characters (terminal escape sequences among them) are not printed as given.
+        prompt = " ".join("".join(c if c.isprintable() else " " for c in r.prompt).split())
+        prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
+        if r.gateway_key:  # spent through the gateway: by which key (a plain name, never the key)
+            prompt = f"[{r.gateway_key}] {prompt}"
+        typer.echo(
+            f"{r.created_at[:16].replace('T', ' ')}  {model:<44} {r.images:>2} img  {cost:>10}  {prompt}"
+        )
+    typer.echo(
+        f"{len(rows)} generation(s), {images} image(s), ${total:.4f} in all"
+        + (" (* estimated)" if any(not r.reported for r in rows) else "")
+    )
+
+
+def show_batch(summary: BatchSummary, as_json: bool) -> None:
+    """The saved paths (or the summary object), then one line of counts and spend, and what failed."""
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict()))
+    else:
+        for path in summary.saved:
+            typer.echo(path)
+    spend = (
+        f"$0 spent in this run (sandbox; would be ${summary.would_spend_usd:.4f})"
+        if summary.sandbox
+        else f"${summary.spent_usd:.4f} spent in this run (${summary.batch_spent_usd:.4f} on this batch)"
+    )
+    err(
+        f"batch: {summary.done} done, {summary.skipped} already done, {summary.failed} failed, "
+        f"{summary.remaining} not started, of {summary.items}; {spend}"
+    )
+    for failure in summary.failures:
+        err(f"  failed: {failure['item']}: {failure['error']}")
+    if summary.stopped:
+        err(f"stopped: {summary.stopped}")  # the budget, or an output that cannot be written
+    if summary.failed:
+        err("run the same command again to retry the failed items")
+    err(f"ledger: {summary.ledger}")
