@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Hermetic by default: only the built-in providers, even where a provider plugin is installed (the
+# plugin's own tests ask for it by name).
+os.environ.setdefault("IMAGERELAY_LOAD_PLUGINS", "")
 
 from imagerelay.emulator import Emulator
 from tests.keys import KEY_VARS, TEST_KEYS

@@ -17,6 +17,7 @@ from typing import Any
 from imagerelay.emulator import Emulator
 
 from .conftest import KEY_VARS, TEST_KEYS
+from .keys import POLLED
 
 _URL = re.compile(r"imagerelay gateway on (http://\S+)")
 
@@ -27,13 +28,16 @@ def emulator_env(emulator: Emulator, **extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("IMAGERELAY_") and k not in KEY_VARS.values() and k != "PYTEST_CURRENT_TEST"
+        if (not k.startswith("IMAGERELAY_") or k == "IMAGERELAY_LOAD_PLUGINS")
+        and k not in KEY_VARS.values()
+        and k != "PYTEST_CURRENT_TEST"
     }
     for provider, var in KEY_VARS.items():
         prefix = f"IMAGERELAY_PROVIDERS__{provider.upper()}__"
         env[prefix + "BASE_URL"] = emulator.base_url(provider)
         env[prefix + "MAX_REQUESTS_PER_MINUTE"] = "60000"
-        env[prefix + "POLL_INTERVAL"] = "0.05"
+        if provider in POLLED:
+            env[prefix + "POLL_INTERVAL"] = "0.05"
         env[var] = TEST_KEYS[provider]
     env["IMAGERELAY_RETRY__BACKOFF_INITIAL"] = "0.01"
     env["IMAGERELAY_RETRY__BACKOFF_MAX"] = "0.02"

@@ -9,8 +9,9 @@ from typing import Any
 from imagerelay.emulator import Emulator
 from imagerelay.relay import Relay
 from imagerelay.settings import Settings, load_settings
+from tests.keys import BUILTIN, POLLED
 
-PROVIDERS = ("xai", "openai", "replicate", "gemini")
+PROVIDERS = BUILTIN
 
 
 def emulator_settings(emulator: Emulator, env: str = "development", **overrides: Any) -> Settings:
@@ -18,9 +19,9 @@ def emulator_settings(emulator: Emulator, env: str = "development", **overrides:
     providers: dict[str, dict[str, Any]] = {
         p: {
             "base_url": emulator.base_url(p),
-            "poll_interval": 0.05,
             "timeout": 10.0,
             "max_requests_per_minute": None,
+            **({"poll_interval": 0.05} if p in POLLED else {}),
         }
         for p in PROVIDERS
     }

@@ -9,6 +9,7 @@ import pytest
 
 from imagerelay.emulator import Emulator
 from tests.clikit import run_cli
+from tests.keys import POLLED
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def made(
     tmp_path: Path,
 ) -> Path:
     """An output directory with a generate run on xAI, one on Replicate, and a two-item batch."""
-    for p in ("xai", "openai", "replicate"):
+    for p in POLLED:
         monkeypatch.setenv(f"IMAGERELAY_PROVIDERS__{p.upper()}__POLL_INTERVAL", "0.05")
     code, _, err = run_cli(capsys, monkeypatch, "generate", "a fox", "-n", "2", "--out", "out")
     assert code == 0, err

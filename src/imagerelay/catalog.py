@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
-from .paths import catalog_dirs, deep_merge, read_toml
+from .paths import deep_merge, read_toml, user_providers_dirs
 from .pricing import Price
 
 __all__ = [
@@ -246,17 +246,26 @@ def _culprit(exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]]) ->
 
 
 def load_catalog(extra_dirs: list[Path] | None = None) -> Catalog:
-    """Read `providers/*.toml` (shipped), merged with the user's overrides, into a `Catalog`."""
-    dirs = [*catalog_dirs(), *(extra_dirs or [])]
+    """The registered providers' catalog files, merged with the user's `providers/*.toml` (an
+    override of a registered provider, or a provider declared as data), into a `Catalog`."""
+    from .plugins import registry
+
+    plugins = registry()
     raw: dict[str, dict[str, Any]] = {}
     layers: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
-    for d in dirs:
-        if not d.is_dir():
-            continue
-        for path in sorted(d.glob("*.toml")):
-            layer = read_toml(path)
-            layers.setdefault(path.stem, []).append((path, layer))
-            raw[path.stem] = deep_merge(raw.get(path.stem, {}), layer)
+
+    def add(name: str, path: Path) -> None:
+        layer = read_toml(path)
+        layers.setdefault(name, []).append((path, layer))
+        raw[name] = deep_merge(raw.get(name, {}), layer)
+
+    for plugin in plugins.values():
+        if plugin.catalog is not None:
+            add(plugin.name, Path(str(plugin.catalog)))
+    for d in [*user_providers_dirs(), *(extra_dirs or [])]:
+        if d.is_dir():
+            for path in sorted(d.glob("*.toml")):
+                add(path.stem, path)
     providers: dict[str, ProviderSpec] = {}
     for name, data in raw.items():
         models = data.get("models", {})
@@ -272,8 +281,15 @@ def load_catalog(extra_dirs: list[Path] | None = None) -> Catalog:
         except ValidationError as exc:
             where = _culprit(exc, layers[name]) or f"providers/{name}.toml"
             raise ConfigError(f"{where}: {_first_error(exc)}: fix the catalog entry") from exc
-    order = {"xai": 0, "openai": 1, "replicate": 2, "gemini": 3}
-    return Catalog(dict(sorted(providers.items(), key=lambda kv: (order.get(kv[0], 9), kv[0]))))
+        if providers[name].backend not in plugins:
+            where = str(layers[name][-1][0])
+            raise ConfigError(
+                f"{where}: backend {providers[name].backend!r} is no registered provider: "
+                f"use one of {', '.join(plugins)} (the wire API this provider speaks)"
+            )
+    # Registered providers in their order, then those declared as data alone, by name.
+    order = {name: i for i, name in enumerate(plugins)}
+    return Catalog(dict(sorted(providers.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))))
 
 
 def _resolve_likes(provider: str, models: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ not a setting is added here, or it will be refused as unknown.
 
 from __future__ import annotations
 
-__all__ = ["CONFIG_DIR", "DEBUG", "ENV", "NOT_SETTINGS", "PREFIX"]
+__all__ = ["CONFIG_DIR", "DEBUG", "ENV", "LOAD_PLUGINS", "NOT_SETTINGS", "PREFIX"]
 
 PREFIX = "IMAGERELAY_"
 #: The environment to use (the `--env` option wins over it).
@@ -16,5 +16,7 @@ ENV = "IMAGERELAY_ENV"
 CONFIG_DIR = "IMAGERELAY_CONFIG_DIR"
 #: Set (to anything) to see the traceback of an unexpected error instead of one line.
 DEBUG = "IMAGERELAY_DEBUG"
+#: Which third-party provider plugins to load, comma-separated ("" for none); unset: all of them.
+LOAD_PLUGINS = "IMAGERELAY_LOAD_PLUGINS"
 
-NOT_SETTINGS: frozenset[str] = frozenset({ENV, CONFIG_DIR, DEBUG})
+NOT_SETTINGS: frozenset[str] = frozenset({ENV, CONFIG_DIR, DEBUG, LOAD_PLUGINS})

@@ -11,7 +11,6 @@ from . import envvars
 from .errors import ConfigError
 
 __all__ = [
-    "catalog_dirs",
     "deep_merge",
     "env_config_dir",
     "provider_names",
@@ -114,14 +113,12 @@ def user_providers_dirs() -> list[Path]:
     return [d for d in dirs if d.is_dir() and d.resolve() != shipped]
 
 
-def catalog_dirs() -> list[Path]:
-    """The directories of `providers/*.toml`, shipped first, then the user's overrides."""
-    return [shipped_dir("providers"), *user_providers_dirs()]
-
-
 def provider_names() -> set[str]:
-    """Every provider the catalog has (one `providers/<name>.toml` each), without parsing it."""
-    return {p.stem for d in catalog_dirs() if d.is_dir() for p in d.glob("*.toml")}
+    """Every provider the catalog has, without parsing it: the registered ones, and those the
+    user declares as data (`providers/<name>.toml`)."""
+    from .plugins import registry
+
+    return set(registry()) | {p.stem for d in user_providers_dirs() for p in d.glob("*.toml")}
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

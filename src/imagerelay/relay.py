@@ -41,6 +41,7 @@ from .policy import Action, Decision, decide
 from .ratelimit import RateLimiter
 from .receipt import Attempt, Receipt, ReferenceRecord, SavedImage
 from .request import ImageRequest
+from .sandbox import start_sandbox
 from .settings import RoutingSettings, Settings, load_keys, load_settings
 from .store import Store, provenance
 
@@ -167,7 +168,7 @@ class Relay:
         if self._http is not None:
             return
         if self.settings.sandbox:
-            self._start_sandbox()
+            self._emulator, self.settings, self._keys = start_sandbox(self.catalog, self.settings)
         self._http = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
             follow_redirects=True,
@@ -188,22 +189,6 @@ class Relay:
                 self.on_receipt.remove(self.ledger.record_receipt)
             self.ledger.close()
             self.ledger = None
-
-    def _start_sandbox(self) -> None:
-        from .emulator import Emulator
-
-        emu = Emulator(keys=None)
-        emu.start(port=0)
-        self._emulator = emu
-        providers = {
-            name: self.settings.provider(name).model_copy(update={"base_url": emu.base_url(name)})
-            for name in self.catalog.providers
-        }
-        # Reference URLs keep the environment's rules: the sandbox is offline, not a licence to
-        # fetch private addresses.
-        self.settings = self.settings.model_copy(update={"providers": providers})
-        # Never send real keys to the stand-in: every provider gets a placeholder.
-        self._keys = {name: SecretStr(f"sandbox-{name}") for name in self.catalog.providers}
 
     @property
     def keyed_providers(self) -> frozenset[str]:

@@ -34,6 +34,7 @@ from .paths import provider_names, read_toml, shipped_dir, user_environments, us
 
 __all__ = [
     "BudgetSettings",
+    "CommonProviderSettings",
     "ProviderSettings",
     "RetrySettings",
     "RoutingSettings",
@@ -52,8 +53,15 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ProviderSettings(_Section):
-    """Connection settings of one provider (the catalog says what its models can do)."""
+class ProviderSettings(BaseModel):
+    """Connection settings of one provider (the catalog says what its models can do).
+
+    A `[providers.NAME]` table is read as this, then checked by its provider's own settings model
+    (a subclass with `extra="forbid"` holding the knobs only that backend has); so this base lets
+    unknown keys through, and `CommonProviderSettings` is the model of a provider with none.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     enabled: bool = True
     base_url: str | None = None  # None: the catalog's documented API root
@@ -62,9 +70,12 @@ class ProviderSettings(_Section):
     timeout: float = Field(default=300.0, gt=0)
     download_timeout: float = Field(default=60.0, gt=0)
     max_requests_per_minute: float | None = Field(default=None, gt=0)
-    poll_interval: float = Field(default=1.0, gt=0)
-    #: Replicate: a prediction still unfinished after this long is cancelled.
-    prediction_deadline: float = Field(default=600.0, gt=0)
+
+
+class CommonProviderSettings(ProviderSettings):
+    """The settings of a provider that has no knobs of its own."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class RoutingSettings(_Section):
@@ -158,7 +169,9 @@ class Settings(BaseSettings):
         )
 
     def provider(self, name: str) -> ProviderSettings:
-        return self.providers.get(name) or ProviderSettings()
+        from .plugins import settings_model
+
+        return self.providers.get(name) or settings_model(name)()
 
 
 def config_files(env: str) -> list[Path]:
@@ -173,9 +186,11 @@ def _environments() -> list[str]:
     return sorted({p.stem for p in shipped_dir("config").glob("*.toml")} | user_environments())
 
 
-def _describe(exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]]) -> str:
+def _describe(
+    exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]], at: tuple[str, ...] = ()
+) -> str:
     err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
+    loc = [*at, *(str(p) for p in err["loc"])]
     dotted = ".".join(loc)
     where = "the settings"
     var = _env_culprit(loc)
@@ -190,8 +205,7 @@ def _describe(exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]]) -
         if loc[-1].lower() in {"api_key", "key", "token", "api_token"}:
             return (
                 f"{where}: API keys are never read from config files ({dotted}): "
-                "set XAI_API_KEY, OPENAI_API_KEY, REPLICATE_API_TOKEN or GEMINI_API_KEY in the environment "
-                "or .env"
+                f"set {_key_variables()} in the environment or .env"
             )
         close = _close(loc[-1], _keys_at(loc[:-1], provider_names()) or ())
         if close is not None:
@@ -314,9 +328,14 @@ def _keys_at(path: Iterable[str], providers: set[str]) -> list[str] | None:
                 return None
             ann = field.annotation
         elif get_origin(ann) is dict:
-            if tuple(seen) in _PROVIDER_TABLES and part not in providers:
-                return None
-            ann = get_args(ann)[1]
+            if tuple(seen) in _PROVIDER_TABLES:
+                if part not in providers:
+                    return None
+                from .plugins import settings_model
+
+                ann = settings_model(part)  # the provider's own knobs are settings there too
+            else:
+                ann = get_args(ann)[1]
         else:
             return None
         seen.append(part)
@@ -407,10 +426,18 @@ def _suggest(path: list[str], providers: set[str]) -> str | None:
 
 
 def _check_providers(settings: Settings, layers: list[tuple[Path, dict[str, Any]]]) -> None:
-    """A `[providers.NAME]` table must name a provider of the catalog (a typo would be ignored)."""
+    """A `[providers.NAME]` table must name a provider of the catalog (a typo would be ignored),
+    and hold only settings that provider's own model knows (checked and typed by it here)."""
+    from .plugins import settings_model
+
     providers = provider_names()
-    for name in settings.providers:
+    for name, table in list(settings.providers.items()):
         if name in providers:
+            model = settings_model(name)
+            try:
+                settings.providers[name] = model.model_validate(table.model_dump(exclude_unset=True))
+            except ValidationError as exc:
+                raise ConfigError(_describe(exc, layers, ("providers", name))) from exc
             continue
         where = next(
             (str(path) for path, data in reversed(layers) if _lookup(data, ["providers", name]) is not None),
@@ -419,6 +446,21 @@ def _check_providers(settings: Settings, layers: list[tuple[Path, dict[str, Any]
         close = _close(name, providers)
         hint = f"did you mean {close!r}?" if close else f"use one of {', '.join(sorted(providers))}"
         raise ConfigError(f"{where}: unknown provider {name!r} in [providers.{name}]: {hint}")
+
+
+def _key_variables() -> str:
+    """The variables API keys are read from, as a list in words (from the catalog)."""
+    try:
+        from .catalog import load_catalog
+
+        names = [p.key_env for p in load_catalog().providers.values()]
+    except ConfigError:
+        names = []
+    return (
+        (", ".join(names[:-1]) + " or " + names[-1])
+        if len(names) > 1
+        else (names or ["each provider's key variable"])[0]
+    )
 
 
 def _describe_unparsable_env() -> str:

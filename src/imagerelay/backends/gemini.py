@@ -33,6 +33,8 @@ from ..errors import (
     QuotaExhausted,
     RateLimited,
 )
+from ..paths import shipped_dir
+from ..plugins import Provider
 from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent, images_summary
 from .http import ErrorContext, StatusTable, httpx_errors, retry_after_seconds, verified_image
 
@@ -42,7 +44,16 @@ if TYPE_CHECKING:
     from google.genai import errors as genai_errors
     from google.genai import types
 
-__all__ = ["GeminiBackend"]
+__all__ = ["PROVIDER", "GeminiBackend"]
+
+#: This provider, as `pyproject.toml` registers it in the `imagerelay.providers` entry-point group.
+PROVIDER = Provider(
+    name="gemini",
+    backend="imagerelay.backends.gemini:GeminiBackend",
+    catalog=shipped_dir("providers") / "gemini.toml",
+    dialect="imagerelay.emulator.gemini:DIALECT",
+    order=3,
+)
 
 #: Extras sent inside `generationConfig` (the planner passes only those a model declares).
 _EXTRAS = frozenset({"thinking_level"})

@@ -25,6 +25,8 @@ from ..errors import (
     QuotaExhausted,
     ReadTimedOut,
 )
+from ..paths import shipped_dir
+from ..plugins import Provider
 from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent, images_summary
 from .http import (
     ErrorContext,
@@ -40,7 +42,16 @@ if TYPE_CHECKING:
 
     from ..references import PreparedImage
 
-__all__ = ["OpenAIBackend"]
+__all__ = ["PROVIDER", "OpenAIBackend"]
+
+#: This provider, as `pyproject.toml` registers it in the `imagerelay.providers` entry-point group.
+PROVIDER = Provider(
+    name="openai",
+    backend="imagerelay.backends.openai:OpenAIBackend",
+    catalog=shipped_dir("providers") / "openai.toml",
+    dialect="imagerelay.emulator.openai:DIALECT",
+    order=1,
+)
 
 #: Canonical request fields sent when the model declares them (besides `prompt` and `n`).
 _PARAMS = ("size", "quality", "output_format")

@@ -28,6 +28,8 @@ from ..errors import (
     ServerError,
     TransientError,
 )
+from ..paths import shipped_dir
+from ..plugins import Provider
 from .base import Adopt, Call, CallResult, Deliver, Delivered, OnEvent
 from .http import (
     ErrorContext,
@@ -50,7 +52,17 @@ from .replicate_predictions import (
 if TYPE_CHECKING:
     from ..references import PreparedImage
 
-__all__ = ["ReplicateBackend"]
+__all__ = ["PROVIDER", "ReplicateBackend"]
+
+#: This provider, as `pyproject.toml` registers it in the `imagerelay.providers` entry-point group.
+PROVIDER = Provider(
+    name="replicate",
+    backend="imagerelay.backends.replicate:ReplicateBackend",
+    catalog=shipped_dir("providers") / "replicate.toml",
+    settings="imagerelay.backends.replicate_predictions:ReplicateSettings",
+    dialect="imagerelay.emulator.replicate:DIALECT",
+    order=2,
+)
 
 log = logging.getLogger("imagerelay")
 

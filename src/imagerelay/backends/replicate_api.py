@@ -34,12 +34,15 @@ from .http import (
     json_object,
     retry_after_seconds,
 )
-from .replicate_predictions import RUNNING, TERMINAL
+from .replicate_predictions import RUNNING, TERMINAL, ReplicateSettings
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
     from replicate.client import Client
 
+    from ..catalog import ProviderSpec
     from ..references import PreparedImage
+    from ..settings import ProviderSettings
 
 __all__ = ["PredictionsAPI"]
 
@@ -71,7 +74,21 @@ async def _capture(response: httpx.Response) -> None:
 class PredictionsAPI(Backend):
     """Create, cancel and upload at Replicate, and map its answers (the lifecycle is a subclass)."""
 
+    settings: ReplicateSettings
     _client: Client | None = None
+
+    def __init__(
+        self,
+        provider: ProviderSpec,
+        settings: ProviderSettings,
+        key: SecretStr | None,
+        http: httpx.AsyncClient,
+    ) -> None:
+        super().__init__(provider, settings, key, http)
+        # Its own knobs, checked here too: settings built in code may be the common model.
+        if not isinstance(settings, ReplicateSettings):
+            self.settings = ReplicateSettings.model_validate(settings.model_dump())
+
     _transport: httpx.AsyncHTTPTransport | None = None
 
     def _headers(self) -> dict[str, str]:

@@ -1,5 +1,5 @@
-"""Replicate predictions as data: their statuses, their output, and which listed prediction an
-interrupted run made (so that it is re-attached to, never paid for twice)."""
+"""Replicate as data: its own settings, predictions' statuses and output, and which listed
+prediction an interrupted run made (so that it is re-attached to, never paid for twice)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,23 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ConfigDict, Field
+
+from ..settings import ProviderSettings
+
 if TYPE_CHECKING:
     from .base import Adopt, Call
 
-__all__ = ["MAX_LIST_PAGES", "NSFW_MARKERS", "RUNNING", "TERMINAL", "Unrecorded", "dead", "output_urls"]
+__all__ = [
+    "MAX_LIST_PAGES",
+    "NSFW_MARKERS",
+    "RUNNING",
+    "TERMINAL",
+    "ReplicateSettings",
+    "Unrecorded",
+    "dead",
+    "output_urls",
+]
 
 #: A failed prediction carries only free text in `error`: Replicate has no machine-readable code
 #: for a safety refusal. This one check on text is deliberate; every other outcome is decided by
@@ -23,6 +36,18 @@ RUNNING = frozenset({"starting", "processing"})
 CLOCK_SKEW = dt.timedelta(minutes=2)
 #: Pages of `GET /v1/predictions` (100 each) read at most when looking for an unrecorded one.
 MAX_LIST_PAGES = 20
+
+
+class ReplicateSettings(ProviderSettings):
+    """`[providers.replicate]` (or any provider served by this backend): the common settings, and
+    how predictions are waited for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Seconds between polls of a running prediction.
+    poll_interval: float = Field(default=1.0, gt=0)
+    #: A prediction still unfinished after this long is cancelled.
+    prediction_deadline: float = Field(default=600.0, gt=0)
 
 
 def dead(prediction: dict[str, Any]) -> bool:

@@ -20,6 +20,8 @@ from ..errors import (
     ProviderError,
     QuotaExhausted,
 )
+from ..paths import shipped_dir
+from ..plugins import Provider
 from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent
 from .http import (
     ErrorContext,
@@ -36,7 +38,16 @@ from .http import (
 if TYPE_CHECKING:
     from ..references import PreparedImage
 
-__all__ = ["XAIBackend"]
+__all__ = ["PROVIDER", "XAIBackend"]
+
+#: This provider, as `pyproject.toml` registers it in the `imagerelay.providers` entry-point group.
+PROVIDER = Provider(
+    name="xai",
+    backend="imagerelay.backends.xai:XAIBackend",
+    catalog=shipped_dir("providers") / "xai.toml",
+    dialect="imagerelay.emulator.xai:DIALECT",
+    order=0,
+)
 
 TICKS_PER_USD = 10_000_000_000
 #: xAI answers 403 for no credit or no access to the model (a bad key is 400 or 401).

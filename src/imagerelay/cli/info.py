@@ -35,7 +35,7 @@ def providers(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
 @catalog_app.command("check")
 def catalog_check(
     provider: Annotated[
-        str | None, typer.Option("--provider", "-p", help="Only this provider (xai, openai, replicate …).")
+        str | None, typer.Option("--provider", "-p", help="Only this provider (see `imagerelay providers`).")
     ] = None,
     write: Annotated[
         bool,

@@ -16,9 +16,7 @@ __all__ = ["RequestOptions", "parse_extras", "with_request_options"]
 
 ProviderOpt = Annotated[
     str,
-    typer.Option(
-        "--provider", "-p", help="auto, a provider (xai, openai, replicate, gemini) or PROVIDER:MODEL."
-    ),
+    typer.Option("--provider", "-p", help="auto, a provider (see `imagerelay providers`) or PROVIDER:MODEL."),
 ]
 ReferenceOpt = Annotated[
     list[str] | None,

@@ -1,5 +1,5 @@
-"""An offline stand-in for the xAI, OpenAI, Replicate and Gemini image APIs: a real HTTP server on
-127.0.0.1.
+"""An offline stand-in for the image API of every registered provider that brings an emulator
+dialect (the built-ins: xAI, OpenAI, Replicate and Gemini): a real HTTP server on 127.0.0.1.
 
 It speaks each provider's wire format (its error shapes included), draws deterministic sandbox
 images with Pillow, serves expiring image URLs, and takes a script of faults per route::
@@ -27,7 +27,7 @@ prediction exists before its id reaches the client). A scripted fault takes prec
 key check.
 """
 
-from imagerelay.emulator.server import PROVIDERS, Emulator, serve
+from imagerelay.emulator.server import Emulator, serve
 from imagerelay.emulator.wire import Fault, LoggedRequest
 
-__all__ = ["PROVIDERS", "Emulator", "Fault", "LoggedRequest", "serve"]
+__all__ = ["Emulator", "Fault", "LoggedRequest", "serve"]

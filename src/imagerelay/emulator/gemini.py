@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import math
 import re
 import uuid
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from imagerelay.emulator import draw
-from imagerelay.emulator.wire import Call, Dialect, DialectError, Fault, Reply, json_reply
+from imagerelay.emulator.wire import Call, Dialect, DialectError, Fault, Reply, Route, json_reply
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -516,3 +517,19 @@ def get_model(call: Call) -> Reply:
     if found is None:
         _Request.missing(name, call.params.get("version") or "")
     return json_reply(200, dict(found), _JSON)
+
+
+#: The dialect with every endpoint it answers, as the provider's registration names it.
+DIALECT = dataclasses.replace(
+    DIALECT,
+    routes=(
+        Route(
+            "POST",
+            r"(?:/(?P<version>v1|v1beta|v1alpha))?/models/(?P<model>[^/:]+):generateContent",
+            "generate",
+            generate,
+        ),
+        Route("GET", r"(?:/(?P<version>v1|v1beta|v1alpha))?/models", "models", list_models),
+        Route("GET", r"(?:/(?P<version>v1|v1beta|v1alpha))?/models/(?P<model>[^/:]+)", "model", get_model),
+    ),
+)

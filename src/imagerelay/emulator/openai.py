@@ -6,13 +6,23 @@ Errors are `{"error": {"message", "type", "param", "code"}}`; every answer carri
 from __future__ import annotations
 
 import base64
+import dataclasses
 import math
 import re
 import time
 from typing import TYPE_CHECKING, Any
 
 from imagerelay.emulator import draw
-from imagerelay.emulator.wire import Call, Dialect, DialectError, Fault, Reply, decode_data_uri, json_reply
+from imagerelay.emulator.wire import (
+    Call,
+    Dialect,
+    DialectError,
+    Fault,
+    Reply,
+    Route,
+    decode_data_uri,
+    json_reply,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -484,3 +494,14 @@ def default_listing() -> list[dict[str, Any]]:
         {"id": model, "object": "model", "created": 1_764_547_200, "owned_by": "system"}
         for model in (*MODELS, *OTHER_LISTED)
     ]
+
+
+#: The dialect with every endpoint it answers, as the provider's registration names it.
+DIALECT = dataclasses.replace(
+    DIALECT,
+    routes=(
+        Route("GET", r"/v1/models", "models", models),
+        Route("POST", r"/v1/images/generations", "generations", generations),
+        Route("POST", r"/v1/images/edits", "edits", edits),
+    ),
+)

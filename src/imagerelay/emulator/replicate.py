@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -14,7 +15,16 @@ from urllib.parse import urlencode
 
 from imagerelay.emulator import draw
 from imagerelay.emulator.replicate_models import MODELS, ModelSpec, output_size, references_of, validate
-from imagerelay.emulator.wire import Call, Dialect, DialectError, Fault, Reply, decode_data_uri, json_reply
+from imagerelay.emulator.wire import (
+    Call,
+    Dialect,
+    DialectError,
+    Fault,
+    Reply,
+    Route,
+    decode_data_uri,
+    json_reply,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -483,3 +493,18 @@ def serve_upload(call: Call) -> Reply:
         raise _problem(404, "Not found.")
     data = item.data[: len(item.data) // 2] if call.fault is not None and call.fault.truncate else item.data
     return Reply(200, data, item.content_type)
+
+
+#: The dialect with every endpoint it answers, as the provider's registration names it.
+DIALECT = dataclasses.replace(
+    DIALECT,
+    routes=(
+        Route("GET", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)", "model", model),
+        Route("POST", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions", "create", create),
+        Route("GET", r"/v1/predictions", "list", list_predictions),
+        Route("GET", r"/v1/predictions/(?P<id>[^/]+)", "get", get),
+        Route("POST", r"/v1/predictions/(?P<id>[^/]+)/cancel", "cancel", cancel),
+        Route("POST", r"/v1/files", "files", upload),
+        Route("GET", r"/v1/files/(?P<id>[^/]+)", "upload", serve_upload, hosted=True),
+    ),
+)

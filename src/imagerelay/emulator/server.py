@@ -12,16 +12,13 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from imagerelay.emulator import gemini as gemini_dialect
-from imagerelay.emulator import openai as openai_dialect
-from imagerelay.emulator import replicate as replicate_dialect
-from imagerelay.emulator import xai as xai_dialect
 from imagerelay.emulator.hosting import FileStore, expired_reply
 from imagerelay.emulator.listings import Listings
 from imagerelay.emulator.wire import (
+    FILES,
     Call,
     Dialect,
     DialectError,
@@ -34,7 +31,8 @@ from imagerelay.emulator.wire import (
     parse_multipart,
 )
 
-PROVIDERS = ("xai", "openai", "replicate", "gemini")
+if TYPE_CHECKING:
+    from imagerelay.emulator.replicate import State as ReplicateState
 
 _MALFORMED = b'{"created": 1700000000, "data": [{"url": "http://127.0.0.1/fil'
 
@@ -44,7 +42,7 @@ def _serve_hosted(call: Call) -> Reply:
     fault = call.fault
     if hosted is None or (fault is not None and fault.expired):
         known = call.emu.files.known(call.path)
-        return expired_reply(known.provider if known else "replicate")
+        return expired_reply(known.provider if known else FILES)
     data = hosted.data
     if fault is not None and fault.truncate:
         data = data[: len(data) // 2]
@@ -53,106 +51,59 @@ def _serve_hosted(call: Call) -> Reply:
     return Reply(200, data, hosted.content_type)
 
 
-_ROUTES: list[tuple[str, re.Pattern[str], str, str, Handler]] = [
-    (m, re.compile(p), route, provider, h)
-    for m, p, route, provider, h in [
-        ("POST", r"/xai/v1/images/generations", "xai.generations", "xai", xai_dialect.generations),
-        ("POST", r"/xai/v1/images/edits", "xai.edits", "xai", xai_dialect.edits),
-        ("POST", r"/xai/v1/chat/completions", "xai.chat", "xai", xai_dialect.chat),
-        ("GET", r"/xai/v1/api-key", "xai.api_key", "xai", xai_dialect.api_key),
-        ("GET", r"/xai/v1/image-generation-models", "xai.models", "xai", xai_dialect.models),
-        ("GET", r"/openai/v1/models", "openai.models", "openai", openai_dialect.models),
-        (
-            "GET",
-            r"/replicate/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)",
-            "replicate.model",
-            "replicate",
-            replicate_dialect.model,
-        ),
-        (
-            "POST",
-            r"/openai/v1/images/generations",
-            "openai.generations",
-            "openai",
-            openai_dialect.generations,
-        ),
-        ("POST", r"/openai/v1/images/edits", "openai.edits", "openai", openai_dialect.edits),
-        (
-            "POST",
-            r"/replicate/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions",
-            "replicate.create",
-            "replicate",
-            replicate_dialect.create,
-        ),
-        (
-            "GET",
-            r"/replicate/v1/predictions",
-            "replicate.list",
-            "replicate",
-            replicate_dialect.list_predictions,
-        ),
-        (
-            "GET",
-            r"/replicate/v1/predictions/(?P<id>[^/]+)",
-            "replicate.get",
-            "replicate",
-            replicate_dialect.get,
-        ),
-        (
-            "POST",
-            r"/replicate/v1/predictions/(?P<id>[^/]+)/cancel",
-            "replicate.cancel",
-            "replicate",
-            replicate_dialect.cancel,
-        ),
-        ("POST", r"/replicate/v1/files", "replicate.files", "replicate", replicate_dialect.upload),
-        ("GET", r"/replicate/v1/files/(?P<id>[^/]+)", "files", "replicate", replicate_dialect.serve_upload),
-        (
-            "POST",
-            r"/gemini(?:/(?P<version>v1|v1beta|v1alpha))?/models/(?P<model>[^/:]+):generateContent",
-            "gemini.generate",
-            "gemini",
-            gemini_dialect.generate,
-        ),
-        (
-            "GET",
-            r"/gemini(?:/(?P<version>v1|v1beta|v1alpha))?/models",
-            "gemini.models",
-            "gemini",
-            gemini_dialect.list_models,
-        ),
-        (
-            "GET",
-            r"/gemini(?:/(?P<version>v1|v1beta|v1alpha))?/models/(?P<model>[^/:]+)",
-            "gemini.model",
-            "gemini",
-            gemini_dialect.get_model,
-        ),
-        ("GET", r"/files/.+", "files", "files", _serve_hosted),
-    ]
-]
+#: (method, pattern, route name, provider, handler), matched in order.
+Routes = list[tuple[str, re.Pattern[str], str, str, Handler]]
 
-_DIALECTS: dict[str, Dialect] = {
-    "xai": xai_dialect.DIALECT,
-    "openai": openai_dialect.DIALECT,
-    "replicate": replicate_dialect.DIALECT,
-    "gemini": gemini_dialect.DIALECT,
-}
+
+def _dialects(mounts: Mapping[str, str] | None) -> dict[str, Dialect]:
+    """The dialect served under each provider's name: every registered provider that has one, and
+    each of `mounts` (a provider declared as data → the registered provider whose wire API it
+    speaks), e.g. {"localai": "openai"} serves the OpenAI dialect under /localai."""
+    from imagerelay.plugins import registry
+
+    found: dict[str, Dialect] = {}
+    for plugin in registry().values():
+        dialect = plugin.emulator_dialect()
+        if dialect is not None:
+            found[plugin.name] = dialect
+    for name, wire in (mounts or {}).items():
+        if wire not in found:
+            raise ValueError(
+                f"no emulator dialect named {wire!r} for {name!r}; expected one of {tuple(found)}"
+            )
+        found[name] = found[wire]
+    return found
+
+
+def _routes(dialects: Mapping[str, Dialect]) -> Routes:
+    routes: Routes = [
+        (
+            r.method,
+            re.compile(re.escape(f"/{mount}") + r.pattern),
+            FILES if r.hosted else f"{mount}.{r.name}",
+            mount,
+            r.handler,
+        )
+        for mount, dialect in dialects.items()
+        for r in dialect.routes
+    ]
+    routes.append(("GET", re.compile(r"/files/.+"), FILES, FILES, _serve_hosted))
+    return routes
 
 
 def _generic_error(status: int, fault: Fault | None) -> Reply:
     return json_reply(status, {"error": f"HTTP {status}"})
 
 
-def _route(method: str, path: str) -> tuple[str, str, Handler | None, dict[str, str]]:
+def _route(emu: Emulator, method: str, path: str) -> tuple[str, str, Handler | None, dict[str, str]]:
     """(route name, provider, handler, path params); an unknown endpoint has no handler."""
     lookup = "GET" if method == "HEAD" else method
-    for m, pattern, route, provider, handler in _ROUTES:
+    for m, pattern, route, provider, handler in emu.routes:
         match = pattern.fullmatch(path)
         if match and m == lookup:
             return route, provider, handler, match.groupdict()
     provider = path.strip("/").split("/", 1)[0]
-    provider = provider if provider in PROVIDERS else "files"
+    provider = provider if provider in emu.dialects else FILES
     return f"{provider}.unknown", provider, None, {}
 
 
@@ -231,9 +182,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         path = split.path
         query = dict(parse_qsl(split.query))
         method = self.command
-        route, provider, handler, params = _route(method, path)
+        route, provider, handler, params = _route(emu, method, path)
         headers = {k.lower(): v for k, v in self.headers.items()}
-        dialect = _DIALECTS.get(provider)
+        dialect = emu.dialects.get(provider)
         if route == "files" and provider == "files":
             known = emu.files.known(path)
             provider = known.provider if known else "files"
@@ -371,8 +322,9 @@ def _body_reply(status: int, body: dict[str, Any] | str | bytes, content_type: s
 
 
 class Emulator:
-    """The xAI, OpenAI, Replicate and Gemini image APIs on 127.0.0.1, with expiring URLs and
-    scripted faults."""
+    """Every registered provider's image API (those with a dialect) on 127.0.0.1, each under
+    /<provider>, with expiring URLs and scripted faults. `mounts` serves more providers with the
+    dialect of the wire API they reuse, e.g. {"localai": "openai"}."""
 
     def __init__(
         self,
@@ -381,7 +333,11 @@ class Emulator:
         latency: float = 0.0,
         prediction_seconds: float = 0.0,
         host: str = "127.0.0.1",
+        mounts: Mapping[str, str] | None = None,
     ) -> None:
+        #: The dialect of each provider served, by the name it is served under.
+        self.dialects = _dialects(mounts)
+        self.routes = _routes(self.dialects)
         self.keys: dict[str, frozenset[str]] | None = (
             None
             if keys is None
@@ -392,7 +348,7 @@ class Emulator:
         self.prediction_seconds = prediction_seconds
         self.host = host
         self.files = FileStore(url_ttl)
-        self.replicate = replicate_dialect.State()
+        self.replicate: ReplicateState = _replicate_state()
         #: The providers' model listings; tests edit them to script drift (see `listings`).
         self.listings = Listings()
         self.errors: list[str] = []  # tracebacks of emulator bugs (answered as 500)
@@ -463,11 +419,16 @@ class Emulator:
         """Root URL, e.g. http://127.0.0.1:8765."""
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """The providers served, in registry order."""
+        return tuple(self.dialects)
+
     def base_url(self, provider: str) -> str:
         """API root of one provider, e.g. http://127.0.0.1:8765/xai/v1."""
-        if provider not in PROVIDERS:
-            raise ValueError(f"unknown provider {provider!r}; expected one of {PROVIDERS}")
-        return f"{self.url}/{provider}/{_DIALECTS[provider].version}"
+        if provider not in self.dialects:
+            raise ValueError(f"unknown provider {provider!r}; expected one of {self.providers}")
+        return f"{self.url}/{provider}/{self.dialects[provider].version}"
 
     # scripting and inspection
     def script(self, route: str, *faults: Fault) -> None:
@@ -550,12 +511,19 @@ class Emulator:
         return None
 
 
+def _replicate_state() -> ReplicateState:
+    # Predictions and uploads outlive a request; the Replicate dialect keeps them here.
+    from imagerelay.emulator.replicate import State
+
+    return State()
+
+
 def serve(port: int = 8765, host: str = "127.0.0.1", **kw: Any) -> None:
     """Run an emulator in the foreground until Ctrl-C, printing each provider's API root."""
     emu = Emulator(host=host, **kw).start(port)
     try:
         print(f"imagerelay emulator on {emu.url}")
-        for provider in PROVIDERS:
+        for provider in emu.providers:
             print(f"  {provider:<10} {emu.base_url(provider)}")
         print("Ctrl-C to stop.", flush=True)
         while True:

@@ -174,6 +174,21 @@ def data_uri(mime: str, data: bytes) -> str:
 
 
 Handler = Callable[[Call], Reply]
+#: The route name of every hosted image or upload URL, whichever dialect serves it.
+FILES = "files"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint of a dialect: `pattern` is matched below the mount (`/xai` for the provider of
+    that name); the route is logged and scripted as `<mount>.<name>`, or as `files` when it serves
+    `hosted` bytes (an upload's URL), like every hosted image."""
+
+    method: str
+    pattern: str
+    name: str
+    handler: Handler
+    hosted: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,6 +207,8 @@ class Dialect:
     secret_headers: tuple[str, ...] = ()
     #: The API version in the root `Emulator.base_url` hands out (…/<provider>/<version>).
     version: str = "v1"
+    #: Every endpoint it answers.
+    routes: tuple[Route, ...] = ()
 
 
 class DialectError(Exception):

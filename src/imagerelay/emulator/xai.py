@@ -5,6 +5,7 @@ Errors are `{"code": <gRPC status text>, "error": <message>}`, not OpenAI-shaped
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from imagerelay.emulator.wire import (
     DialectError,
     Fault,
     Reply,
+    Route,
     data_uri,
     decode_data_uri,
     json_reply,
@@ -449,3 +451,16 @@ def chat(call: Call) -> Reply:
             "system_fingerprint": "fp_sandbox",
         },
     )
+
+
+#: The dialect with every endpoint it answers, as the provider's registration names it.
+DIALECT = dataclasses.replace(
+    DIALECT,
+    routes=(
+        Route("POST", r"/v1/images/generations", "generations", generations),
+        Route("POST", r"/v1/images/edits", "edits", edits),
+        Route("POST", r"/v1/chat/completions", "chat", chat),
+        Route("GET", r"/v1/api-key", "api_key", api_key),
+        Route("GET", r"/v1/image-generation-models", "models", models),
+    ),
+)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..paths import provider_names
 from .fields import ITEM_FIELDS, META_PREFIX, ManifestError, unknown_field
 
 __all__ = ["FORMATS", "Entry", "parse", "read_text"]
@@ -19,7 +20,6 @@ __all__ = ["FORMATS", "Entry", "parse", "read_text"]
 FORMATS = {".toml": "toml", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 _LIST_FIELDS = ("references", "tags")
-_PROVIDERS = ("xai", "openai", "replicate", "gemini")
 _TOML_ITEM_HEADER = re.compile(r"^\s*\[\[\s*items\s*\]\]\s*(#.*)?$")
 
 
@@ -150,7 +150,7 @@ def _csv_column_known(column: str) -> bool:
         return bool(column[len(META_PREFIX) :].strip())
     provider, dot, name = column.partition(".")
     if dot:
-        return provider.lower() in _PROVIDERS and bool(name)
+        return provider.lower() in provider_names() and bool(name)
     return lowered in ITEM_FIELDS - {"metadata", "extras"}
 
 
@@ -161,7 +161,7 @@ def _csv_field(column: str, value: str) -> dict[str, Any]:
     if lowered in _LIST_FIELDS:
         return {lowered: [v.strip() for v in value.split(";") if v.strip()]}
     provider, dot, name = column.partition(".")
-    if dot and provider.lower() in _PROVIDERS and name:  # replicate.go_fast → extras, as --extra does
+    if dot and provider.lower() in provider_names() and name:  # replicate.go_fast → extras, as --extra does
         try:
             parsed: Any = json.loads(value)
         except json.JSONDecodeError:
