@@ -404,3 +404,29 @@ def test_a_request_cost_cap_no_model_fits_is_a_bad_request(served: GatewayProces
     assert caught.value.code == "over_max_cost"
     assert caught.value.param == "imagerelay.max_cost"  # type: ignore[attr-defined]
     assert generations(emu) == []
+
+
+def test_a_malformed_multipart_body_is_a_bad_request_naming_the_problem(
+    served: GatewayProcess, emu: Emulator
+) -> None:
+    """Garbage, a missing boundary and over 200 fields are each a 400 invalid_request_error naming
+    the problem, with no traceback in the server log and nothing sent."""
+    url = f"{served.url}/v1/images/edits"
+    many = (
+        b"".join(b'--B\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nx\r\n' % i for i in range(201))
+        + b"--B--\r\n"
+    )
+    cases = [
+        ("multipart/form-data; boundary=B", b"garbage", "malformed"),
+        ("multipart/form-data", b"garbage", "no boundary"),
+        ("multipart/form-data; boundary=B", many, "over 200 fields"),
+    ]
+    for ctype, body, says in cases:
+        got = httpx.post(url, content=body, headers={"content-type": ctype}, timeout=60)
+        assert got.status_code == 400, got.text
+        error = got.json()["error"]
+        assert error["type"] == "invalid_request_error"
+        assert says in error["message"], error["message"]
+    assert "Traceback" not in served.stderr()
+    assert "unexpectedly" not in served.stderr()
+    assert generations(emu) == []
