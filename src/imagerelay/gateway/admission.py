@@ -124,10 +124,6 @@ def record_idempotent(
 def failed_again(receipt: Receipt) -> GatewayError:
     """The error a finished request without images answered with, rebuilt from its receipt."""
     from ..errors import GenerationFailed
+    from ..failures import failure_message
 
-    lines = [
-        f"{a.provider}:{a.model} {a.outcome}" + (f" ({a.error})" if a.error else "") for a in receipt.attempts
-    ]
-    return from_relay_error(
-        GenerationFailed("no image was made — " + " | ".join(lines or ["nothing was tried"]), [], receipt)
-    )
+    return from_relay_error(GenerationFailed(failure_message(receipt), [], receipt))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ImageRelayError
+from ..hooks import RunHooks
 from ..ledger import Ledger
 from ..receipt import Receipt
 from ..relay import Relay
@@ -225,14 +226,9 @@ class Gateway:
 
         start = time.perf_counter()
         try:
+            hooks = RunHooks(receipt_id=receipt_id, name=parsed.name, on_image=on_image, loaded=parsed.loaded)
             receipt = await self.relay.generate(
-                parsed.request,
-                max_cost=max_cost,
-                receipt_id=receipt_id,
-                name=parsed.name,
-                routing=parsed.routing,
-                loaded=parsed.loaded,
-                on_image=on_image,
+                parsed.request, max_cost=max_cost, routing=parsed.routing, hooks=hooks
             )
             return Generated(receipt=receipt, relay_s=time.perf_counter() - start)
         except ImageRelayError as exc:
