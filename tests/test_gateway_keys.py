@@ -119,17 +119,23 @@ def test_budget_hit_is_a_rate_limit_error_and_nothing_more_is_paid(
         app.images.generate(prompt="second", model="xai:grok-imagine-image")
     assert caught.value.code == "budget_exceeded"
     assert int(caught.value.response.headers["retry-after"]) > 0
+    assert (
+        "has $0.0100 left of its $0.03 a day budget ($0.0200 spent), "
+        "and this request may cost up to $0.0200: it renews in"
+    ) in str(caught.value)
     assert calls(emu) == before
     [(spent,)] = ledger_rows(keyed.out_dir, "SELECT SUM(cost_usd) FROM generations WHERE gateway_key = 'app'")
     assert spent <= 0.03
 
 
 def test_concurrent_requests_cannot_overshoot_a_budget(keyed: GatewayProcess, emu: Emulator) -> None:
-    """Five requests at once against a $0.05 budget at $0.02 each: two are served, three refused,
-    and the key's spend stays under its cap."""
+    """Five requests at once against a $0.05 budget at $0.02 each: two are served, three refused
+    as held by the two in flight (not spent) with a short Retry-After, and the key's spend stays
+    under its cap."""
     emu.script("xai.generations", Fault(latency=0.5, times=2))
     team = client(keyed, _KEYS["team"])
     outcomes: list[str] = []
+    refusals: list[openai.RateLimitError] = []
     lock = threading.Lock()
 
     def one(i: int) -> None:
@@ -138,6 +144,7 @@ def test_concurrent_requests_cannot_overshoot_a_budget(keyed: GatewayProcess, em
             result = "ok"
         except openai.RateLimitError as exc:
             result = str(exc.code)
+            refusals.append(exc)
         with lock:
             outcomes.append(result)
 
@@ -146,7 +153,10 @@ def test_concurrent_requests_cannot_overshoot_a_budget(keyed: GatewayProcess, em
         t.start()
     for t in threads:
         t.join()
-    assert sorted(outcomes) == ["budget_exceeded"] * 3 + ["ok"] * 2
+    assert sorted(outcomes) == ["budget_held"] * 3 + ["ok"] * 2
+    for refused in refusals:
+        assert refused.response.headers["retry-after"] == "5"
+        assert "held by 2 request(s) in flight of its $0.05 a month budget ($0.0000 spent)" in str(refused)
     [(spent,)] = ledger_rows(
         keyed.out_dir, "SELECT SUM(cost_usd) FROM generations WHERE gateway_key = 'team'"
     )

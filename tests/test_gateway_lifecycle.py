@@ -15,10 +15,11 @@ import pytest
 
 from imagerelay.emulator import Emulator
 from imagerelay.emulator.wire import Fault
+from imagerelay.gateway.keys import hash_key
 
 from . import images
 from .conftest import TEST_KEYS
-from .gatewaykit import GatewayProcess, emulator_env, gateway, ledger_rows
+from .gatewaykit import GatewayProcess, emulator_env, gateway, keys_env, ledger_rows
 
 
 @pytest.fixture
@@ -98,6 +99,35 @@ def test_a_retry_while_the_first_is_in_flight_waits_for_it(emu: Emulator, tmp_pa
         assert len(got) == 2
         assert got[0] == got[1]
         assert len(emu.requests_for("xai.generations")) == 1
+
+
+def test_an_idempotency_key_never_answers_across_sandbox_and_real(emu: Emulator, tmp_path: Path) -> None:
+    """One Idempotency-Key sent to a sandbox gateway, then to a real one in the same directory,
+    then to the sandbox again: the real gateway makes its own image (a provider call, labelled
+    `sandbox: false`), and the sandbox answers its own placeholder again (labelled `sandbox: true`)."""
+    body = {"prompt": "idem", "model": "xai"}
+    headers = {"idempotency-key": "same-key-1"}
+    real_env = emulator_env(emu)
+    sandbox_env = {k: v for k, v in real_env.items() if not k.endswith("__BASE_URL")}
+
+    def ask(env: dict[str, str], *args: str) -> httpx.Response:
+        with gateway(tmp_path, env, *args) as gw:
+            return httpx.post(f"{gw.url}/v1/images/generations", json=body, headers=headers, timeout=60)
+
+    sandboxed = ask(sandbox_env, "--env", "sandbox")
+    assert sandboxed.status_code == 200, sandboxed.text
+    assert sandboxed.json()["imagerelay"]["sandbox"] is True
+    assert emu.requests_for("xai.generations") == []
+    real = ask(real_env, "--env", "development")
+    assert real.status_code == 200, real.text
+    assert real.headers["x-imagerelay-receipt"] != sandboxed.headers["x-imagerelay-receipt"]
+    assert real.json()["imagerelay"]["sandbox"] is False
+    assert real.json()["imagerelay"]["cost_usd"] > 0
+    assert len(emu.requests_for("xai.generations")) == 1
+    again = ask(sandbox_env, "--env", "sandbox")
+    assert again.headers["x-imagerelay-receipt"] == sandboxed.headers["x-imagerelay-receipt"]
+    assert again.json()["imagerelay"]["sandbox"] is True
+    assert len(emu.requests_for("xai.generations")) == 1
 
 
 def test_sigterm_drains_requests_in_flight_then_exits(emu: Emulator, tmp_path: Path) -> None:
@@ -270,6 +300,66 @@ def test_workers_share_one_port_and_drain_on_sigterm(emu: Emulator, tmp_path: Pa
             )
             assert r.status_code == 200, r.text
         assert len(generated(tmp_path / "generated")) == 4
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_workers_share_a_key_budget_through_the_ledger(emu: Emulator, tmp_path: Path) -> None:
+    """`--workers 2` and twelve clients at once on a key with $0.07 a day, at $0.02 a request:
+    the workers hold each request's cost in the shared ledger, so at most three are paid and
+    the key's spend stays within its budget (each worker alone would have taken three)."""
+    import subprocess
+    import sys
+
+    from .gatewaykit import _URL
+
+    key = "irk_workers_" + "7" * 12
+    keys = {"w": {"hash": hash_key(key), "budget_per_day": 0.07, "models": ["xai:grok-imagine-image"]}}
+    emu.script("xai.generations", Fault(latency=0.5, times=None))
+    port = _free_port()
+    err = tmp_path / "stderr"
+    env = emulator_env(emu, IMAGERELAY_GATEWAY__KEYS=keys_env(keys))
+    with err.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "imagerelay.cli", "serve", "--port", str(port), "--workers", "2",
+             "--env", "development"],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: _URL.search(err.read_text()) is not None, "the gateway to listen")
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _ready(url), "a worker to answer")
+        statuses: list[int] = []
+        lock = threading.Lock()
+        start = threading.Barrier(12)
+
+        def ask(i: int) -> None:
+            start.wait()
+            r = httpx.post(
+                f"{url}/v1/images/generations",
+                json={"prompt": f"budget {i}", "model": "xai:grok-imagine-image"},
+                headers={"authorization": f"Bearer {key}"},
+                timeout=60,
+            )
+            with lock:
+                statuses.append(r.status_code)
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(set(statuses)) == [200, 429]
+        assert 1 <= statuses.count(200) <= 3
+        assert len(emu.requests_for("xai.generations")) == statuses.count(200)
+        [(spent,)] = ledger_rows(
+            tmp_path / "generated", "SELECT SUM(cost_usd + possibly_billed_usd) FROM generations"
+        )
+        assert spent <= 0.07
         proc.terminate()
         assert proc.wait(timeout=60) == 0
     finally:

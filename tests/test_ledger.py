@@ -183,3 +183,54 @@ def test_receipt_updates_the_images_recorded_before_it(tmp_path: Path) -> None:
 def _jsonl(path: Path, *lines: str) -> Path:
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+_HOLD = """
+import sys, time
+from datetime import datetime, UTC
+from imagerelay.ledger import Ledger
+from imagerelay.ledger.gateway import BudgetWindow
+ledger = Ledger.open(sys.argv[1])
+window = BudgetWindow(0.05, datetime(2000, 1, 1, tzinfo=UTC))
+assert ledger.hold_budget(sys.argv[2], "k", 0.04, [window], max_age=3600) is None
+print("held", flush=True)
+time.sleep(float(sys.argv[3]))
+"""
+
+
+def test_a_budget_hold_counts_while_its_process_lives_and_never_after(tmp_path: Path) -> None:
+    """A gateway key's budget held by another live process is seen here and refuses what does not
+    fit; once that process is gone (killed, never released) its hold counts no more; and a hold
+    older than `max_age` counts for nothing even while its process lives."""
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    from imagerelay.ledger.gateway import BudgetWindow
+
+    window = BudgetWindow(0.05, datetime(2000, 1, 1, tzinfo=UTC))
+    Ledger.open(tmp_path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(tmp_path), "a" * 32, "60"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        with Ledger.open(tmp_path) as ledger:
+            standing = ledger.key_standing("k", window, max_age=3600)
+            assert (standing.held, standing.holds) == (0.04, 1)
+            refused = ledger.hold_budget("b" * 32, "k", 0.02, [window], max_age=3600)
+            assert refused is not None
+            assert refused.held == 0.04
+            assert ledger.key_standing("k", window, max_age=0).holds == 0  # too old to be running
+            holder.kill()
+            holder.wait()
+            assert ledger.key_standing("k", window, max_age=3600).holds == 0
+            assert ledger.hold_budget("b" * 32, "k", 0.02, [window], max_age=3600) is None
+            assert ledger.key_standing("k", window, max_age=3600).held == 0.02
+            ledger.release_budget("b" * 32)
+            assert ledger.key_standing("k", window, max_age=3600).holds == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..catalog import Catalog
     from ..ledger import Ledger
     from ..receipt import Receipt
-    from .keys import Principal
+    from .keys import Principal, Standing
     from .translate import Parsed
 
 __all__ = [
@@ -68,21 +68,44 @@ def check_rate(principal: Principal) -> None:
         )
 
 
-def over_budget(principal: Principal, reset: float) -> GatewayError:
-    """429 for a key that has spent its budget, renewing in `reset` seconds."""
-    spec = principal.spec
-    which = []
-    if spec is not None and spec.budget_per_day is not None:
-        which.append(f"${spec.budget_per_day:g} a day")
-    if spec is not None and spec.budget_per_month is not None:
-        which.append(f"${spec.budget_per_month:g} a month")
+#: Retry-After for a budget held by requests in flight: they end within seconds, as a rule.
+HELD_RETRY_AFTER = 5
+
+
+def over_budget(principal: Principal, at: Standing, need: float | None = None) -> GatewayError:
+    """429 for a key whose budget cannot take a request that may cost up to `need` (None: any).
+
+    Said apart: a budget that is spent (it renews in hours: a long Retry-After), and one held by
+    requests in flight that would fit once they end (a short one)."""
+    st = at.standing
+    budget = f"${st.budget:g} {at.per}"
+    in_flight = f"${st.held:.4f} held by {st.holds} request(s) in flight" if st.holds else ""
+    renews = f"it renews in {math.ceil(at.reset)} s"
+    if st.spent >= st.budget - 1e-9:
+        message = (
+            f"gateway key {principal.name!r} has spent its budget (${st.spent:.4f} of {budget}): {renews}"
+        )
+        wait = math.ceil(at.reset)
+    elif st.holds and (need is None or st.spent + need <= st.budget + 1e-9):
+        message = (
+            f"gateway key {principal.name!r} has {in_flight} of its {budget} budget "
+            f"(${st.spent:.4f} spent): try again in a few seconds, once they end"
+        )
+        return GatewayError(429, message, code="budget_held", headers={"Retry-After": str(HELD_RETRY_AFTER)})
+    else:
+        cost = f", and this request may cost up to ${need:.4f}" if need is not None else ""
+        held = f", {in_flight}" if in_flight else ""
+        message = (
+            f"gateway key {principal.name!r} has ${st.left:.4f} left of its {budget} budget "
+            f"(${st.spent:.4f} spent{held}){cost}: {renews} (a cheaper model or fewer images may fit)"
+        )
+        wait = math.ceil(at.reset)
     return GatewayError(
         429,
-        f"gateway key {principal.name!r} has spent its budget ({' and '.join(which)}): "
-        f"it renews in {math.ceil(reset)} s",
+        message,
         code="budget_exceeded",
         type="insufficient_quota",
-        headers={"Retry-After": str(math.ceil(reset))},
+        headers={"Retry-After": str(wait)},
     )
 
 
@@ -100,7 +123,13 @@ def request_fingerprint(parsed: Parsed) -> str:
 
 
 def record_idempotent(
-    ledger: Ledger, receipt_id: str, principal: Principal, idempotency_key: str, fingerprint: str
+    ledger: Ledger,
+    receipt_id: str,
+    principal: Principal,
+    idempotency_key: str,
+    fingerprint: str,
+    *,
+    sandbox: bool,
 ) -> None:
     """Record a request under its Idempotency-Key before anything is sent; 409 when another process
     of this gateway took the key just now, 500 when the ledger cannot be written."""
@@ -110,6 +139,7 @@ def record_idempotent(
             gateway_key=principal.name,
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
+            sandbox=sandbox,
         )
     except sqlite3.IntegrityError:
         raise GatewayError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,11 +37,12 @@ from .admission import (
 )
 from .answers import answer
 from .errors import GatewayError, from_relay_error, possibly_billed
-from .keys import Budgets, KeyRing, Principal
+from .keys import Budgets, KeyRing, Principal, Standing
 from .metrics import Metrics
 from .translate import Parsed
 
 if TYPE_CHECKING:
+    from ..planner import Plan
     from ..receipt import SavedImage
     from ..settings import Settings
 
@@ -73,7 +75,10 @@ class Gateway:
         # one-line error before the server starts, not a failed request later.
         Store(self.relay.out_dir).ensure()
         self.ledger = Ledger.open(self.relay.out_dir)
-        self.budgets = Budgets(self.ledger)
+        # A hold outlives its process only when that process's id was reused: past the longest a
+        # request can run (the relay's deadline, then the drain), it no longer counts.
+        max_age = 2 * settings.retry.deadline + settings.gateway.drain_seconds
+        self.budgets = Budgets(self.ledger, max_hold_age=max_age)
         self.relay.on_receipt.append(self._record)
         self.draining = False
         self.started = False
@@ -155,41 +160,52 @@ class Gateway:
             if earlier is not None:
                 return await earlier
         check_rate(principal)
-        remaining, reset = self.budgets.remaining(principal)
-        if remaining is not None and remaining <= 1e-9:
-            raise over_budget(principal, reset)
-        caps = [
-            c
-            for c in (parsed.max_cost, self.settings.budget.max_cost_per_request, remaining)
-            if c is not None
-        ]
+        standing = self._standing(principal)
+        remaining = None if standing is None else standing.left
+        if standing is not None and standing.left <= 1e-9:
+            raise over_budget(principal, standing)
+        own = [c for c in (parsed.max_cost, self.settings.budget.max_cost_per_request) if c is not None]
+        caps = [*own, *([] if remaining is None else [remaining])]
         max_cost = min(caps) if caps else None
-        try:
-            plan = self.relay.plan(parsed.request, max_cost=max_cost, routing=parsed.routing)
-        except ImageRelayError as exc:
-            raise from_relay_error(exc, param="model") from None
+        plan = self._plan(parsed, max_cost)
         if (
-            not plan.candidates
+            standing is not None
+            and not plan.candidates
             and not plan.describe
-            and remaining is not None
             and max_cost == remaining
             and any(e.over_budget for e in plan.excluded)
         ):
-            raise over_budget(principal, reset)
+            # What the request needs, with the key's own caps only: does it wait for the requests
+            # in flight, or for the budget to renew?
+            need = self._plan(parsed, min(own) if own else None).worst_usd
+            raise over_budget(principal, standing, need or None)
         # The most the request may cost, whichever candidate serves it (the relay holds each call to it).
-        reserve = max((c.worst_usd for c in (*plan.candidates, *plan.describe)), default=0.0)
+        reserve = plan.worst_usd
         receipt_id = uuid.uuid4().hex
-        if idempotency_key is not None:
-            # Durable before anything is sent, so a retry finds it even across a restart. (Without
-            # the header the receipt alone records the key: one ledger write fewer per request.)
-            record_idempotent(self.ledger, receipt_id, principal, idempotency_key, fingerprint)
-        # From here to the task's start nothing awaits: the reservation and the check above are
-        # one step, so two requests cannot both spend the last of a budget.
+        # Checked again and held in one ledger transaction: the workers of a gateway share the
+        # budget, and another may have taken some of it since it was read above.
+        refused = self.budgets.hold(principal, receipt_id, reserve)
+        if refused is not None:
+            raise over_budget(principal, refused, reserve)
+        try:
+            if idempotency_key is not None:
+                # Durable before anything is sent, so a retry finds it even across a restart.
+                # (Without the header the receipt alone records the key: one ledger write fewer.)
+                record_idempotent(
+                    self.ledger,
+                    receipt_id,
+                    principal,
+                    idempotency_key,
+                    fingerprint,
+                    sandbox=self.settings.sandbox,
+                )
+        except BaseException:
+            self.budgets.release(principal, receipt_id)
+            raise
         self._key_of[receipt_id] = principal.name
         if idempotency_key is not None:
             self._by_idempotency[(principal.name, idempotency_key)] = (receipt_id, fingerprint)
-        self.budgets.hold(principal, reserve)
-        task = asyncio.create_task(self._run(principal, parsed, receipt_id, max_cost, reserve))
+        task = asyncio.create_task(self._run(principal, parsed, receipt_id, max_cost))
         self._tasks[receipt_id] = task
         self.metrics.in_flight.inc()
         task.add_done_callback(lambda _t: self._done(receipt_id, principal.name, idempotency_key))
@@ -214,8 +230,22 @@ class Gateway:
             self._by_idempotency.pop((key, idempotency_key), None)
         self.metrics.in_flight.dec()
 
+    def _standing(self, principal: Principal) -> Standing | None:
+        try:
+            return self.budgets.standing(principal)
+        except sqlite3.Error as exc:
+            raise GatewayError(
+                500, f"the gateway cannot read its ledger: {exc}", code="storage_error"
+            ) from None
+
+    def _plan(self, parsed: Parsed, max_cost: float | None) -> Plan:
+        try:
+            return self.relay.plan(parsed.request, max_cost=max_cost, routing=parsed.routing)
+        except ImageRelayError as exc:
+            raise from_relay_error(exc, param="model") from None
+
     async def _run(
-        self, principal: Principal, parsed: Parsed, receipt_id: str, max_cost: float | None, reserve: float
+        self, principal: Principal, parsed: Parsed, receipt_id: str, max_cost: float | None
     ) -> Generated:
         def on_image(saved: SavedImage, receipt: Receipt) -> None:
             # Each image is in the ledger the moment it is on disk, surviving a kill; the fsync is
@@ -247,7 +277,10 @@ class Gateway:
                 )
             )
         finally:
-            self.budgets.release(principal, reserve)
+            try:
+                self.budgets.release(principal, receipt_id)
+            except sqlite3.Error as exc:  # the hold ages out; until then it only holds back
+                log.warning("the budget held by %s was not released: %s", receipt_id, exc)
 
     def _earlier(
         self, principal: Principal, idempotency_key: str, fingerprint: str
@@ -255,7 +288,7 @@ class Gateway:
         """The outcome of an earlier request with this Idempotency-Key, or None if there was none."""
         known = self._by_idempotency.get((principal.name, idempotency_key))
         if known is None:
-            row = self.ledger.gateway_request(principal.name, idempotency_key)
+            row = self.ledger.gateway_request(principal.name, idempotency_key, sandbox=self.settings.sandbox)
             if row is None:
                 return None
             known = row
@@ -333,7 +366,7 @@ class Gateway:
             response_format="url" if b64 is None else "b64_json",
             base_url=base_url,
             b64=b64,
-            sandbox=self.settings.sandbox,
+            sandbox=receipt.sandbox,  # the stored receipt's: a replay answers what was made
         )
 
 

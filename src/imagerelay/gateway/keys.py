@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from ..ledger.gateway import BudgetWindow, KeyStanding
 from .config import LOCAL_KEY, GatewayKey
 from .errors import GatewayError
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from ..catalog import Catalog
     from ..ledger import Ledger
 
-__all__ = ["Budgets", "KeyRing", "Principal", "hash_key", "new_key"]
+__all__ = ["Budgets", "KeyRing", "Principal", "Standing", "hash_key", "new_key"]
 
 _PREFIX = "irk_"
 
@@ -117,45 +118,78 @@ def _next_month(now: datetime) -> datetime:
     return (start + timedelta(days=32)).replace(day=1)
 
 
+@dataclass(frozen=True)
+class Standing:
+    """Where a key stands in its tightest budget window, and when that window renews."""
+
+    standing: KeyStanding
+    per: str  # "a day" or "a month"
+    reset: float  # seconds until the window renews
+
+    @property
+    def left(self) -> float:
+        return self.standing.left
+
+
 class Budgets:
     """Per-key budgets per UTC day and month: what the ledger says was spent, plus what requests
-    in flight may still spend (their reservations), so concurrent requests cannot overshoot."""
+    in flight hold (a row each in the ledger, shared by every worker process), so that concurrent
+    requests cannot overshoot."""
 
-    def __init__(self, ledger: Ledger, *, now: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self, ledger: Ledger, *, max_hold_age: float, now: Callable[[], datetime] | None = None
+    ) -> None:
         self._ledger = ledger
         self._now = now or (lambda: datetime.now(UTC))
-        self._reserved: dict[str, float] = {}
+        #: A hold older than this is stale whatever its process (no request runs that long).
+        self.max_hold_age = max_hold_age
+        ledger.drop_own_holds()
 
-    def remaining(self, principal: Principal) -> tuple[float | None, float]:
-        """(USD this key may still commit, or None for no budget; seconds until that grows again)."""
-        spec = principal.spec
-        if spec is None or (spec.budget_per_day is None and spec.budget_per_month is None):
-            return None, 0.0
+    def _windows(self, spec: GatewayKey) -> list[tuple[BudgetWindow, str, float]]:
         now = self._now()
-        reserved = self._reserved.get(principal.name, 0.0)
-        best: tuple[float, float] | None = None
-        for budget, start, end in (
-            (spec.budget_per_day, _day_start(now), _day_start(now) + timedelta(days=1)),
-            (spec.budget_per_month, _month_start(now), _next_month(now)),
+        out = []
+        for budget, per, start, end in (
+            (spec.budget_per_day, "a day", _day_start(now), _day_start(now) + timedelta(days=1)),
+            (spec.budget_per_month, "a month", _month_start(now), _next_month(now)),
         ):
-            if budget is None:
-                continue
-            left = budget - self._ledger.key_spent(principal.name, start) - reserved
-            if best is None or left < best[0]:
-                best = (left, (end - now).total_seconds())
-        assert best is not None
-        return max(0.0, best[0]), max(1.0, best[1])
+            if budget is not None:
+                out.append((BudgetWindow(budget, start), per, max(1.0, (end - now).total_seconds())))
+        return out
 
-    def hold(self, principal: Principal, usd: float) -> None:
-        """Hold `usd` of the key's budget while a request runs (`release` gives it back).
+    def standing(self, principal: Principal) -> Standing | None:
+        """The key's tightest budget window now, or None when it has no budget."""
+        spec = principal.spec
+        if spec is None:
+            return None
+        best: Standing | None = None
+        for window, per, reset in self._windows(spec):
+            got = self._ledger.key_standing(principal.name, window, max_age=self.max_hold_age)
+            if best is None or got.left < best.left:
+                best = Standing(got, per, reset)
+        return best
 
-        Check `remaining` and hold with no `await` between them: on one event loop the pair is
-        then atomic, and two requests cannot both take the last dollar."""
-        self._reserved[principal.name] = self._reserved.get(principal.name, 0.0) + usd
+    def hold(self, principal: Principal, receipt_id: str, usd: float) -> Standing | None:
+        """Hold `usd` of the key's budget for one request, checked against every window and
+        written in one ledger transaction. None when held (or the key has no budget), else the
+        standing of the window it does not fit in; `release` gives it back."""
+        spec = principal.spec
+        if spec is None:
+            return None
+        windows = self._windows(spec)
+        if not windows:
+            return None
+        refused = self._ledger.hold_budget(
+            receipt_id, principal.name, usd, [w for w, _, _ in windows], max_age=self.max_hold_age
+        )
+        if refused is None:
+            return None
+        _, per, reset = next(w for w in windows if w[0].usd == refused.budget)
+        return Standing(refused, per, reset)
 
-    def release(self, principal: Principal, usd: float) -> None:
-        left = self._reserved.get(principal.name, 0.0) - usd
-        if left > 1e-12:
-            self._reserved[principal.name] = left
-        else:
-            self._reserved.pop(principal.name, None)
+    def release(self, principal: Principal, receipt_id: str) -> None:
+        """Give back what `hold` took (the request's receipt now records what it spent)."""
+        if principal.spec is None or (
+            principal.spec.budget_per_day is None and principal.spec.budget_per_month is None
+        ):
+            return
+        self._ledger.release_budget(receipt_id)

@@ -11,15 +11,17 @@
   batch killed mid-call re-attaches to the prediction instead of paying for a second one;
 - `gateway_requests`: each gateway request that came with an `Idempotency-Key`, recorded before
   it is sent on, with the gateway key that asked (its name, never the key), so a client that
-  asks again gets the first answer instead of paying twice. `generations.gateway_key` names the
-  key that spent each row.
+  asks again gets the first answer instead of paying twice (a sandbox record answers only the
+  sandbox); `generations.gateway_key` names the key that spent each row;
+- `gateway_holds`: what each gateway request in flight holds of its key's budget (with the
+  process that holds it), so that every worker of the gateway sees what the others committed.
 
 Every write is one transaction, so a crash (even SIGKILL) leaves the ledger as it was after the
 last one. Paths are stored relative to the directory, so the directory can be moved.
 
 The parts: `db` (connection, lock, transactions), `schema` (tables and migrations), `history`
 (finished receipts and what reads them), `batchstate` (items, runs, predictions, batch spend),
-`recovery` (rescued and orphaned images), `gateway` (idempotent gateway requests).
+`recovery` (rescued and orphaned images), `gateway` (idempotent gateway requests, budget holds).
 """
 
 from __future__ import annotations

@@ -175,16 +175,6 @@ class History(LedgerBase):
         for (body,) in self._conn.execute("SELECT receipt FROM generations ORDER BY created_ts, receipt_id"):
             yield body
 
-    def key_spent(self, gateway_key: str, since: datetime) -> float:
-        """USD a gateway key spent since `since`: the cost of its finished requests, plus what
-        their failed attempts may have been billed (a cap is never to be exceeded)."""
-        finished = self._conn.execute(
-            """SELECT COALESCE(SUM(cost_usd + possibly_billed_usd), 0)
-               FROM generations WHERE gateway_key = ? AND created_ts >= ?""",
-            (gateway_key, since.timestamp()),
-        ).fetchone()[0]
-        return float(finished)
-
     def unfinished_images(self) -> list[dict[str, Any]]:
         """Images saved by a request whose receipt was never written (it was killed)."""
         rows = self._conn.execute(

@@ -7,7 +7,7 @@ import sqlite3
 
 __all__ = ["MIGRATIONS", "SCHEMA", "VERSION", "apply", "statements"]
 
-VERSION = 3
+VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations (
@@ -105,6 +105,28 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE generations ADD COLUMN possibly_billed_usd REAL NOT NULL DEFAULT 0",
             "UPDATE generations SET possibly_billed_usd = "
             "COALESCE(json_extract(receipt, '$.possibly_billed_usd'), 0)",
+        ],
+    ),
+    (
+        # An Idempotency-Key answers only requests of its own kind: a sandbox placeholder never
+        # answers a real request, nor the reverse. And a gateway key's budget held by requests in
+        # flight, a row each, shared by every worker process of the gateway.
+        4,
+        [
+            "ALTER TABLE gateway_requests ADD COLUMN sandbox INTEGER NOT NULL DEFAULT 0",
+            "UPDATE gateway_requests SET sandbox = COALESCE((SELECT json_extract(g.receipt, '$.sandbox') "
+            "FROM generations g WHERE g.receipt_id = gateway_requests.receipt_id), 0)",
+            "DROP INDEX IF EXISTS gateway_requests_idem",
+            "CREATE UNIQUE INDEX IF NOT EXISTS gateway_requests_idem_kind ON gateway_requests "
+            "(gateway_key, sandbox, idempotency_key) WHERE idempotency_key IS NOT NULL",
+            """CREATE TABLE IF NOT EXISTS gateway_holds (
+                receipt_id TEXT PRIMARY KEY,
+                gateway_key TEXT NOT NULL,
+                usd REAL NOT NULL,
+                pid INTEGER NOT NULL,
+                started_ts REAL NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS gateway_holds_key ON gateway_holds (gateway_key)",
         ],
     ),
 ]
