@@ -29,6 +29,7 @@ PUBLIC = [
     "InvalidReference",
     "InvalidRequest",
     "Plan",
+    "Provider",
     "ProviderError",
     "Receipt",
     "Relay",
@@ -40,6 +41,7 @@ PUBLIC = [
     "generate",
     "load_catalog",
     "load_settings",
+    "register_provider",
 ]
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "InvalidReference",
     "InvalidRequest",
     "Plan",
+    "Provider",
     "ProviderError",
     "Receipt",
     "Relay",
@@ -40,6 +41,7 @@ __all__ = [
     "generate",
     "load_catalog",
     "load_settings",
+    "register_provider",
 ]
 
 _LAZY = {
@@ -51,6 +53,8 @@ _LAZY = {
     "Plan": "planner",
     "load_catalog": "catalog",
     "load_settings": "settings",
+    "Provider": "plugins",
+    "register_provider": "plugins",
 }
 _ERRORS = {
     "ArgumentRejected",
@@ -89,6 +93,7 @@ if TYPE_CHECKING:
         UserError,
     )
     from .planner import Plan
+    from .plugins import Provider, register_provider
     from .receipt import Receipt
     from .relay import Relay
     from .request import ImageRequest
