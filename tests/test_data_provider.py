@@ -108,7 +108,7 @@ def test_the_cli_sandbox_generates_with_it(
     localai: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`imagerelay generate --provider localai --env sandbox` saves an image from it, with no key."""
-    code, out, err = run_cli(
+    code, _, err = run_cli(
         capsys, monkeypatch, "generate", "a fox", "--provider", "localai", "--env", "sandbox", "--out", "out"
     )
     assert code == 0, err

@@ -15,8 +15,9 @@ from imagerelay.errors import InvalidRequest, MissingKey
 from imagerelay.planner import Candidate, Plan, plan_request
 from imagerelay.request import ImageRequest, parse_size
 from imagerelay.settings import Settings, load_settings
+from tests.keys import BUILTIN
 
-ALL_KEYS = ("xai", "openai", "replicate", "gemini")
+ALL_KEYS = BUILTIN
 TODAY = date(2026, 11, 24)  # before the 2026-12-01 shutdown of the deprecated OpenAI models
 GROK = "xai:grok-imagine-image"
 SCHNELL = "replicate:black-forest-labs/flux-schnell"
