@@ -126,11 +126,11 @@ def venv_bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def _serve_child(conn: Any, keys: dict[str, str] | None) -> None:
+def _serve_child(conn: Any, keys: dict[str, str] | None, latency: float = 0.0) -> None:
     """Child process: run an emulator, send its port, serve until told to stop."""
     from imagerelay.emulator import Emulator
 
-    emu = Emulator(keys=keys).start(0)
+    emu = Emulator(keys=keys, latency=latency).start(0)
     conn.send(emu.port)
     with contextlib.suppress(EOFError):
         conn.recv()
@@ -144,12 +144,12 @@ class ProcessEmulator:
 
     host = "127.0.0.1"
 
-    def __init__(self, keys: dict[str, str] | None = None) -> None:
+    def __init__(self, keys: dict[str, str] | None = None, latency: float = 0.0) -> None:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve_child, args=(child, keys), daemon=True)
+        self._proc = ctx.Process(target=_serve_child, args=(child, keys, latency), daemon=True)
         self.port = 0
 
     def __enter__(self) -> ProcessEmulator:

@@ -264,7 +264,7 @@ def step_costs(bench: Bench, reps: int) -> None:
     print(table(["step", "median ms", "IQR ms", "min–max ms"], rows))
     print(
         "Counts per image are in the in-situ tables above (probe: the backend's check of the bytes, "
-        "then Relay._save; atomic_write: the image, the image with metadata, the receipt)."
+        "then store.save_delivered; atomic_write: the image, the image with metadata, the receipt)."
     )
 
 
@@ -314,7 +314,7 @@ async def in_situ(bench: Bench, group: str, n: int) -> None:
     """
     import os
 
-    from imagerelay import imaging, relay, store
+    from imagerelay import imaging, relay, run, store
     from imagerelay.backends.xai import XAIBackend
 
     targets: list[tuple[Any, str, bool]] = [
@@ -322,9 +322,9 @@ async def in_situ(bench: Bench, group: str, n: int) -> None:
         (store, "atomic_write", False),
         (os, "fsync", False),
         (store.Store, "ensure", False),
-        (store.Store, "finalize", False),
+        (store.Store, "write_receipts", False),
         (relay.Relay, "plan", False),
-        (relay.Relay, "_save", False),
+        (run, "save_delivered", False),
         (relay.Relay, "_load_references", True),
     ]
     if group == "xai":
@@ -379,8 +379,9 @@ async def in_situ(bench: Bench, group: str, n: int) -> None:
             ]
         )
     print(
-        f"\n{group}: inside {n} relay.generate calls, ms per image (nested: _save and finalize contain "
-        "probe/atomic_write, atomic_write contains fsync):"
+        f"\n{group}: inside {n} relay.generate calls, ms per image (nested: save_delivered and "
+        "write_receipts contain probe/atomic_write, atomic_write contains fsync; both run in a "
+        "worker thread):"
     )
     print(table(["function", "calls/image", "median", "IQR", "mean"], rows))
 

@@ -205,7 +205,7 @@ async def run():
     await relay.open()
     mark("open: start the emulator")
     if sys.argv[3] != "auto":  # the SDK is imported by the first call: timed apart from the call
-        relay._backend(sys.argv[3])._sdk()
+        relay.backend(sys.argv[3])._sdk()
         mark(f"create the {sys.argv[3]} SDK client (imports it)")
     await relay.generate(ImageRequest(prompt=sys.argv[2], provider=sys.argv[3]))
     mark("generate one image")

@@ -76,7 +76,7 @@ async def run(b: GeminiBackend, c: Call) -> tuple[list[Delivered], CallResult]:
     async def deliver(image: Delivered) -> None:
         got.append(image)
 
-    result = await b.generate(c, deliver, lambda kind, value: None)
+    result = await b.generate(c, deliver, lambda event: None)
     return got, result
 
 
@@ -341,7 +341,7 @@ async def test_a_broken_second_image_keeps_the_first(backend: GeminiBackend, emu
         got.append(image)
 
     with pytest.raises(MalformedResponse) as info:
-        await backend.generate(call(), deliver, lambda kind, value: None)
+        await backend.generate(call(), deliver, lambda event: None)
     assert [g.data for g in got] == [good]
     assert info.value.maybe_billed
 

@@ -71,7 +71,7 @@ async def run(b: OpenAIBackend, c: Call) -> tuple[list[Delivered], CallResult]:
     async def deliver(image: Delivered) -> None:
         got.append(image)
 
-    result = await b.generate(c, deliver, lambda kind, value: None)
+    result = await b.generate(c, deliver, lambda event: None)
     return got, result
 
 

@@ -30,6 +30,7 @@ from imagerelay.errors import (
     ReadTimedOut,
     ServerError,
 )
+from imagerelay.hooks import CallEvent, PredictionCreated, Sent
 from imagerelay.imaging import probe
 from imagerelay.references import ImageLimits, PreparedImage, load_reference, prepare
 from imagerelay.settings import ProviderSettings
@@ -88,8 +89,15 @@ async def run(
         got.append(image)
         log.append(("image", len(image.data)))
 
-    result = await b.generate(c, deliver, lambda kind, value: log.append((kind, value)))
+    result = await b.generate(c, deliver, lambda event: log.append(_logged(event)))
     return got, result
+
+
+def _logged(event: CallEvent) -> tuple[str, Any]:
+    """An event as the log records it: ("sent", params), ("prediction", id) or ("cancelled", id)."""
+    if isinstance(event, Sent):
+        return ("sent", event.params)
+    return ("prediction" if isinstance(event, PredictionCreated) else "cancelled", event.id)
 
 
 def reference(tmp_path: Path, size: tuple[int, int] = (96, 64)) -> PreparedImage:

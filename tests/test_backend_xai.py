@@ -57,7 +57,7 @@ async def run(b: XAIBackend, c: Call) -> tuple[list[Delivered], Any]:
     async def deliver(image: Delivered) -> None:
         got.append(image)
 
-    result = await b.generate(c, deliver, lambda kind, value: None)
+    result = await b.generate(c, deliver, lambda event: None)
     return got, result
 
 

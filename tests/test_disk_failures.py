@@ -210,3 +210,25 @@ def test_a_full_disk_mid_run_keeps_the_paid_image_and_exits_1(
     assert probe(image.read_bytes()).width > 0
     assert json.loads(image.with_suffix(".json").read_text())["cost_usd"] == pytest.approx(0.02)
     assert len(emulator.requests_for("xai.generations")) == 1
+
+
+def test_an_image_whose_metadata_cannot_be_embedded_is_written_as_delivered(tmp_path: Path) -> None:
+    """Bytes first: when splicing the provenance into a delivered image fails (here its bytes are not
+    the format the check found), the delivered bytes are written unchanged and the note says why."""
+    from imagerelay.backends.base import Delivered
+    from imagerelay.receipt import Receipt
+    from imagerelay.store import Store, save_delivered
+    from tests.images import RED, jpeg_bytes, png_bytes
+
+    delivered = jpeg_bytes((64, 48), RED)
+    wrong = probe(png_bytes((64, 48), RED))  # what a confused check might report: a PNG
+    store = Store(tmp_path / "out")
+    store.ensure()
+    receipt = Receipt(id=uuid.uuid4().hex, prompt="a red square")
+    saved, note = save_delivered(
+        store, receipt, Delivered(data=delivered, info=wrong), provider="xai", model="m", name="sq", index=1
+    )
+    assert Path(saved.path).read_bytes() == delivered
+    assert saved.sha256 == saved.delivered_sha256
+    assert note is not None
+    assert note.startswith(f"metadata not embedded in {Path(saved.path).name}: ValueError")

@@ -58,7 +58,7 @@ async def attempt(backend: Backend, wire: str) -> ProviderError:
         raise AssertionError("no image was expected")
 
     with pytest.raises(ProviderError) as info:
-        await backend.generate(call, deliver, lambda kind, value: None)
+        await backend.generate(call, deliver, lambda event: None)
     return info.value
 
 

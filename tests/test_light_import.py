@@ -18,22 +18,49 @@ GATEWAY = ("starlette", "uvicorn", "prometheus_client", "multipart", "python_mul
 
 PUBLIC = [
     "ArgumentRejected",
+    "Attempt",
     "AuthenticationFailed",
+    "Budget",
     "BudgetExceeded",
+    "Candidate",
+    "Catalog",
     "ConfigError",
+    "ConnectionFailed",
     "ContentBlocked",
+    "DownloadFailed",
     "EmptyResult",
+    "Exclusion",
+    "ExitCode",
     "GenerationFailed",
     "ImageRelayError",
     "ImageRequest",
     "InvalidReference",
     "InvalidRequest",
+    "LedgerError",
+    "MalformedResponse",
+    "ManifestError",
+    "MissingKey",
+    "ModelSpec",
+    "ModelUnavailable",
+    "Outcome",
+    "OutputError",
     "Plan",
+    "PredictionCreated",
     "Provider",
+    "ProviderCondemned",
     "ProviderError",
+    "ProviderSpec",
+    "QuotaExhausted",
+    "RateLimited",
+    "ReadTimedOut",
     "Receipt",
+    "ReferenceRecord",
     "Relay",
+    "RunHooks",
     "SaveFailed",
+    "SavedImage",
+    "ServerError",
+    "Settings",
     "TransientError",
     "UserError",
     "__version__",
@@ -116,6 +143,53 @@ def test_errors_are_one_tree() -> None:
         assert issubclass(err, imagerelay.ImageRelayError)
     assert imagerelay.ConfigError.exit_code == imagerelay.InvalidRequest.exit_code == 2
     assert imagerelay.GenerationFailed.exit_code == imagerelay.BudgetExceeded.exit_code == 1
+
+
+def test_every_error_class_is_public_and_in_the_drawn_tree() -> None:
+    """Every error class `errors.py` defines is exported at the top level and drawn in its tree."""
+    import inspect
+
+    from imagerelay import errors
+
+    classes = {
+        name
+        for name, value in vars(errors).items()
+        if inspect.isclass(value)
+        and issubclass(value, errors.ImageRelayError)
+        and value.__module__ == errors.__name__
+    }
+    assert classes <= set(imagerelay.__all__)
+    assert set(errors.__all__) <= set(imagerelay.__all__)
+    tree = (errors.__doc__ or "").split("```")[1]
+    assert {line.split("── ")[1].split()[0] for line in tree.splitlines() if "── " in line} | {
+        "ImageRelayError"
+    } == classes
+
+
+def test_type_checking_imports_match_the_public_table() -> None:
+    """The `TYPE_CHECKING` imports (what type checkers see) name exactly the public table's entries,
+    each from the module the table says, each re-exported explicitly (`X as X`)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(imagerelay))
+    [block] = [n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
+    imported = {
+        alias.name: (node.module or "")
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported == imagerelay._PUBLIC
+    aliases = [a for n in block.body if isinstance(n, ast.ImportFrom) for a in n.names]
+    assert all(a.asname == a.name for a in aliases)
+
+
+def test_version_is_the_installed_distribution_s() -> None:
+    """`__version__` is the installed package's version, as pyproject.toml states it."""
+    from importlib.metadata import version
+
+    assert imagerelay.__version__ == version("imagerelay")
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:

@@ -112,7 +112,7 @@ async def send(b: OpenAIBackend, **kw: Any) -> None:
 
     model = kw.pop("model", "gpt-image-2")
     c = Call(model=OPENAI.models[model], provider=OPENAI, prompt="a lighthouse at dusk", **kw)
-    await b.generate(c, deliver, lambda kind, value: None)
+    await b.generate(c, deliver, lambda event: None)
 
 
 def refs(tmp_path: Path, count: int) -> tuple[PreparedImage, ...]:

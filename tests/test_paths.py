@@ -18,6 +18,7 @@ import pytest
 import imagerelay
 from imagerelay.emulator import Emulator, Fault
 from imagerelay.errors import GenerationFailed, InvalidRequest
+from imagerelay.hooks import RunHooks
 from imagerelay.imaging import probe
 from imagerelay.store import slugify
 from tests.clikit import run_cli
@@ -170,7 +171,7 @@ async def test_item_name_is_slugged_like_a_prompt(
 ) -> None:
     """A name given in place of the prompt (a batch item's) cannot steer the file out of the directory."""
     async with make_relay(emulator, tmp_path, test_keys) as relay:
-        receipt = await relay.generate("a fox", name="../../../tmp/evil\\..\\x")
+        receipt = await relay.generate("a fox", hooks=RunHooks(name="../../../tmp/evil\\..\\x"))
     out = tmp_path / "out"
     for image in receipt.images:
         assert_safe(Path(image.path), out)

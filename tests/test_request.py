@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,3 +87,47 @@ def test_unknown_field_and_bad_enum_are_refused() -> None:
         ImageRequest(prompt="x", quality="ultra")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="seed"):
         ImageRequest(prompt="x", seed=-1)
+
+
+@pytest.mark.parametrize(
+    ("fields", "cli_args"),
+    [
+        pytest.param({"size": "banana"}, ["--size", "banana"], id="size"),
+        pytest.param({"quality": "ultra"}, ["--quality", "ultra"], id="quality"),
+        pytest.param({"aspect_ratio": "16:0"}, ["--aspect-ratio", "16:0"], id="ratio"),
+        pytest.param(
+            {"size": "1024x1024", "aspect_ratio": "1:1"}, ["--size", "1024x1024", "-a", "1:1"], id="both"
+        ),
+        pytest.param({"n": 0}, ["-n", "0"], id="n"),
+    ],
+)
+def test_the_same_mistake_reads_the_same_from_library_cli_and_manifest(
+    fields: dict[str, Any],
+    cli_args: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One formatter: the library's InvalidRequest, the CLI's error line and a manifest's problem say
+    the same sentence for the same mistake (only the fix for n differs in a manifest: split the item)."""
+    from imagerelay.errors import InvalidRequest, ManifestError
+    from imagerelay.manifest import load_manifest
+    from imagerelay.relay import Relay
+    from tests.clikit import run_cli
+
+    with pytest.raises(InvalidRequest) as info:
+        Relay(keys={}, out_dir=tmp_path).plan("a fox", **fields)
+    library = str(info.value)
+    code, _, err = run_cli(capsys, monkeypatch, "plan", "a fox", *cli_args, "--env", "sandbox")
+    assert code == 2
+    assert err.strip() == f"error: {library}"
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps({"prompt": "a fox", **fields}) + "\n", encoding="utf-8")
+    with pytest.raises(ManifestError) as bad:
+        load_manifest(path)
+    [line] = bad.value.problems
+    if "n" in fields:
+        assert library == f"n must be between 1 and {MAX_N} (got 0): use a batch manifest for more"
+        assert line == f"line 1: n must be between 1 and {MAX_N}: split the item into several items for more"
+    else:
+        assert line == f"line 1: {library}"

@@ -25,21 +25,23 @@ import gc
 import logging
 import os
 import sqlite3
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .errors import ExitCode, GenerationFailed, ImageRelayError, SaveFailed
+from .progress import PlainProgress, Reporter, RichProgress
 
 if TYPE_CHECKING:
+    from .hooks import PredictionCreated, Reserve
     from .ledger import Ledger
     from .manifest import Manifest, ManifestItem
     from .receipt import Receipt, SavedImage
-    from .relay import Relay, Reserve
+    from .relay import Relay
 
+#: The progress reporters live in `progress`; they are named here too, where batches are run.
 __all__ = ["BatchSummary", "ItemOutcome", "PlainProgress", "Reporter", "RichProgress", "run_batch"]
 
 log = logging.getLogger("imagerelay")
@@ -113,16 +115,6 @@ class BatchSummary:
             **({"sandbox": True, "would_spend_usd": round(self.would_spend_usd, 6)} if self.sandbox else {}),
             "exit_code": int(self.exit_code),
         }
-
-
-class Reporter(Protocol):
-    """Shows a batch's progress."""
-
-    def start(self, total: int, already_done: int, spent_usd: float) -> None: ...
-
-    def item_finished(self, outcome: ItemOutcome, spent_usd: float) -> None: ...
-
-    def close(self) -> None: ...
 
 
 async def run_batch(
@@ -279,7 +271,7 @@ async def _run_item(
 ) -> ItemOutcome:
     """Make the `missing` images of one item; record everything in the ledger as it happens."""
     from .backends.base import Adopt
-    from .receipt import Receipt
+    from .hooks import Budget, RunHooks
 
     receipt_id = uuid.uuid4().hex
     request = item.request if missing == item.n else item.request.model_copy(update={"n": missing})
@@ -300,33 +292,31 @@ async def _run_item(
         ledger.record_image(receipt.id, image)
         saved.append(image.path)
 
-    def on_event(kind: str, value: Any) -> None:
-        if kind == "prediction" and isinstance(value, dict):
-            ledger.record_prediction(receipt_id, str(value.get("model")), str(value.get("value")))
+    def on_prediction(event: PredictionCreated) -> None:
+        ledger.record_prediction(receipt_id, event.model, event.id)
 
     receipt: Receipt | None = None
     error: str | None = None
     stop: str | None = None
     try:
-        receipt = await relay.generate(
-            request,
-            reserve=budget[0],
-            reserved=budget[1],
-            on_image=on_image,
-            on_event=on_event,
-            resume=resume,
+        hooks = RunHooks(
             receipt_id=receipt_id,
             name=item.name,
+            on_image=on_image,
+            on_prediction=on_prediction,
+            resume=resume,
             adopt=adopt,
+            budget=Budget(budget[0], budget[1]) if budget[0] is not None else None,
         )
+        receipt = await relay.generate(request, hooks=hooks)
     except asyncio.CancelledError:
         ledger.finish_item(item.key, "pending", "interrupted")
         raise
     except GenerationFailed as exc:
-        receipt = exc.receipt if isinstance(exc.receipt, Receipt) else None
+        receipt = exc.receipt
         error = str(exc)
     except SaveFailed as exc:
-        receipt = exc.receipt if isinstance(exc.receipt, Receipt) else None
+        receipt = exc.receipt
         error = str(exc)
         stop = f"no new item was started: {exc}"
     except ImageRelayError as exc:
@@ -383,92 +373,3 @@ def _remove_stale_temp_files(directory: Path) -> None:
                 with contextlib.suppress(OSError):
                     if entry.stat().st_mtime < cutoff:
                         os.unlink(entry.path)
-
-
-# ---- progress ---------------------------------------------------------------------------------
-
-
-class PlainProgress:
-    """One line per finished item on stderr: for logs and pipes."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self.total = 0
-        self.count = 0
-
-    def _say(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
-
-    def start(self, total: int, already_done: int, spent_usd: float) -> None:
-        self.total, self.count = total, already_done
-        if already_done == total:
-            self._say(f"batch: all {total} item(s) already done (${spent_usd:.4f} spent); nothing to do")
-        elif already_done:
-            self._say(
-                f"batch: {already_done} of {total} item(s) already done (${spent_usd:.4f} spent); "
-                "running the rest"
-            )
-        else:
-            self._say(f"batch: {total} item(s)")
-
-    def item_finished(self, outcome: ItemOutcome, spent_usd: float) -> None:
-        self.count += 1
-        head = f"[{self.count}/{self.total}] {outcome.state:<6} {outcome.item.label}"
-        if outcome.state == "done" and outcome.would_cost_usd is not None:
-            would = f"would be ${outcome.would_cost_usd:.4f}"
-            self._say(f"{head} ({len(outcome.images)} image(s), $0 (sandbox), {would})")
-        elif outcome.state == "done":
-            self._say(
-                f"{head} ({len(outcome.images)} image(s), ${outcome.cost_usd:.4f}; spent ${spent_usd:.4f})"
-            )
-        else:
-            self._say(f"{head}: {outcome.error}")
-
-    def close(self) -> None:
-        pass
-
-
-class RichProgress:
-    """A progress bar on a terminal: items done and failed, spend so far, time left."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.console = Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("batch"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[failed]} failed"),
-            TextColumn("${task.fields[spent]:.4f}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
-        self.task: Any = None
-        self.failed = 0
-
-    def start(self, total: int, already_done: int, spent_usd: float) -> None:
-        self.progress.start()
-        self.task = self.progress.add_task(
-            "batch", total=total, completed=already_done, failed=0, spent=spent_usd
-        )
-
-    def item_finished(self, outcome: ItemOutcome, spent_usd: float) -> None:
-        if outcome.state != "done":
-            self.failed += 1
-            self.progress.console.print(f"failed: {outcome.item.label}: {outcome.error}", markup=False)
-        self.progress.update(self.task, advance=1, failed=self.failed, spent=spent_usd)
-
-    def close(self) -> None:
-        self.progress.stop()

@@ -7,7 +7,9 @@ ImageRelayError                      base of everything raised here
 │   ├── InvalidReference             a reference/mask file or URL that cannot be used
 │   ├── ConfigError                  broken TOML, unknown key, bad environment value
 │   ├── MissingKey                   the key a pinned provider needs is not set
-│   └── OutputError                  the output directory cannot be written
+│   ├── OutputError                  the output directory cannot be written
+│   ├── ManifestError                a batch manifest with bad items; `.problems` lists each one
+│   └── LedgerError                  the output directory's ledger cannot be opened, or is not ours
 ├── BudgetExceeded                   the estimate is over --max-cost / the budget (request-condemning)
 ├── ProviderError                    one attempt at one model failed; `.outcome` says what to do next
 │   ├── TransientError               429, 5xx, connection error: retry the same model
@@ -24,10 +26,16 @@ ImageRelayError                      base of everything raised here
 │   │   └── ArgumentRejected         the model refused a parameter after translation
 │   ├── ContentBlocked               moderation refused the prompt or the output
 │   └── EmptyResult                  HTTP 200 and no image: never a success
-├── GenerationFailed                 every candidate failed; `.failures` holds each one
+├── GenerationFailed                 no image was made; `.failures` holds each error, `.receipt`
+│                                    the run's receipt (every attempt, what may be billed)
 └── SaveFailed                       paid images could not be written into the output directory
                                      (disk full, read-only …): kept elsewhere, as the message says
 ```
+
+`GenerationFailed` is not an `ExceptionGroup`: it is also raised where there is no exception to
+group — every model is cooling down after failing in earlier requests, the cost cap or the
+deadline stopped the request before any call, a failure is rebuilt from a stored receipt — and a
+group cannot be empty. Test `.failures` (`any(isinstance(f, RateLimited) for f in exc.failures)`).
 
 Backends map vendor errors to these at exactly one seam each, by exception type and status
 code, and always chain the cause (`raise … from`).
@@ -36,6 +44,10 @@ code, and always chain the cause (`raise … from`).
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .receipt import Receipt
 
 __all__ = [
     "ArgumentRejected",
@@ -51,7 +63,9 @@ __all__ = [
     "ImageRelayError",
     "InvalidReference",
     "InvalidRequest",
+    "LedgerError",
     "MalformedResponse",
+    "ManifestError",
     "MissingKey",
     "ModelUnavailable",
     "Outcome",
@@ -130,6 +144,18 @@ class MissingKey(UserError):
 
 class OutputError(UserError):
     """The output directory cannot be created or written."""
+
+
+class ManifestError(UserError):
+    """The manifest cannot be used; `.problems` lists each bad item as `"line 4: ..."`."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class LedgerError(UserError):
+    """The ledger cannot be opened or is not one of ours."""
 
 
 class BudgetExceeded(ImageRelayError):
@@ -263,15 +289,16 @@ class EmptyResult(ProviderError):
 
 
 class GenerationFailed(ImageRelayError):
-    """Every candidate failed (or the relay stopped on a request-condemning outcome).
+    """No image was made: every candidate failed, the relay stopped (content blocked, the cap, the
+    deadline), or every model that could serve the request is cooling down.
 
-    `failures` holds one error per attempt, in order; `receipt` (when set) is the receipt of the
-    whole run, so even a failure can be inspected and saved.
+    `failures` holds one error per failed attempt, in order (empty when nothing was tried);
+    `receipt` is the receipt of the whole run, so even a failure can be inspected and saved.
     """
 
     exit_code = ExitCode.FAILED
 
-    def __init__(self, message: str, failures: list[ImageRelayError], receipt: object = None) -> None:
+    def __init__(self, message: str, failures: list[ImageRelayError], receipt: Receipt) -> None:
         super().__init__(message)
         self.failures = failures
         self.receipt = receipt
@@ -286,6 +313,6 @@ class SaveFailed(ImageRelayError):
 
     exit_code = ExitCode.FAILED
 
-    def __init__(self, message: str, receipt: object = None) -> None:
+    def __init__(self, message: str, receipt: Receipt) -> None:
         super().__init__(message)
         self.receipt = receipt

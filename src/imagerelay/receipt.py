@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Attempt", "Receipt", "ReferenceRecord", "SavedImage"]
+if TYPE_CHECKING:
+    from .errors import ImageRelayError
+    from .request import ImageRequest
+
+__all__ = ["Attempt", "Receipt", "ReferenceRecord", "SavedImage", "public_request", "redact_url"]
 
 
 def _now() -> str:
@@ -53,6 +58,26 @@ class Attempt(BaseModel):
     maybe_billed: bool = False
     sent: dict[str, Any] = Field(default_factory=dict)  # the parameters actually sent (no image bytes)
     usage: dict[str, Any] = Field(default_factory=dict)  # as the provider reported it (tokens, ticks)
+
+    @classmethod
+    def failed(
+        cls, exc: ImageRelayError, *, provider: str, model: str, wait: float = 0.0, duration: float = 0.0
+    ) -> Attempt:
+        """The record of an attempt that failed with `exc` (a provider's answer, or our own error)."""
+        from .errors import Outcome, ProviderError
+
+        return cls(
+            provider=provider,
+            model=model,
+            outcome=exc.outcome.value if isinstance(exc, ProviderError) else Outcome.REQUEST.value,
+            status=getattr(exc, "status", None),
+            error=str(exc)[:500],
+            error_type=type(exc).__name__,
+            wait_s=round(wait, 4),
+            duration_s=round(duration, 4),
+            request_id=getattr(exc, "request_id", None),
+            maybe_billed=bool(getattr(exc, "maybe_billed", False)),
+        )
 
 
 class ReferenceRecord(BaseModel):
@@ -102,3 +127,34 @@ class Receipt(BaseModel):
     def ok(self) -> bool:
         """True when at least one image was saved."""
         return bool(self.images)
+
+    def settle_sandbox(self) -> None:
+        """Sandbox output costs nothing: what it would have cost moves to `would_cost_usd`, so that
+        no budget, history total or batch spend ever counts it. Does nothing outside the sandbox."""
+        if not self.sandbox or self.would_cost_usd is not None:
+            return
+        self.would_cost_usd = self.cost_usd + self.possibly_billed_usd
+        self.cost_usd = 0.0
+        self.reported_cost_usd = None
+        self.possibly_billed_usd = 0.0
+
+
+def redact_url(source: str) -> str:
+    """Drop query strings and credentials from URLs: signed URLs carry tokens."""
+    if "://" not in source:
+        return source
+    parts = urlsplit(source)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def public_request(req: ImageRequest) -> dict[str, Any]:
+    """The request as a receipt shows it: fields given, URLs redacted."""
+    data = req.model_dump(mode="json", exclude_defaults=True)
+    if "references" in data:
+        data["references"] = [redact_url(s) for s in data["references"]]
+    if data.get("mask"):
+        data["mask"] = redact_url(data["mask"])
+    return data

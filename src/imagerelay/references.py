@@ -24,7 +24,11 @@ from .errors import InvalidReference
 from .imaging import ImageInfo, human_bytes, human_bytes_over
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import httpx
+
+    from .catalog import ProviderSpec
 
 __all__ = [
     "MAX_REFERENCE_FILE_BYTES",
@@ -36,6 +40,7 @@ __all__ = [
     "load_mask",
     "load_reference",
     "prepare",
+    "prepare_for",
     "reference_from_bytes",
 ]
 
@@ -213,6 +218,42 @@ def prepare(ref: Reference, limits: ImageLimits, *, label: str = "reference 1") 
     conversion. Raises InvalidReference when the image cannot be made small enough.
     """
     return _prepare(ref, limits, label)
+
+
+def prepare_for(
+    provider: ProviderSpec,
+    refs: Sequence[Reference],
+    *,
+    has_mask: bool,
+    cache: dict[tuple[str, str], PreparedImage],
+) -> tuple[tuple[PreparedImage, ...], PreparedImage | None, list[str]]:
+    """`refs` (the mask last, when `has_mask`) converted to what `provider` takes: (the images, the
+    mask, the notes of conversions made now). Each is converted once per `cache` and provider."""
+    lim = provider.reference_limits
+    limits = ImageLimits(
+        accept=frozenset(lim.accept),
+        max_bytes=lim.max_bytes,
+        max_side=lim.max_side,
+        max_pixels=lim.max_pixels,
+    )
+    # Masks stay PNG with alpha.
+    masks = ImageLimits(accept=frozenset({"image/png"}), max_bytes=lim.mask_max_bytes or lim.max_bytes)
+    images: list[PreparedImage] = []
+    mask: PreparedImage | None = None
+    notes: list[str] = []
+    for i, ref in enumerate(refs):
+        is_mask = has_mask and i == len(refs) - 1
+        key = (provider.name, ref.sha256 + (":mask" if is_mask else ""))
+        if key not in cache:
+            cache[key] = prepare(
+                ref, masks if is_mask else limits, label="mask" if is_mask else f"reference {i + 1}"
+            )
+            notes += cache[key].notes
+        if is_mask:
+            mask = cache[key]
+        else:
+            images.append(cache[key])
+    return tuple(images), mask, notes
 
 
 @lru_cache(maxsize=8)  # each entry holds image bytes: keep the cache small

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["MAX_N", "MAX_PROMPT_CHARS", "ImageRequest", "parse_aspect_ratio", "parse_size"]
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
+
+__all__ = [
+    "MAX_N",
+    "MAX_PROMPT_CHARS",
+    "ImageRequest",
+    "as_request",
+    "parse_aspect_ratio",
+    "parse_size",
+    "problem_of",
+]
 
 #: The longest prompt any current model takes (OpenAI's limit); models with less say so in the catalog.
 MAX_PROMPT_CHARS = 32_000
@@ -129,3 +141,44 @@ class ImageRequest(BaseModel):
     def mode(self) -> Literal["text", "reference"]:
         """`reference` when any reference image is given."""
         return "reference" if self.references else "text"
+
+
+def problem_of(
+    err: ErrorDetails, *, in_manifest: bool = False, name: Callable[[str], str] | None = None
+) -> str:
+    """One plain sentence for one of pydantic's complaints about a request: the same sentence for
+    the same mistake, whether it came from the library, the command line, a manifest or the gateway.
+
+    Our own validators' messages name the field already and say how to fix it, so they stand
+    alone; pydantic's own ("Input should be a valid integer") are prefixed with the field, as
+    `name` calls it (the gateway says `imagerelay.seed`). Only the fix for too many images depends
+    on where the request came from: a manifest item cannot be told to use a manifest.
+    """
+    loc = ".".join(str(p) for p in err["loc"])
+    shown = name(loc) if name is not None and loc else loc
+    if err["type"] == "extra_forbidden":
+        return f"unknown request field {shown!r}"
+    ours = err.get("ctx", {}).get("error")
+    if ours is None:
+        return f"{shown}: {err['msg']}" if shown else err["msg"]
+    if in_manifest and loc == "n":
+        return f"n must be between 1 and {MAX_N}: split the item into several items for more"
+    return str(ours)
+
+
+def as_request(request: ImageRequest | str, fields: Mapping[str, Any] | None = None) -> ImageRequest:
+    """`request` (a prompt, or a request with `fields` replacing some of its own) as a validated
+    `ImageRequest`; `InvalidRequest` with one plain line (see `problem`) if it is not valid."""
+    from .errors import InvalidRequest
+
+    if isinstance(request, ImageRequest):
+        if not fields:
+            return request
+        # model_copy(update=…) would skip validation: build a new request from both instead.
+        data = {**request.model_dump(), **fields}
+    else:
+        data = {"prompt": request, **(fields or {})}
+    try:
+        return ImageRequest(**data)
+    except ValidationError as exc:
+        raise InvalidRequest(problem_of(exc.errors()[0])) from exc

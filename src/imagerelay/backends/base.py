@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from ..hooks import OnCallEvent
 from .http import ErrorContext
 
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ class Call:
     extras: dict[str, Any] = field(default_factory=dict)
     references: tuple[PreparedImage, ...] = ()
     mask: PreparedImage | None = None
-    #: Replicate: a prediction created earlier (e.g. before a crash) to re-attach to by id.
+    #: A prediction created earlier (e.g. before a crash) to re-attach to by id, for this attempt
+    #: only: once it is resumed it ends, one way or another (see `next_attempt`).
     resume_id: str | None = None
     #: Replicate: an earlier run of this request was cut short; a prediction it created that was
     #: never recorded is looked for before creating another (see `Adopt`).
@@ -58,6 +60,13 @@ class Call:
     #: Replicate: cancel the prediction in flight when the call is interrupted (Ctrl-C) — unless
     #: the caller resumes later (a batch), which re-attaches to it instead.
     cancel_on_interrupt: bool = False
+
+    def next_attempt(self, *, n: int, known: frozenset[str]) -> Call:
+        """The call for the next attempt at this model, asking for `n` images: never the resumed
+        prediction again (the backend polled it until it ended, or gave up on it, and a retry must
+        make a fresh one), and never adopting a prediction this run has made itself (`known`)."""
+        adopt = self.adopt if self.adopt is None else replace(self.adopt, known=self.adopt.known | known)
+        return replace(self, n=n, resume_id=None, adopt=adopt)
 
 
 @dataclass(frozen=True)
@@ -97,10 +106,10 @@ class CallResult:
 
 #: Persists one delivered image at once (bytes first) — called before anything else can fail.
 Deliver = Callable[[Delivered], Awaitable[None]]
-#: Reports progress the caller must record before it is too late: ("sent", the parameters as the
-#: receipt shows them) just before the generation is sent, ("prediction", id) once one exists,
-#: ("cancelled", id) when an interrupted call cancelled its prediction.
-OnEvent = Callable[[str, Any], None]
+#: Reports progress the caller must record before it is too late (`hooks.CallEvent`): `Sent` just
+#: before the generation is sent, `PredictionCreated` once a prediction exists (or is re-attached
+#: to), `PredictionCancelled` when an interrupted call cancelled it.
+OnEvent = OnCallEvent
 
 
 class Backend(ABC):

@@ -33,6 +33,7 @@ from ..errors import (
     QuotaExhausted,
     RateLimited,
 )
+from ..hooks import Sent
 from ..paths import shipped_dir
 from ..plugins import Provider
 from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent, images_summary
@@ -192,7 +193,7 @@ class GeminiBackend(Backend):
 
     async def generate(self, call: Call, deliver: Deliver, on_event: OnEvent) -> CallResult:
         contents, config, sent = self.build_request(call)
-        on_event("sent", sent)  # a failed attempt's receipt says what was sent, too
+        on_event(Sent(sent))  # a failed attempt's receipt says what was sent, too
         ctx = self.ctx(call.model.id)
         aio = self._sdk()
         with self._errors(ctx):

@@ -25,6 +25,7 @@ from ..errors import (
     QuotaExhausted,
     ReadTimedOut,
 )
+from ..hooks import Sent
 from ..paths import shipped_dir
 from ..plugins import Provider
 from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent, images_summary
@@ -124,7 +125,7 @@ class OpenAIBackend(Backend):
 
     async def generate(self, call: Call, deliver: Deliver, on_event: OnEvent) -> CallResult:
         endpoint, kwargs, sent = self.build_request(call)
-        on_event("sent", sent)  # a failed attempt's receipt says what was sent, too
+        on_event(Sent(sent))  # a failed attempt's receipt says what was sent, too
         ctx = self.ctx(call.model.id)
         client = self._sdk()
         images = client.images.with_raw_response

@@ -28,6 +28,7 @@ from ..errors import (
     ServerError,
     TransientError,
 )
+from ..hooks import PredictionCancelled, PredictionCreated, Sent
 from ..paths import shipped_dir
 from ..plugins import Provider
 from .base import Adopt, Call, CallResult, Deliver, Delivered, OnEvent
@@ -117,13 +118,13 @@ class ReplicateBackend(PredictionsAPI):
             # Re-attach to a prediction made before (e.g. before a crash): never create another.
             pid = resume_id
             sent: dict[str, Any] = {"resumed_prediction": pid}
-            on_event("sent", sent)
+            on_event(Sent(sent))
             prediction = found
         else:
             prediction, sent = await self._start(call, inp, on_event, ctx)
             started = time.monotonic()
             pid = prediction["id"]
-        on_event("prediction", pid)
+        on_event(PredictionCreated(call.model.ref, pid))
         try:
             prediction = await self._polled(call, pid, prediction, started, on_event)
             if "resumed_prediction" in sent and dead(prediction):
@@ -138,7 +139,7 @@ class ReplicateBackend(PredictionsAPI):
                 prediction, sent = await self._start(call, self.build_input(call), on_event, ctx)
                 started = time.monotonic()
                 pid = prediction["id"]
-                on_event("prediction", pid)
+                on_event(PredictionCreated(call.model.ref, pid))
                 prediction = await self._polled(call, pid, prediction, started, on_event)
             count = await self._deliver_output(prediction, ctx.but(request_id=pid), deliver)
         except ProviderError as exc:
@@ -158,7 +159,7 @@ class ReplicateBackend(PredictionsAPI):
             # Stop paying for what nobody will collect. The cancel is one short POST; the task
             # is already cancelled, so this await runs unless it is cancelled a second time.
             if call.cancel_on_interrupt and await self._cancel(ctx):
-                on_event("cancelled", pid)
+                on_event(PredictionCancelled(call.model.ref, pid))
             raise
 
     async def _start(
@@ -169,7 +170,7 @@ class ReplicateBackend(PredictionsAPI):
         if call.references:
             field = call.model.wire("reference") if call.model.accepts("reference") else "image"
             inp[field], sent[field] = await self._reference(call, ctx)
-        on_event("sent", sent)  # a failed attempt's receipt says what was sent, too
+        on_event(Sent(sent))  # a failed attempt's receipt says what was sent, too
         return await self._create(call, inp, ctx), sent
 
     async def _unrecorded(self, call: Call, inp: dict[str, Any], ctx: ErrorContext) -> dict[str, Any] | None:

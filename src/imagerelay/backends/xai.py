@@ -20,6 +20,7 @@ from ..errors import (
     ProviderError,
     QuotaExhausted,
 )
+from ..hooks import Sent
 from ..paths import shipped_dir
 from ..plugins import Provider
 from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent
@@ -86,7 +87,7 @@ class XAIBackend(Backend):
     async def generate(self, call: Call, deliver: Deliver, on_event: OnEvent) -> CallResult:
         path, body = self.build_body(call)
         sent = _redact(body)
-        on_event("sent", sent)  # a failed attempt's receipt says what was sent, too
+        on_event(Sent(sent))  # a failed attempt's receipt says what was sent, too
         ctx = self.ctx(call.model.id)
         data = await self._post(path, body, ctx)
         ok = ctx.but(status=200)

@@ -32,12 +32,12 @@ def fail(exc: BaseException, *, as_json: bool = False, extra: dict[str, Any] | N
     if as_json:
         payload: dict[str, Any] = {"error": str(exc), "error_type": type(exc).__name__, "exit_code": code}
         if isinstance(exc, GenerationFailed | SaveFailed) and exc.receipt is not None:
-            payload["receipt"] = json.loads(exc.receipt.model_dump_json())  # type: ignore[attr-defined]
+            payload["receipt"] = json.loads(exc.receipt.model_dump_json())
         payload.update(extra or {})
         typer.echo(json.dumps(payload))
     err(f"error: {exc}")
     if isinstance(exc, GenerationFailed) and exc.receipt is not None:
-        for attempt in exc.receipt.attempts:  # type: ignore[attr-defined]
+        for attempt in exc.receipt.attempts:
             status = f" HTTP {attempt.status}" if attempt.status else ""
             err(f"  {attempt.provider}:{attempt.model}: {attempt.outcome}{status} — {attempt.error or ''}")
     raise typer.Exit(code)

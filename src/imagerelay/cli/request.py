@@ -131,17 +131,7 @@ def parse_extras(values: list[str]) -> dict[str, dict[str, Any]]:
 
 def _request(**fields: Any) -> Any:
     """An ImageRequest, with pydantic's complaint turned into one plain line (exit 2)."""
-    from pydantic import ValidationError
+    from ..request import as_request
 
-    from ..errors import InvalidRequest
-    from ..request import ImageRequest
-
-    try:
-        return ImageRequest(**{k: v for k, v in fields.items() if v is not None})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = str(err.get("ctx", {}).get("error") or err["msg"]).removeprefix("Value error, ")
-        loc = ".".join(str(p) for p in err["loc"])
-        if loc and not err.get("ctx", {}).get("error"):  # pydantic's own words: say which option
-            msg = f"{loc}: {err['msg']}"
-        raise InvalidRequest(msg) from None
+    given = {k: v for k, v in fields.items() if v is not None}
+    return as_request(given.pop("prompt"), given)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ImageRelayError
+from ..hooks import RunHooks
 from ..ledger import Ledger
 from ..receipt import Receipt
 from ..relay import Relay
@@ -260,14 +261,9 @@ class Gateway:
 
         start = time.perf_counter()
         try:
+            hooks = RunHooks(receipt_id=receipt_id, name=parsed.name, on_image=on_image, loaded=parsed.loaded)
             receipt = await self.relay.generate(
-                parsed.request,
-                max_cost=max_cost,
-                receipt_id=receipt_id,
-                name=parsed.name,
-                routing=parsed.routing,
-                loaded=parsed.loaded,
-                on_image=on_image,
+                parsed.request, max_cost=max_cost, routing=parsed.routing, hooks=hooks
             )
             return Generated(receipt=receipt, relay_s=time.perf_counter() - start)
         except ImageRelayError as exc:
@@ -409,10 +405,6 @@ def _over_budget(principal: Principal, reset: float) -> GatewayError:
 def _failed_again(receipt: Receipt) -> GatewayError:
     """The error a finished request without images answered with, rebuilt from its receipt."""
     from ..errors import GenerationFailed
+    from ..failures import failure_message
 
-    lines = [
-        f"{a.provider}:{a.model} {a.outcome}" + (f" ({a.error})" if a.error else "") for a in receipt.attempts
-    ]
-    return from_relay_error(
-        GenerationFailed("no image was made — " + " | ".join(lines or ["nothing was tried"]), [], receipt)
-    )
+    return from_relay_error(GenerationFailed(failure_message(receipt), [], receipt))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
-from ..request import ImageRequest
+from ..request import ImageRequest, problem_of
 from ..settings import RoutingSettings
 from .errors import GatewayError
 from .inputs import decode_data_uri, form_fields, read_upload, upload_name
@@ -239,9 +239,7 @@ def _build(fields: dict[str, Any]) -> ImageRequest:
         err = exc.errors()[0]
         loc = [str(p) for p in err["loc"]]
         param = _PARAM_OF.get(loc[0], loc[0]) if loc else None
-        msg = str(err.get("ctx", {}).get("error") or err["msg"]).removeprefix("Value error, ")
-        if not err.get("ctx", {}).get("error") and loc:
-            msg = f"{param}: {err['msg']}"
+        msg = problem_of(err, name=lambda _: param or "")
         raise GatewayError(400, msg, param=param) from None
 
 

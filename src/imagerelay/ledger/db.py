@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from ..errors import OutputError, UserError
+from ..errors import LedgerError, OutputError
 from . import schema
 
 if TYPE_CHECKING:
@@ -21,10 +21,6 @@ __all__ = ["LEDGER_NAME", "LedgerBase", "LedgerError", "now_iso", "synchronous",
 #: The ledger's file name inside an output directory.
 LEDGER_NAME = "imagerelay.sqlite3"
 _LOCK_NAME = ".imagerelay-batch.lock"
-
-
-class LedgerError(UserError):
-    """The ledger cannot be opened or is not one of ours."""
 
 
 def now_iso() -> str:

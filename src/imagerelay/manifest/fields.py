@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import UserError
+from ..errors import ManifestError
 from ..request import ImageRequest
 
 __all__ = ["ITEM_FIELDS", "META_PREFIX", "REQUEST_FIELDS", "ManifestError", "unknown_field"]
@@ -14,14 +14,6 @@ REQUEST_FIELDS = frozenset(ImageRequest.model_fields) - {"metadata"}
 ITEM_FIELDS = REQUEST_FIELDS | {"name", "tags", "metadata"}
 #: The CSV column prefix of a free-form metadata field (`meta.publish_on`).
 META_PREFIX = "meta."
-
-
-class ManifestError(UserError):
-    """The manifest cannot be used; `.problems` lists each bad item as `"line 4: ..."`."""
-
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.problems = problems or []
 
 
 def unknown_field(name: str, *, csv_column: bool = False) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import ImageRelayError, UserError
-from ..request import MAX_N, ImageRequest
+from ..request import ImageRequest, problem_of
 from .fields import ITEM_FIELDS, REQUEST_FIELDS, unknown_field
 from .formats import Entry
 
@@ -166,7 +166,7 @@ def _request_of(
     try:
         request = ImageRequest(**request_fields, metadata=metadata)
     except ValidationError as exc:
-        problems[:0] = [_describe(err) for err in exc.errors()]
+        problems[:0] = [problem_of(err, in_manifest=True) for err in exc.errors()]
         request = None
     if problems or request is None:
         raise _ItemProblem("; ".join(problems))
@@ -194,18 +194,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [_jsonable(v) for v in value]
     return value
-
-
-def _describe(err: Any) -> str:
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = str(err.get("ctx", {}).get("error") or err["msg"]).removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        return f"unknown request field {loc!r}"
-    if loc == "n" and err["type"] == "value_error":
-        return f"n must be between 1 and {MAX_N}: split the item into several items for more"
-    if loc in ("", "prompt"):
-        return msg
-    return f"{loc}: {msg}"
 
 
 def _plan_problem(plan: Planner, request: ImageRequest) -> str | None:

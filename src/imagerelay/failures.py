@@ -1,0 +1,81 @@
+"""How a request ends when it makes no image, or cannot keep what it paid for: one line saying
+why, what was paid, where every paid image is and what to do, and the error that carries it."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import BudgetExceeded, GenerationFailed, InvalidRequest
+from .receipt import Receipt, public_request
+
+if TYPE_CHECKING:
+    from .planner import Plan
+    from .store import Store
+
+__all__ = ["failure_message", "refuse_empty_plan", "save_failure_message"]
+
+
+def refuse_empty_plan(plan: Plan, limit: float | None, receipt: Receipt | None = None) -> None:
+    """Raise what `generate` raises for `plan` when no model can serve it (so `plan` and
+    `generate --dry-run` fail as `generate` would, with the same exit code); else nothing.
+
+    `receipt` is the request's (a dry run has none yet: one is made from the plan)."""
+    if plan.candidates or plan.describe:
+        return
+    reasons = (
+        "; ".join(f"{e.ref}: {e.reason}" for e in plan.excluded) or "no model is configured for this request"
+    )
+    if any(e.over_budget for e in plan.excluded):
+        raise BudgetExceeded(
+            f"no candidate fits the budget of ${limit} ({reasons}): raise --max-cost or ask for fewer images"
+        )
+    if plan.excluded and all(e.cooling or e.over_budget for e in plan.excluded):
+        # Not the user's mistake: every model that could serve it failed moments ago.
+        if receipt is None:
+            receipt = Receipt(
+                id=uuid.uuid4().hex,
+                prompt=plan.request.prompt,
+                request=public_request(plan.request),
+                left_out={e.ref: e.reason for e in plan.excluded},
+            )
+        raise GenerationFailed(
+            f"every model that could serve this request is cooling down after failing ({reasons}): "
+            "try again later, or pin another model",
+            [],
+            receipt,
+        )
+    section = "reference" if plan.request.mode == "reference" else "text"
+    raise InvalidRequest(
+        f"no model can serve this request ({reasons}): set a provider's key, pass --provider, "
+        f"or list models in [routing] {section}"
+    )
+
+
+def failure_message(receipt: Receipt) -> str:
+    """`no image was made — xai:grok-imagine-image transient (…) | …`: every attempt, in order."""
+    lines = [
+        f"{a.provider}:{a.model} {a.outcome}" + (f" ({a.error})" if a.error else "") for a in receipt.attempts
+    ]
+    return "no image was made — " + " | ".join(lines or ["nothing was tried"])
+
+
+def save_failure_message(store: Store, receipt: Receipt, lost: list[tuple[str | None, str]]) -> str:
+    """One line: what failed, what was paid, where every paid image is, what to do."""
+    paid = len(receipt.images) + len(lost)
+    cost = "$0 (sandbox)" if receipt.sandbox else f"${receipt.cost_usd:.4f}"
+    kept = sorted({str(Path(i.path).parent) for i in receipt.images if Path(i.path).parent != store.out_dir})
+    where = []
+    if kept:
+        where.append(f"kept in {', '.join(kept)}: move them into '{store.out_dir}' once there is room")
+    urls = [url for url, _ in lost if url]
+    if urls:
+        where.append(f"{len(urls)} kept nowhere, fetch within the hour: {' '.join(urls)}")
+    if len(urls) < len(lost):
+        where.append(f"{len(lost) - len(urls)} could be kept nowhere and are lost")
+    return (
+        f"{store.failure}: {paid} image(s) were delivered and paid for ({cost}) — "
+        + ("; ".join(where) or "nothing else was made")
+        + "; no further call was made"
+    )
