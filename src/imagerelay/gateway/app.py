@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import json
 import logging
-import math
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,6 +25,15 @@ from ..ledger import Ledger
 from ..receipt import Receipt
 from ..relay import Relay
 from ..store import Store
+from .admission import (
+    check_idempotency_key,
+    check_model,
+    check_rate,
+    failed_again,
+    over_budget,
+    record_idempotent,
+    request_fingerprint,
+)
 from .answers import answer
 from .errors import GatewayError, from_relay_error
 from .keys import Budgets, KeyRing, Principal
@@ -42,8 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["Gateway", "Generated"]
 
 log = logging.getLogger("imagerelay.gateway")
-
-_IDEMPOTENCY_MAX = 200
 
 
 @dataclass
@@ -144,39 +147,17 @@ class Gateway:
 
     async def generate(self, principal: Principal, parsed: Parsed, idempotency_key: str | None) -> Generated:
         """Admit (model, rate, budget, idempotency), then run one generation in its own task."""
-        if not principal.allows(parsed.model, self.catalog):
-            allowed = ", ".join(principal.spec.models or []) if principal.spec else ""
-            raise GatewayError(
-                403,
-                f"model {parsed.model!r} is not allowed for gateway key {principal.name!r} "
-                f"(it may use: {allowed})",
-                code="model_not_allowed",
-                param="model",
-            )
-        fingerprint = _fingerprint(parsed)
+        check_model(principal, parsed.model, self.catalog)
+        fingerprint = request_fingerprint(parsed)
         if idempotency_key is not None:
-            if len(idempotency_key) > _IDEMPOTENCY_MAX:
-                raise GatewayError(
-                    400,
-                    f"Idempotency-Key is over {_IDEMPOTENCY_MAX} characters",
-                    code="invalid_idempotency_key",
-                )
+            check_idempotency_key(idempotency_key)
             earlier = self._earlier(principal, idempotency_key, fingerprint)
             if earlier is not None:
                 return await earlier
-        wait = principal.take_request(time.monotonic())
-        if wait is not None:
-            raise GatewayError(
-                429,
-                f"gateway key {principal.name!r} is over its request rate "
-                f"({principal.spec.requests_per_minute if principal.spec else 0} a minute): "
-                "wait and try again",
-                code="rate_limit_exceeded",
-                headers={"Retry-After": str(math.ceil(wait))},
-            )
+        check_rate(principal)
         remaining, reset = self.budgets.remaining(principal)
         if remaining is not None and remaining <= 1e-9:
-            raise _over_budget(principal, reset)
+            raise over_budget(principal, reset)
         caps = [
             c
             for c in (parsed.max_cost, self.settings.budget.max_cost_per_request, remaining)
@@ -194,30 +175,14 @@ class Gateway:
             and max_cost == remaining
             and any(e.over_budget for e in plan.excluded)
         ):
-            raise _over_budget(principal, reset)
+            raise over_budget(principal, reset)
         # The most the request may cost, whichever candidate serves it (the relay holds each call to it).
         reserve = max((c.worst_usd for c in (*plan.candidates, *plan.describe)), default=0.0)
         receipt_id = uuid.uuid4().hex
         if idempotency_key is not None:
             # Durable before anything is sent, so a retry finds it even across a restart. (Without
             # the header the receipt alone records the key: one ledger write fewer per request.)
-            try:
-                self.ledger.start_gateway_request(
-                    receipt_id,
-                    gateway_key=principal.name,
-                    idempotency_key=idempotency_key,
-                    fingerprint=fingerprint,
-                )
-            except sqlite3.IntegrityError:  # another process of this gateway took the key just now
-                raise GatewayError(
-                    409,
-                    "a request with this Idempotency-Key is already running: retry it",
-                    code="idempotency_conflict",
-                ) from None
-            except sqlite3.Error as exc:
-                raise GatewayError(
-                    500, f"the gateway cannot write its ledger: {exc}", code="storage_error"
-                ) from None
+            record_idempotent(self.ledger, receipt_id, principal, idempotency_key, fingerprint)
         # From here to the task's start nothing awaits: the reservation and the check above are
         # one step, so two requests cannot both spend the last of a budget.
         self._key_of[receipt_id] = principal.name
@@ -314,7 +279,7 @@ class Gateway:
         elif stored.images:
             future.set_result(Generated(receipt=stored))
         else:
-            future.set_result(Generated(error=_failed_again(stored)))
+            future.set_result(Generated(error=failed_again(stored)))
         return future
 
     # -- reading back -------------------------------------------------------------------------
@@ -370,41 +335,3 @@ class Gateway:
 
 def _encode(paths: list[Path]) -> list[str]:
     return [base64.b64encode(p.read_bytes()).decode("ascii") for p in paths]
-
-
-def _fingerprint(parsed: Parsed) -> str:
-    """What makes two requests the same request (an SDK's retry), whatever their encoding."""
-    data = {
-        "request": parsed.request.model_dump(mode="json"),
-        "model": parsed.model,
-        "format": parsed.response_format,
-        "max_cost": parsed.max_cost,
-        "name": parsed.name,
-        "loaded": sorted((k, r.sha256) for k, r in parsed.loaded.items()),
-    }
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-def _over_budget(principal: Principal, reset: float) -> GatewayError:
-    spec = principal.spec
-    which = []
-    if spec is not None and spec.budget_per_day is not None:
-        which.append(f"${spec.budget_per_day:g} a day")
-    if spec is not None and spec.budget_per_month is not None:
-        which.append(f"${spec.budget_per_month:g} a month")
-    return GatewayError(
-        429,
-        f"gateway key {principal.name!r} has spent its budget ({' and '.join(which)}): "
-        f"it renews in {math.ceil(reset)} s",
-        code="budget_exceeded",
-        type="insufficient_quota",
-        headers={"Retry-After": str(math.ceil(reset))},
-    )
-
-
-def _failed_again(receipt: Receipt) -> GatewayError:
-    """The error a finished request without images answered with, rebuilt from its receipt."""
-    from ..errors import GenerationFailed
-    from ..failures import failure_message
-
-    return from_relay_error(GenerationFailed(failure_message(receipt), [], receipt))

@@ -9,7 +9,6 @@ that cannot add body fields (the Vercel AI SDK) sends the same object as JSON in
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,7 +17,8 @@ from pydantic import ValidationError
 from ..request import ImageRequest, problem_of
 from ..settings import RoutingSettings
 from .errors import GatewayError
-from .inputs import decode_data_uri, form_fields, read_upload, upload_name
+from .images import image_url, own_references, uploaded, url_or_data
+from .inputs import form_fields
 
 if TYPE_CHECKING:
     from starlette.datastructures import FormData
@@ -243,44 +243,6 @@ def _build(fields: dict[str, Any]) -> ImageRequest:
         raise GatewayError(400, msg, param=param) from None
 
 
-async def _url_or_data(
-    value: Any, *, param: str, limit: int, loaded: dict[str, Reference], label: str
-) -> str:
-    """A reference given as a URL (fetched later by the relay, under its URL rules) or a data URI
-    (decoded and verified now); returns the source string the request names it with."""
-    from ..errors import InvalidReference
-    from ..references import reference_from_bytes
-
-    if not isinstance(value, str) or not value:
-        raise GatewayError(400, f"{param} must be an https URL or a data: URI", param=param)
-    if value[:5].lower() == "data:":
-        data = decode_data_uri(value, limit=limit, param=param)
-        source = f"data:{len(loaded) + 1}"
-        try:
-            loaded[source] = await asyncio.to_thread(reference_from_bytes, data, source=source, label=label)
-        except InvalidReference as exc:
-            raise GatewayError(400, exc.message, param=param, code="invalid_image") from None
-        return source
-    if value[:8].lower() == "https://" or value[:7].lower() == "http://":
-        return value
-    # Never a path: a client must not make this machine read its own files.
-    raise GatewayError(400, f"{param} must be an https URL or a data: URI", param=param, code="invalid_image")
-
-
-async def _own_references(own: dict[str, Any], limit: int, loaded: dict[str, Reference]) -> list[str]:
-    refs = own.get("references") or []
-    if isinstance(refs, str):
-        refs = [refs]
-    if not isinstance(refs, list):
-        raise GatewayError(400, "imagerelay.references must be a list of URLs", param="imagerelay.references")
-    return [
-        await _url_or_data(
-            r, param=f"imagerelay.references[{i}]", limit=limit, loaded=loaded, label="reference"
-        )
-        for i, r in enumerate(refs)
-    ]
-
-
 def _finish(
     fields: dict[str, Any],
     own: dict[str, Any],
@@ -319,7 +281,7 @@ async def parse_generation(
     """A `POST /v1/images/generations` JSON body."""
     fields, own, model, route, fmt = _common(body, _STANDARD, catalog, gateway, routing)
     loaded: dict[str, Reference] = {}
-    refs = await _own_references(own, gateway.max_image_bytes, loaded)
+    refs = await own_references(own, gateway.max_image_bytes, loaded)
     fields["references"] = tuple(refs)
     return _finish(fields, own, model, route, fmt, loaded)
 
@@ -333,9 +295,6 @@ async def parse_edit_form(
     header: str | None = None,
 ) -> Parsed:
     """A multipart `POST /v1/images/edits`: `image` (once or repeated), `image[]` and `mask`."""
-    from ..errors import InvalidReference
-    from ..references import reference_from_bytes
-
     body, uploads = form_fields(form)
     body = merge_header(body, header)
     for key in ("image", "mask"):
@@ -343,36 +302,9 @@ async def parse_edit_form(
             raise GatewayError(400, f"{key} must be an uploaded file", param=key)
     fields, own, model, route, fmt = _common(body, _STANDARD | _EDIT, catalog, gateway, routing)
     loaded: dict[str, Reference] = {}
-    refs: list[str] = []
-    mask: str | None = None
     limit = gateway.max_image_bytes
-    for key, upload in uploads:
-        base = key.split("[", 1)[0]
-        if base not in ("image", "mask"):
-            raise GatewayError(
-                400, f"unexpected file field {key[:40]!r}: send image, image[] or mask", param=key
-            )
-        is_mask = base == "mask"
-        if is_mask and mask is not None:
-            raise GatewayError(400, "only one mask may be sent", param="mask")
-        data = await read_upload(upload, limit=limit, param=base)
-        index = len(refs) + 1
-        source = (
-            f"upload:mask:{upload_name(upload, 'mask')}"
-            if is_mask
-            else (f"upload:{index}:{upload_name(upload, f'image-{index}')}")
-        )
-        try:
-            loaded[source] = await asyncio.to_thread(
-                reference_from_bytes, data, source=source, label="mask" if is_mask else f"image {index}"
-            )
-        except InvalidReference as exc:
-            raise GatewayError(400, exc.message, param=base, code="invalid_image") from None
-        if is_mask:
-            mask = source
-        else:
-            refs.append(source)
-    refs += await _own_references(own, limit, loaded)
+    refs, mask = await uploaded(uploads, limit=limit, loaded=loaded)
+    refs += await own_references(own, limit, loaded)
     if not refs:
         raise GatewayError(400, "image is required: upload the image(s) to edit", param="image")
     fields["references"] = tuple(refs)
@@ -395,8 +327,8 @@ async def parse_edit_json(
     refs = []
     for i, item in enumerate(images):
         refs.append(
-            await _url_or_data(
-                _image_url(item, f"images[{i}]"),
+            await url_or_data(
+                image_url(item, f"images[{i}]"),
                 param=f"images[{i}].image_url",
                 limit=limit,
                 loaded=loaded,
@@ -405,25 +337,10 @@ async def parse_edit_json(
         )
     mask = None
     if body.get("mask") is not None:
-        mask = await _url_or_data(
-            _image_url(body["mask"], "mask"), param="mask.image_url", limit=limit, loaded=loaded, label="mask"
+        mask = await url_or_data(
+            image_url(body["mask"], "mask"), param="mask.image_url", limit=limit, loaded=loaded, label="mask"
         )
-    refs += await _own_references(own, limit, loaded)
+    refs += await own_references(own, limit, loaded)
     fields["references"] = tuple(refs)
     fields["mask"] = mask
     return _finish(fields, own, model, route, fmt, loaded)
-
-
-def _image_url(item: Any, param: str) -> Any:
-    if not isinstance(item, dict):
-        raise GatewayError(400, f"{param} must be an object with image_url", param=param)
-    if item.get("file_id") is not None:
-        raise GatewayError(
-            400, "file ids are not supported here: send image_url (https or data:)", param=f"{param}.file_id"
-        )
-    unknown = sorted(set(item) - {"image_url", "file_id"})
-    if unknown:
-        raise GatewayError(
-            400, f"unknown parameter {unknown[0][:40]!r} in {param}", param=f"{param}.{unknown[0][:40]}"
-        )
-    return item.get("image_url")
