@@ -18,6 +18,7 @@ from imagerelay.backends.http import (
     wire_params,
 )
 from imagerelay.errors import ContentBlocked, EmptyResult
+from imagerelay.hooks import Sent
 from imagerelay.settings import ProviderSettings
 
 #: Acme answers 451 when it will not draw a prompt; every other status means what it usually does.
@@ -38,7 +39,7 @@ class AcmeBackend(Backend):
     async def generate(self, call: Call, deliver: Deliver, on_event: OnEvent) -> CallResult:
         settings = AcmeSettings.model_validate(self.settings.model_dump())
         body: dict[str, Any] = {**wire_params(call, ("aspect_ratio",)), "finish": settings.finish}
-        on_event("sent", body)
+        on_event(Sent(body))  # a failed attempt's receipt says what was sent, too
         ctx = self.ctx(call.model.id)
         headers = {"X-Acme-Key": self.key()}
         with httpx_errors(ctx, billed_on_timeout=True):
