@@ -134,7 +134,7 @@ def test_sigterm_drains_requests_in_flight_then_exits(emu: Emulator, tmp_path: P
 
 def test_sigterm_gives_up_at_the_drain_deadline(emu: Emulator, tmp_path: Path) -> None:
     """A generation still running when the drain deadline passes does not keep the process alive:
-    its client gets a 503 saying it may be billed, its receipt records what may have been billed,
+    its client gets a 424 saying it may be billed, its receipt records what may have been billed,
     and the process exits 1 while the provider has not answered yet."""
     emu.script("xai.generations", Fault(latency=30.0))
     env = emulator_env(emu, IMAGERELAY_GATEWAY__DRAIN_SECONDS="1")
@@ -157,11 +157,12 @@ def test_sigterm_gives_up_at_the_drain_deadline(emu: Emulator, tmp_path: Path) -
         assert call.status is None  # the provider was still working when the gateway left
         t.join()
         [answer] = answers
-        assert answer.status_code == 503
+        assert answer.status_code == 424  # possibly billed: an answer no SDK retries
+        assert answer.headers["x-should-retry"] == "false"
         assert answer.json()["error"]["code"] == "drain_deadline"
         assert code == 1
         assert "Traceback" not in gw.stderr()
-        # What may have been billed is on record, under the key that asked, as the 503 said.
+        # What may have been billed is on record, under the key that asked, as the answer said.
         [(body, key)] = ledger_rows(gw.out_dir, "SELECT receipt, gateway_key FROM generations")
         receipt = json.loads(body)
         assert key == "local"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from imagerelay.emulator import Emulator
+from imagerelay.emulator.wire import Fault
 from imagerelay.gateway.keys import hash_key
 
 from . import images
@@ -71,3 +72,32 @@ def test_node_sdks_drive_the_gateway(tmp_path: Path) -> None:
         rows = ledger_rows(gw.out_dir, "SELECT gateway_key, images FROM generations")
     assert {k for k, _ in rows} == {"node"}
     assert sum(n for _, n in rows) == 9
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed on this machine (the Node SDK tests need it)")
+def test_node_sdks_do_not_retry_a_possibly_billed_failure(tmp_path: Path) -> None:
+    """With their default retries, the openai npm package and the AI SDK each send a generation
+    whose connection dropped after the provider read it once: one provider call per SDK."""
+    assert NODE is not None
+    _installed()
+    key = "irk_node_" + "3" * 12
+    with Emulator(keys=TEST_KEYS, url_ttl=60) as emu:
+        emu.script("openai.generations", Fault(drop=True, times=None))
+        env = emulator_env(
+            emu,
+            IMAGERELAY_GATEWAY__KEYS=keys_env({"node": {"hash": hash_key(key)}}),
+            IMAGERELAY_RETRY__COOLDOWN="0",
+        )
+        with gateway(tmp_path / "gw", env, "--env", "development") as gw:
+            proc = subprocess.run(
+                [NODE, "--test", "--test-reporter=spec", "billed.test.mjs"],
+                cwd=NODE_DIR,
+                env={**os.environ, "GATEWAY_URL": gw.url, "GATEWAY_KEY": key},
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert proc.returncode == 0, proc.stdout + proc.stderr + gw.stderr()
+            assert "fail 0" in proc.stdout, proc.stdout
+        assert len(emu.requests_for("openai.generations")) == 2

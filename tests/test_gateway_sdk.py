@@ -404,3 +404,65 @@ def test_a_request_cost_cap_no_model_fits_is_a_bad_request(served: GatewayProces
     assert caught.value.code == "over_max_cost"
     assert caught.value.param == "imagerelay.max_cost"  # type: ignore[attr-defined]
     assert generations(emu) == []
+
+
+def test_a_malformed_multipart_body_is_a_bad_request_naming_the_problem(
+    served: GatewayProcess, emu: Emulator
+) -> None:
+    """Garbage, a missing boundary and over 200 fields are each a 400 invalid_request_error naming
+    the problem, with no traceback in the server log and nothing sent."""
+    url = f"{served.url}/v1/images/edits"
+    many = (
+        b"".join(b'--B\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nx\r\n' % i for i in range(201))
+        + b"--B--\r\n"
+    )
+    cases = [
+        ("multipart/form-data; boundary=B", b"garbage", "malformed"),
+        ("multipart/form-data", b"garbage", "no boundary"),
+        ("multipart/form-data; boundary=B", many, "over 200 fields"),
+    ]
+    for ctype, body, says in cases:
+        got = httpx.post(url, content=body, headers={"content-type": ctype}, timeout=60)
+        assert got.status_code == 400, got.text
+        error = got.json()["error"]
+        assert error["type"] == "invalid_request_error"
+        assert says in error["message"], error["message"]
+    assert "Traceback" not in served.stderr()
+    assert "unexpectedly" not in served.stderr()
+    assert generations(emu) == []
+
+
+def test_a_possibly_billed_failure_is_not_retried_by_the_sdk(served: GatewayProcess, emu: Emulator) -> None:
+    """A connection dropped after the provider read the request, answered to the SDK with its
+    default retries: one provider call, an APIStatusError 424 `possibly_billed` with
+    `x-should-retry: false` whose message names the attempt and the amount that may be billed."""
+    emu.script("openai.generations", Fault(drop=True, times=None))
+    sdk = openai.OpenAI(base_url=served.url + "/v1", api_key="unused-locally")  # the default: 2 retries
+    with pytest.raises(openai.APIStatusError) as caught:
+        sdk.images.generate(model="openai:gpt-image-2", prompt="retry me")
+    assert caught.value.status_code == 424
+    assert caught.value.code == "possibly_billed"
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    message = str(caught.value)
+    assert "openai:gpt-image-2 transient" in message
+    assert "(it may be billed)" in message
+    body = caught.value.body
+    assert isinstance(body, dict)
+    billed = body["imagerelay"]["possibly_billed_usd"]
+    assert billed > 0
+    assert f"up to ${billed:.4f} may have been billed (openai:gpt-image-2)" in message
+    assert len(emu.requests_for("openai.generations")) == 1
+
+
+def test_every_model_rate_limited_is_a_rate_limit_error_keeping_retry_after(
+    served: GatewayProcess, emu: Emulator
+) -> None:
+    """When every attempt was a provider's 429 (Retry-After: 600), the answer is RateLimitError
+    (429) with that Retry-After, not a 502 that loses it."""
+    emu.script("xai.generations", Fault(status=429, headers={"Retry-After": "600"}, times=None))
+    with pytest.raises(openai.RateLimitError) as caught:
+        client(served).images.generate(prompt="a fox", model="xai")
+    assert caught.value.code == "upstream_rate_limited"
+    assert caught.value.response.headers["retry-after"] == "600"
+    assert "try again in 600 s" in str(caught.value)
+    assert len(emu.requests_for("xai.generations")) >= 1

@@ -37,9 +37,9 @@ def _gemini() -> list[dict[str, Any]]:
 
 
 def _replicate() -> dict[str, dict[str, Any]]:
-    from imagerelay.emulator import replicate_models
+    from imagerelay.emulator import replicate_schema
 
-    return replicate_models.default_listing()
+    return replicate_schema.default_listing()
 
 
 @dataclass

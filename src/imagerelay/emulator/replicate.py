@@ -6,15 +6,21 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import secrets
-import threading
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from imagerelay.emulator import draw
-from imagerelay.emulator.replicate_models import MODELS, ModelSpec, output_size, references_of, validate
+from imagerelay.emulator.replicate_models import MODELS, ModelSpec, references_of, validate
+from imagerelay.emulator.replicate_predictions import (
+    TERMINAL,
+    Prediction,
+    State,
+    Upload,
+    iso,
+    new_id,
+    snapshot,
+)
 from imagerelay.emulator.wire import (
     Call,
     Dialect,
@@ -29,9 +35,21 @@ from imagerelay.emulator.wire import (
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+__all__ = [
+    "DIALECT",
+    "PAGE_SIZE",
+    "State",
+    "cancel",
+    "create",
+    "get",
+    "list_predictions",
+    "model",
+    "serve_upload",
+    "upload",
+]
+
 PROBLEM = "application/problem+json"
 NSFW_ERROR = "NSFW content detected. Try running it again, or try a different prompt."
-TERMINAL = ("succeeded", "failed", "canceled", "aborted")
 
 _TITLES = {
     400: "Bad request",
@@ -79,8 +97,6 @@ def _not_found(method: str, path: str) -> Reply:
 
 DIALECT = Dialect("replicate", _auth_error, _error_reply, _not_found, token_schemes=("bearer", "token"))
 
-# ---- models and their inputs: see replicate_models ---------------------------------------------
-
 
 def _validate(spec: ModelSpec, given: dict[str, Any]) -> dict[str, Any]:
     effective, invalid = validate(spec, given)
@@ -88,173 +104,6 @@ def _validate(spec: ModelSpec, given: dict[str, Any]) -> dict[str, Any]:
         detail = "".join(f"- {i['field']}: {i['description']}\n" for i in invalid)
         raise _problem(422, detail, invalid_fields=invalid)
     return effective
-
-
-# ---- state ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Upload:
-    id: str
-    name: str
-    content_type: str
-    data: bytes
-    metadata: dict[str, Any]
-    created_at: str
-
-
-@dataclass
-class Prediction:
-    """One prediction; its status is a function of time since creation (and of cancel)."""
-
-    id: str
-    model: str
-    spec: ModelSpec
-    input: dict[str, Any]  # as sent
-    effective: dict[str, Any]  # with defaults
-    created: float  # time.monotonic()
-    created_at: str
-    duration: float | None  # None: never finishes on its own
-    outcome: str  # the terminal status it reaches
-    error: str | None
-    empty: bool = False
-    truncate: bool = False
-    reference: Image | None = None
-    canceled_at: float | None = None
-    output: Any = None
-    rendered: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def status(self, now: float) -> str:
-        elapsed = now - self.created
-        if self.canceled_at is not None:
-            return "canceled"
-        if self.duration is not None and elapsed >= self.duration:
-            return self.outcome
-        return "starting" if elapsed < self.start_delay() else "processing"
-
-    def start_delay(self) -> float:
-        """Seconds spent `starting` (booting) before `processing`."""
-        return 0.05 if self.duration is None else self.duration * 0.25
-
-    def finished_at(self) -> float | None:
-        if self.canceled_at is not None:
-            return self.canceled_at
-        return None if self.duration is None else self.created + self.duration
-
-
-class State:
-    """Predictions and uploads of one emulator; thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.predictions: dict[str, Prediction] = {}
-        self.uploads: dict[str, Upload] = {}
-
-    def add(self, prediction: Prediction) -> None:
-        with self._lock:
-            self.predictions[prediction.id] = prediction
-
-    def prediction(self, pid: str) -> Prediction | None:
-        with self._lock:
-            return self.predictions.get(pid)
-
-    def add_upload(self, upload: Upload) -> None:
-        with self._lock:
-            self.uploads[upload.id] = upload
-
-    def upload(self, uid: str) -> Upload | None:
-        with self._lock:
-            return self.uploads.get(uid)
-
-    def clear(self) -> None:
-        with self._lock:
-            self.predictions.clear()
-            self.uploads.clear()
-
-
-def _new_id() -> str:
-    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    return "".join(secrets.choice(alphabet) for _ in range(26))
-
-
-def _iso(wall: float) -> str:
-    return dt.datetime.fromtimestamp(wall, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _wall(mono: float) -> float:
-    return time.time() - (time.monotonic() - mono)
-
-
-# ---- rendering ------------------------------------------------------------------------------------
-
-
-def _render_output(call: Call, p: Prediction) -> Any:
-    if p.empty:
-        return None if p.spec.single else []
-    inp = p.effective
-    fmt = inp.get("output_format", "webp")
-    ext = "jpg" if fmt == "jpg" else fmt
-    size = output_size(p.spec, inp, p.reference)
-    count = 1 if p.spec.single else int(inp.get("num_outputs", 1))
-    urls = []
-    for index in range(count):
-        data = draw.render(
-            prompt=str(inp.get("prompt", "")),
-            model=p.model,
-            size=size,
-            seed=inp.get("seed"),
-            index=index,
-            reference=p.reference,
-            fmt=fmt,
-            quality=int(inp.get("output_quality", 80)),
-        )
-        if p.truncate:
-            data = data[: len(data) // 2]
-        name = "output" if p.spec.single else f"out-{index}"
-        urls.append(call.emu.host_file("replicate", data, draw.MIME[fmt], f"{name}.{ext}"))
-    return urls[0] if p.spec.single else urls
-
-
-def _snapshot(call: Call, p: Prediction, force_starting: bool = False) -> dict[str, Any]:
-    now = time.monotonic()
-    status = "starting" if force_starting else p.status(now)
-    with p.lock:
-        if status == "succeeded" and not p.rendered:
-            p.output = _render_output(call, p)
-            p.rendered = True
-    base = f"{call.emu.url}/replicate/v1/predictions/{p.id}"
-    finished = p.finished_at()
-    terminal = status in TERMINAL
-    started = status != "starting"
-    seed = p.effective.get("seed", int(hashlib.sha256(p.id.encode()).hexdigest()[:6], 16))
-    logs = f"Using seed: {seed}\nRunning prediction...\n" if started else ""
-    metrics: dict[str, Any] = {}
-    if terminal and finished is not None:
-        logs += "Prediction finished.\n" if status == "succeeded" else ""
-        metrics = {"predict_time": round(max(0.0, finished - p.created), 3)}
-    return {
-        "id": p.id,
-        "model": p.model,
-        "version": hashlib.sha256(p.model.encode()).hexdigest(),
-        "input": p.input,
-        "logs": logs,
-        "output": p.output if status == "succeeded" else None,
-        "data_removed": False,
-        "error": p.error if status in ("failed", "aborted") else None,
-        "status": status,
-        "source": "api",
-        "created_at": p.created_at,
-        "started_at": _iso(_wall(p.created + p.start_delay())) if started else None,
-        "completed_at": _iso(_wall(finished)) if terminal and finished is not None else None,
-        "metrics": metrics,
-        "urls": {
-            "get": base,
-            "cancel": f"{base}/cancel",
-            "stream": f"{base}/stream",
-            "web": f"{call.emu.url}/p/{p.id}",
-        },
-    }
 
 
 def _load_reference(call: Call, url: str) -> tuple[Image | None, str | None]:
@@ -273,9 +122,6 @@ def _load_reference(call: Call, url: str) -> tuple[Image | None, str | None]:
         return draw.load(data), None
     except ValueError:
         return None, "The input file is not a valid image."
-
-
-# ---- endpoints ------------------------------------------------------------------------------------
 
 
 def _prefer_wait(value: str) -> float | None:
@@ -333,13 +179,13 @@ def create(call: Call) -> Reply:
         reference = loaded if i == 0 else reference  # the first one shapes the sandbox image
     now = time.monotonic()
     p = Prediction(
-        id=_new_id(),
+        id=new_id(),
         model=model,
         spec=spec,
         input=given,
         effective=effective,
         created=now,
-        created_at=_iso(time.time()),
+        created_at=iso(time.time()),
         duration=duration,
         outcome=outcome,
         error=error,
@@ -350,7 +196,7 @@ def create(call: Call) -> Reply:
     call.emu.replicate.add(p)
     hold = _prefer_wait(call.headers.get("prefer", ""))
     if hold is None:
-        return json_reply(201, _snapshot(call, p, force_starting=True))
+        return json_reply(201, snapshot(call, p, force_starting=True))
     deadline = now + hold
     while p.status(time.monotonic()) not in TERMINAL:
         left = deadline - time.monotonic()
@@ -359,7 +205,7 @@ def create(call: Call) -> Reply:
         finish = p.finished_at()
         until_done = finish - time.monotonic() if finish is not None else left
         time.sleep(max(0.0, min(left, until_done, 0.05)))
-    return json_reply(201, _snapshot(call, p))
+    return json_reply(201, snapshot(call, p))
 
 
 #: Predictions per page of `GET /v1/predictions`, as Replicate serves them.
@@ -377,8 +223,7 @@ def list_predictions(call: Call) -> Reply:
             except ValueError:
                 raise _problem(400, f"{name} must be an ISO 8601 date-time.") from None
             bounds[name] = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-    with call.emu.replicate._lock:
-        every = list(call.emu.replicate.predictions.values())
+    every = call.emu.replicate.every()
     chosen = []
     for p in sorted(every, key=lambda p: p.created, reverse=True):
         created = dt.datetime.fromisoformat(p.created_at)
@@ -403,7 +248,7 @@ def list_predictions(call: Call) -> Reply:
         {
             "next": link(start + PAGE_SIZE) if start + PAGE_SIZE < len(chosen) else None,
             "previous": link(max(0, start - PAGE_SIZE)) if start > 0 else None,
-            "results": [_snapshot(call, p) for p in page],
+            "results": [snapshot(call, p) for p in page],
         },
     )
 
@@ -425,7 +270,7 @@ def model(call: Call) -> Reply:
 
 def get(call: Call) -> Reply:
     """GET /v1/predictions/{id}."""
-    return json_reply(200, _snapshot(call, _find(call)))
+    return json_reply(200, snapshot(call, _find(call)))
 
 
 def cancel(call: Call) -> Reply:
@@ -434,7 +279,7 @@ def cancel(call: Call) -> Reply:
     with p.lock:
         if p.status(time.monotonic()) not in TERMINAL:
             p.canceled_at = time.monotonic()
-    return json_reply(200, _snapshot(call, p))
+    return json_reply(200, snapshot(call, p))
 
 
 def upload(call: Call) -> Reply:
@@ -458,12 +303,12 @@ def upload(call: Call) -> Reply:
         metadata = loaded if isinstance(loaded, dict) else {}
     wall = time.time()
     item = Upload(
-        id=_new_id(),
+        id=new_id(),
         name=form.get("filename") or content.filename or "file",
         content_type=form.get("type") or content.content_type or "application/octet-stream",
         data=content.data,
         metadata=metadata,
-        created_at=_iso(wall),
+        created_at=iso(wall),
     )
     call.emu.replicate.add_upload(item)
     return json_reply(
@@ -480,7 +325,7 @@ def upload(call: Call) -> Reply:
             },
             "metadata": item.metadata,
             "created_at": item.created_at,
-            "expires_at": _iso(wall + 24 * 3600),
+            "expires_at": iso(wall + 24 * 3600),
             "urls": {"get": f"{call.emu.url}/replicate/v1/files/{item.id}"},
         },
     )

@@ -1,12 +1,11 @@
 """The Replicate models the emulator runs: their inputs as data, how they validate, what size they
-make, and the OpenAPI schema `GET /v1/models/{owner}/{name}` publishes for them.
+make, and each input's part of the OpenAPI schema `replicate_schema` publishes for them.
 
 One table drives all three, so a model's validation and its published schema cannot disagree.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from imagerelay.emulator import draw
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["MODELS", "Input", "ModelSpec", "default_listing", "output_size", "references_of", "validate"]
+__all__ = ["MODELS", "Input", "ModelSpec", "output_size", "references_of", "validate"]
 
 #: Problems found in an input: ("type", "field", "description") for Replicate's `invalid_fields`.
 Problem = dict[str, str]
@@ -349,58 +348,3 @@ def output_size(spec: ModelSpec, inp: dict[str, Any], reference: Image | None) -
     if inp.get("megapixels") == "0.25":
         w, h = max(16, round(w / 32) * 16), max(16, round(h / 32) * 16)
     return w, h
-
-
-# ---- the published model objects ------------------------------------------------------------------
-
-
-def openapi_schema(spec: ModelSpec) -> dict[str, Any]:
-    """The model version's `openapi_schema`, as Cog publishes it (inputs and output)."""
-    components: dict[str, Any] = {}
-    properties = {name: i.schema(name, n, components) for n, (name, i) in enumerate(spec.inputs.items())}
-    output: dict[str, Any] = (
-        {"type": "string", "format": "uri", "title": "Output"}
-        if spec.single
-        else {"type": "array", "items": {"type": "string", "format": "uri"}, "title": "Output"}
-    )
-    return {
-        "openapi": "3.0.2",
-        "info": {"title": "Cog", "version": "0.1.0"},
-        "paths": {},
-        "components": {
-            "schemas": {
-                "Input": {
-                    "type": "object",
-                    "title": "Input",
-                    "required": list(spec.required),
-                    "properties": properties,
-                },
-                "Output": output,
-                **components,
-            }
-        },
-    }
-
-
-def default_listing() -> dict[str, dict[str, Any]]:
-    """owner/name → the model object `GET /v1/models/{owner}/{name}` answers with."""
-    out: dict[str, dict[str, Any]] = {}
-    for path, spec in MODELS.items():
-        owner, name = path.split("/")
-        version = hashlib.sha256(path.encode()).hexdigest()
-        out[path] = {
-            "url": f"https://replicate.com/{path}",
-            "owner": owner,
-            "name": name,
-            "description": spec.description or f"{name} by {owner}",
-            "visibility": "public",
-            "is_official": True,
-            "run_count": 1_000_000,
-            "latest_version": {
-                "id": version,
-                "created_at": "2026-11-20T00:00:00.000000Z",
-                "cog_version": "0.16.9",
-                "openapi_schema": openapi_schema(spec),
-            },
-        }
-    return out

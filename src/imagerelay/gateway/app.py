@@ -35,7 +35,7 @@ from .admission import (
     request_fingerprint,
 )
 from .answers import answer
-from .errors import GatewayError, from_relay_error
+from .errors import GatewayError, from_relay_error, possibly_billed
 from .keys import Budgets, KeyRing, Principal
 from .metrics import Metrics
 from .translate import Parsed
@@ -199,12 +199,10 @@ class Gateway:
             if not self.draining:
                 raise
             # The drain deadline passed: answer, rather than drop the connection.
-            raise GatewayError(
-                503,
-                f"the gateway shut down before generation {receipt_id} finished: it may still be billed; "
-                f"see GET /v1/receipts/{receipt_id} once the gateway is back",
+            raise possibly_billed(
+                f"the gateway shut down before generation {receipt_id} finished: it may still be billed",
+                receipt_id=receipt_id,
                 code="drain_deadline",
-                headers={"Retry-After": "5"},
             ) from None
 
     def _done(self, receipt_id: str, key: str, idempotency_key: str | None) -> None:
@@ -239,8 +237,14 @@ class Gateway:
             return Generated(error=from_relay_error(exc), relay_s=time.perf_counter() - start)
         except Exception:  # a bug of ours: logged here, one line to the client
             log.exception("generation %s failed unexpectedly", receipt_id)
+            # A provider may have been called before it failed: answered as possibly billed, so no
+            # SDK sends the generation again.
             return Generated(
-                error=GatewayError(500, f"the gateway failed unexpectedly (receipt {receipt_id})")
+                error=possibly_billed(
+                    f"the gateway failed unexpectedly during generation {receipt_id}: it may be billed",
+                    receipt_id=receipt_id,
+                    code="internal_error",
+                )
             )
         finally:
             self.budgets.release(principal, reserve)

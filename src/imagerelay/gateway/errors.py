@@ -6,6 +6,7 @@ never a provider key (the errors raised below the gateway name key variables, no
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..errors import (
@@ -17,10 +18,18 @@ from ..errors import (
     InvalidReference,
     MissingKey,
     OutputError,
+    RateLimited,
+    SaveFailed,
     UserError,
 )
 
-__all__ = ["GatewayError", "from_relay_error"]
+__all__ = ["BILLED_STATUS", "GatewayError", "from_relay_error", "possibly_billed"]
+
+#: The status of an answer whose request may have been billed (see `possibly_billed`).
+BILLED_STATUS = 424
+#: Retry-After when every model was rate limited and none said how long to wait, and its cap.
+_RATE_LIMIT_WAIT = 30.0
+_RATE_LIMIT_WAIT_MAX = 3600.0
 
 _TYPES = {
     400: "invalid_request_error",
@@ -78,10 +87,45 @@ def _attempts(receipt: Any) -> list[dict[str, Any]]:
             "outcome": a.outcome,
             "status": a.status,
             "error": a.error,
+            "error_type": a.error_type,
             "maybe_billed": a.maybe_billed,
         }
         for a in getattr(receipt, "attempts", [])
     ]
+
+
+def _failed_message(receipt: Any, message: str) -> str:
+    """The relay's `no image was made — …` line, each attempt that may be billed saying so."""
+    attempts = getattr(receipt, "attempts", [])
+    if not attempts or not message.startswith("no image was made"):
+        return message
+    lines = []
+    for a in attempts:
+        line = f"{a.provider}:{a.model} {a.outcome}" + (f" ({a.error})" if a.error else "")
+        if a.maybe_billed and "may be billed" not in line:
+            line += " (it may be billed)"
+        lines.append(line)
+    return "no image was made — " + " | ".join(lines)
+
+
+def possibly_billed(
+    message: str, *, receipt_id: str | None, code: str, extra: dict[str, Any] | None = None
+) -> GatewayError:
+    """The answer for a request that made no image and may have been billed: one no SDK retries.
+
+    The OpenAI SDKs (Python, Node) retry 408, 409, 429 and 5xx twice unless the answer says
+    `x-should-retry: false`; the AI SDK retries the same statuses and ignores that header. Each
+    retry would be a new generation (none of them sends an Idempotency-Key), so it is a 424 (not
+    retried by any of them; the OpenAI SDKs raise their `APIStatusError`), with the header too."""
+    where = f": see GET /v1/receipts/{receipt_id}" if receipt_id else ""
+    return GatewayError(
+        BILLED_STATUS,
+        f"{message}. Sending the request again may pay again{where}",
+        code=code,
+        type="upstream_error",
+        headers={"x-should-retry": "false"},
+        extra=extra,
+    )
 
 
 def from_relay_error(exc: ImageRelayError, *, param: str | None = None) -> GatewayError:
@@ -108,7 +152,35 @@ def from_relay_error(exc: ImageRelayError, *, param: str | None = None) -> Gatew
             return GatewayError(
                 503, exc.message, code="upstream_unavailable", headers={"Retry-After": "30"}, extra=extra
             )
-        return GatewayError(502, exc.message, code="upstream_failed", type="upstream_error", extra=extra)
+        message = _failed_message(receipt, exc.message)
+        billed = [f"{a['provider']}:{a['model']}" for a in extra["attempts"] if a["maybe_billed"]]
+        if billed:
+            return possibly_billed(
+                f"{message}; up to ${extra['possibly_billed_usd']:.4f} may have been billed "
+                f"({', '.join(dict.fromkeys(billed))})",
+                receipt_id=extra["receipt_id"],
+                code="possibly_billed",
+                extra=extra,
+            )
+        limited = [a for a in extra["attempts"] if a["status"] == 429 or a["error_type"] == "RateLimited"]
+        if len(limited) == len(extra["attempts"]):
+            # Every model was rate limited: the client may wait and ask again (nothing was billed).
+            waits = [f.retry_after for f in exc.failures if isinstance(f, RateLimited) and f.retry_after]
+            wait = math.ceil(min(max(waits, default=_RATE_LIMIT_WAIT), _RATE_LIMIT_WAIT_MAX))
+            return GatewayError(
+                429,
+                f"{message}: every model is rate limited, try again in {wait} s",
+                code="upstream_rate_limited",
+                headers={"Retry-After": str(wait)},
+                extra=extra,
+            )
+        return GatewayError(502, message, code="upstream_failed", type="upstream_error", extra=extra)
+    if isinstance(exc, SaveFailed):  # paid for, and the gateway's disk could not take the images
+        return possibly_billed(
+            f"the gateway could not store what it paid for: {exc.message}",
+            receipt_id=getattr(exc.receipt, "id", None),
+            code="paid_not_stored",
+        )
     if isinstance(exc, BudgetExceeded):
         return GatewayError(400, exc.message, code="over_max_cost", param=param or "imagerelay.max_cost")
     if isinstance(exc, OutputError):

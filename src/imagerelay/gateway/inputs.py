@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import re
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Body", "decode_data_uri", "form_fields", "read_body", "read_upload", "upload_name"]
 
+#: A multipart body's limits: its fields (files included) and the size of one text field.
+_MAX_FIELDS = 200
+_MAX_FIELD_BYTES = 1024 * 1024
 #: A refused body is read on (and dropped) up to this many bytes, then the connection is closed.
 _DRAIN_LIMIT = 1024 * 1024 * 1024
 _BRACKET = re.compile(r"^(\w+)((?:\[[^\]]*\])+)$")
@@ -60,6 +64,35 @@ class _Limited:
             self.done = not message.get("more_body", False)
 
 
+def _bad_multipart(reason: str, max_files: int) -> GatewayError:
+    """A 400 naming what is wrong with a multipart body, from the parser's own reason."""
+    lowered = reason.lower()
+    if "too many fields" in lowered:
+        message = (
+            f"the multipart body has over {_MAX_FIELDS} fields, the gateway's limit: "
+            "send the image(s), the mask and the request's fields only"
+        )
+    elif "too many files" in lowered:
+        message = (
+            f"the multipart body has over {max_files} files, the gateway's limit: "
+            "send at most 16 images and one mask"
+        )
+    elif "maximum size" in lowered:
+        message = (
+            f"a multipart text field is over {_MAX_FIELD_BYTES // 1024} KiB, the gateway's limit: "
+            "send images as file parts"
+        )
+    else:
+        if "boundary" in lowered:
+            why = "no boundary in its Content-Type"
+        elif "invalid multipart" in lowered:
+            why = "it is not multipart data"
+        else:
+            why = reason.rstrip(".")
+        message = f"the multipart body is malformed ({why}): send multipart/form-data as the SDKs do"
+    return GatewayError(400, message, code="invalid_multipart")
+
+
 def _too_large(limit: int) -> GatewayError:
     return GatewayError(
         413,
@@ -83,7 +116,7 @@ class Body:
 
 async def read_body(request: Request, *, limit: int, max_files: int) -> Body:
     """The body of `request`: a JSON object, or a multipart form (uploads spooled to disk)."""
-    from starlette.formparsers import MultiPartException
+    from starlette.formparsers import MultiPartException, MultiPartParser
     from starlette.requests import Request as StarletteRequest
 
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -95,10 +128,20 @@ async def read_body(request: Request, *, limit: int, max_files: int) -> Body:
     inner = StarletteRequest(request.scope, limited)
     try:
         if ctype == "multipart/form-data":
+            # The parser itself, not `Request.form()`, which turns its errors into an HTTPException.
             try:
-                form = await inner.form(max_files=max_files, max_fields=200, max_part_size=1024 * 1024)
+                async with contextlib.aclosing(inner.stream()) as stream:
+                    parser = MultiPartParser(
+                        inner.headers,
+                        stream,
+                        max_files=max_files,
+                        max_fields=_MAX_FIELDS,
+                        max_part_size=_MAX_FIELD_BYTES,
+                    )
+                    form = await parser.parse()
             except MultiPartException as exc:
-                raise GatewayError(400, f"the multipart body cannot be read: {exc.message}") from None
+                await limited.drain()
+                raise _bad_multipart(exc.message, max_files) from None
             return Body(form=form)
         if ctype not in ("application/json", ""):
             await limited.drain()
