@@ -36,3 +36,9 @@ GENERATE_ROUTE = {
     "replicate": "replicate.create",
     "gemini": "gemini.generate",
 }
+
+
+def outside_setting(var: str) -> bool:
+    """An `IMAGERELAY_*` variable a test isolates itself from — all but the switch that keeps
+    third-party provider plugins out of the suite (see conftest.py)."""
+    return var.upper().startswith("IMAGERELAY_") and var.upper() != "IMAGERELAY_LOAD_PLUGINS"

@@ -45,7 +45,7 @@ from tests.images import (
     truncated_jpeg_bytes,
     webp_bytes,
 )
-from tests.keys import ALL_KEY_VARS, KEY_VARS
+from tests.keys import ALL_KEY_VARS, KEY_VARS, outside_setting
 from tests.relaykit import Sleeps, make_relay
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for var in ALL_KEY_VARS:
         monkeypatch.delenv(var, raising=False)
     for var in list(os.environ):
-        if var.startswith("IMAGERELAY_"):
+        if outside_setting(var):
             monkeypatch.delenv(var)
     return _make_workspace(tmp_path / "ws")
 
@@ -273,7 +273,7 @@ def test_read_only_directory_by_permission(
 def test_refusals_reach_a_real_terminal_as_one_line(tmp_path: Path) -> None:
     """As real processes, the refusals print one line and exit 2: no traceback reaches the terminal."""
     ws = _make_workspace(tmp_path / "ws")
-    env = {k: v for k, v in os.environ.items() if k not in ALL_KEY_VARS and not k.startswith("IMAGERELAY_")}
+    env = {k: v for k, v in os.environ.items() if k not in ALL_KEY_VARS and not outside_setting(k)}
     env["PYTHONPATH"] = str(REPO / "src")
     by_id = {c.id: c for c in CASES}
 

@@ -24,7 +24,7 @@ from imagerelay.ledger import LEDGER_NAME, Ledger
 from imagerelay.manifest import Manifest, load_manifest
 from imagerelay.relay import Relay
 from tests.clikit import run_cli
-from tests.keys import ALL_KEY_VARS
+from tests.keys import ALL_KEY_VARS, outside_setting
 from tests.relaykit import emulator_settings
 
 IMAGE_SUFFIXES = {".jpg", ".png", ".webp", ".gif"}
@@ -225,7 +225,7 @@ def test_sigkill_mid_batch_then_rerun_loses_nothing_and_pays_nothing_twice(
     path = jsonl(tmp_path / "m.jsonl", *({"prompt": f"item {i:02}"} for i in range(14)))
     out = tmp_path / "out"
     (tmp_path / "config").mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ALL_KEY_VARS and not k.startswith("IMAGERELAY_")}
+    env = {k: v for k, v in os.environ.items() if k not in ALL_KEY_VARS and not outside_setting(k)}
     env.update(
         XAI_API_KEY=test_keys["xai"],
         IMAGERELAY_CONFIG_DIR=str(tmp_path / "config"),

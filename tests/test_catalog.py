@@ -12,6 +12,7 @@ import pytest
 from imagerelay.catalog import CANONICAL_FIELDS, Catalog, ModelSpec, load_catalog, nearest_ratio
 from imagerelay.errors import ConfigError
 from imagerelay.request import parse_aspect_ratio, parse_size
+from tests.keys import outside_setting
 
 RETIRED = {
     "openai:dall-e-2": date(2026, 5, 12),
@@ -27,7 +28,7 @@ DEPRECATED = ("openai:gpt-image-1.5", "openai:gpt-image-1-mini", "openai:chatgpt
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No IMAGERELAY_* variable from the outside, and a working directory without config/."""
     for var in list(os.environ):
-        if var.upper().startswith("IMAGERELAY_"):
+        if outside_setting(var):
             monkeypatch.delenv(var)
     monkeypatch.chdir(tmp_path)
 

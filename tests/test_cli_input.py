@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from imagerelay.cli import app
 from tests.images import EMPTY_BYTES, TEXT_BYTES, jpeg_bytes, truncated_jpeg_bytes
-from tests.keys import ALL_KEY_VARS
+from tests.keys import ALL_KEY_VARS, outside_setting
 
 FAKE_XAI_KEY = "xai-" + "FAKEFAKEFAKE0123456789abcdefWXYZ"
 
@@ -234,18 +234,14 @@ def _fill(text: str, ws: Path) -> str:
 
 def _clean_env() -> dict[str, str]:
     """The current environment without IMAGERELAY_* variables or keys."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.upper().startswith("IMAGERELAY_") and k not in ALL_KEY_VARS
-    }
+    return {k: v for k, v in os.environ.items() if not outside_setting(k) and k not in ALL_KEY_VARS}
 
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No outside IMAGERELAY_* variables or keys; an empty working directory; logging restored."""
     for var in list(os.environ):
-        if var.upper().startswith("IMAGERELAY_") or var in ALL_KEY_VARS:
+        if outside_setting(var) or var in ALL_KEY_VARS:
             monkeypatch.delenv(var)
     monkeypatch.chdir(tmp_path)
     logger = logging.getLogger("imagerelay")

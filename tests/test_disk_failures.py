@@ -23,6 +23,7 @@ from imagerelay.emulator import Emulator
 from imagerelay.imaging import probe
 from imagerelay.ledger import LEDGER_NAME
 from tests.clikit import run_cli
+from tests.keys import outside_setting
 
 KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
 
@@ -183,7 +184,7 @@ def test_a_full_disk_mid_run_keeps_the_paid_image_and_exits_1(
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"prompt": "a fox", "provider": "xai"}) + "\n")
     env = {k: v for k, v in os.environ.items() if k not in KEY_VARS.values()}
-    env = {k: v for k, v in env.items() if not k.startswith("IMAGERELAY_")}
+    env = {k: v for k, v in env.items() if not outside_setting(k)}
     (tmp_path / "config").mkdir()
     env.update(
         XAI_API_KEY=test_keys["xai"],

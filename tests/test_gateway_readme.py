@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.keys import outside_setting
+
 from . import images
 from .gatewaykit import GatewayProcess, gateway
 from .test_gateway_node import NODE, NODE_DIR, _installed
@@ -31,7 +33,7 @@ def _block(language: str) -> str:
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """`imagerelay serve --env sandbox` (its own emulator inside), no gateway key."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGERELAY_")}
+    env = {k: v for k, v in os.environ.items() if not outside_setting(k)}
     with gateway(tmp_path_factory.mktemp("readme-gw"), env, "--env", "sandbox") as proc:
         yield proc
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from imagerelay.emulator import Emulator, Fault
 from imagerelay.ledger import LEDGER_NAME
+from tests.keys import outside_setting
 
 KEY_VARS = {"xai": "XAI_API_KEY", "openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
 
@@ -24,7 +25,7 @@ def test_ctrl_c_cancels_the_prediction_keeps_the_receipt_says_what_was_spent_and
     ledger keep the interrupted attempt and what it may cost, one line says so, exit 130."""
     emulator.script("replicate.create", Fault(prediction="slow", seconds=60))
     env = {k: v for k, v in os.environ.items() if k not in KEY_VARS.values()}
-    env = {k: v for k, v in env.items() if not k.startswith("IMAGERELAY_")}
+    env = {k: v for k, v in env.items() if not outside_setting(k)}
     (tmp_path / "config").mkdir()
     env.update(
         REPLICATE_API_TOKEN=test_keys["replicate"],

@@ -46,6 +46,7 @@ PUBLIC = [
     "OutputError",
     "Plan",
     "PredictionCreated",
+    "Provider",
     "ProviderCondemned",
     "ProviderError",
     "ProviderSpec",
@@ -67,6 +68,7 @@ PUBLIC = [
     "generate",
     "load_catalog",
     "load_settings",
+    "register_provider",
 ]
 
 

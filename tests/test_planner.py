@@ -15,8 +15,9 @@ from imagerelay.errors import InvalidRequest, MissingKey
 from imagerelay.planner import Candidate, Plan, plan_request
 from imagerelay.request import ImageRequest, parse_size
 from imagerelay.settings import Settings, load_settings
+from tests.keys import BUILTIN, outside_setting
 
-ALL_KEYS = ("xai", "openai", "replicate", "gemini")
+ALL_KEYS = BUILTIN
 TODAY = date(2026, 11, 24)  # before the 2026-12-01 shutdown of the deprecated OpenAI models
 GROK = "xai:grok-imagine-image"
 SCHNELL = "replicate:black-forest-labs/flux-schnell"
@@ -27,7 +28,7 @@ GPT2 = "openai:gpt-image-2"
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No IMAGERELAY_* variable from the outside, and a working directory without config/."""
     for var in list(os.environ):
-        if var.upper().startswith("IMAGERELAY_"):
+        if outside_setting(var):
             monkeypatch.delenv(var)
     monkeypatch.chdir(tmp_path)
 

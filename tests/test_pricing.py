@@ -15,6 +15,7 @@ from imagerelay.planner import Candidate, plan_request
 from imagerelay.pricing import CostEstimate, Price, estimate_cost, input_image_tokens, output_tokens
 from imagerelay.request import ImageRequest
 from imagerelay.settings import load_settings
+from tests.keys import outside_setting
 
 TODAY = date(2026, 12, 1)
 #: 40 characters: 10 prompt tokens ($0.00005 at $5 per million) on the token-billed models.
@@ -27,7 +28,7 @@ MP = 1024 * 1024
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No IMAGERELAY_* variable from the outside, and a working directory without config/."""
     for var in list(os.environ):
-        if var.upper().startswith("IMAGERELAY_"):
+        if outside_setting(var):
             monkeypatch.delenv(var)
     monkeypatch.chdir(tmp_path)
 

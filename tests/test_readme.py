@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from imagerelay.ledger import Ledger
+from tests.keys import outside_setting
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 #: Sections whose blocks another test runs (against the gateway).
@@ -49,7 +50,7 @@ def test_readme_python_block_runs(
     is in ./generated and its ledger."""
     monkeypatch.chdir(tmp_path)
     for var in list(os.environ):
-        if var in KEY_VARS or var.startswith("IMAGERELAY_"):
+        if var in KEY_VARS or outside_setting(var):
             monkeypatch.delenv(var)
     code = compile(BLOCKS[index], f"README.md python block {index + 1}", "exec")
     exec(code, {"__name__": "__main__"})

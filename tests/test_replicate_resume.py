@@ -20,6 +20,7 @@ from imagerelay.emulator import Emulator, Fault
 from imagerelay.ledger import LEDGER_NAME, Ledger
 from imagerelay.manifest import load_manifest
 from imagerelay.relay import Relay
+from tests.keys import outside_setting
 from tests.relaykit import emulator_settings
 
 SCHNELL = "replicate:black-forest-labs/flux-schnell"
@@ -74,9 +75,7 @@ async def test_a_dead_resumed_prediction_is_dropped_and_one_new_one_made(
 def batch_env(emulator: Emulator, tmp_path: Path, test_keys: dict[str, str]) -> dict[str, str]:
     """The environment of an `imagerelay` subprocess pointed at `emulator` (Replicate only)."""
     (tmp_path / "config").mkdir(exist_ok=True)
-    env = {
-        k: v for k, v in os.environ.items() if k not in KEY_VARS.values() and not k.startswith("IMAGERELAY_")
-    }
+    env = {k: v for k, v in os.environ.items() if k not in KEY_VARS.values() and not outside_setting(k)}
     env.update(
         REPLICATE_API_TOKEN=test_keys["replicate"],
         IMAGERELAY_CONFIG_DIR=str(tmp_path / "config"),

@@ -30,7 +30,7 @@ from imagerelay.imaging import read_metadata
 from imagerelay.receipt import Receipt
 from imagerelay.relay import Relay
 from tests.clikit import run_cli
-from tests.keys import KEY_VARS
+from tests.keys import GENERATE_ROUTE, KEY_VARS
 from tests.relaykit import Sleeps, emulator_settings
 
 _ALNUM = string.ascii_letters + string.digits
@@ -54,12 +54,7 @@ WRONG = {
     "replicate": _fake("r8_", 37, 6),
     "gemini": _fake("AIza", 35, 10),
 }
-ROUTES = {
-    "xai": "xai.generations",
-    "openai": "openai.generations",
-    "replicate": "replicate.create",
-    "gemini": "gemini.generate",
-}
+ROUTES = GENERATE_ROUTE
 TEXT_ROUTING = [
     "xai:grok-imagine-image",
     "openai:gpt-image-2",

@@ -15,7 +15,7 @@ from imagerelay.catalog import load_catalog
 from imagerelay.errors import ConfigError
 from imagerelay.paths import provider_names
 from imagerelay.settings import _setting_paths, config_files, load_keys, load_settings
-from tests.keys import ALL_KEY_VARS, KEY_VARS
+from tests.keys import ALL_KEY_VARS, KEY_VARS, outside_setting
 
 FAKE_XAI_KEY = "xai-" + "FAKEFAKEFAKE1234567890abcdef"
 
@@ -24,7 +24,7 @@ FAKE_XAI_KEY = "xai-" + "FAKEFAKEFAKE1234567890abcdef"
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No IMAGERELAY_* variable or key from the outside, and a working directory without config/."""
     for var in list(os.environ):
-        if var.upper().startswith("IMAGERELAY_") or var in ALL_KEY_VARS:
+        if outside_setting(var) or var in ALL_KEY_VARS:
             monkeypatch.delenv(var)
     monkeypatch.chdir(tmp_path)
 

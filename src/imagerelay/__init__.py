@@ -43,6 +43,9 @@ _PUBLIC: dict[str, str] = {
     "ModelSpec": "catalog",
     "ProviderSpec": "catalog",
     "load_catalog": "catalog",
+    # providers as plugins (see docs/writing-a-provider.md)
+    "Provider": "plugins",
+    "register_provider": "plugins",
     # the whole error tree (errors.py draws it), the outcome each error stands for, exit codes
     "ImageRelayError": "errors",
     "UserError": "errors",
@@ -128,6 +131,10 @@ if TYPE_CHECKING:  # `X as X`: exported, for type checkers (they cannot read a c
         Candidate as Candidate,
         Exclusion as Exclusion,
         Plan as Plan,
+    )
+    from .plugins import (
+        Provider as Provider,
+        register_provider as register_provider,
     )
     from .receipt import (
         Attempt as Attempt,
