@@ -17,6 +17,7 @@ from imagerelay.emulator.xai_errors import (
     bad_type,
     error,
     error_reply,
+    missing_field,
     model_not_found,
     not_found,
 )
@@ -200,14 +201,12 @@ def chat(call: Call) -> Reply:
     body = _body(call)
     model = body.get("model")
     if not isinstance(model, str):
-        raise error(422, "Failed to deserialize the JSON body into the target type: missing field `model`.")
+        raise missing_field("model")
     if model in RETIRED_CHAT or not model.startswith("grok-") or model in (*IMAGE_MODELS, *ALIASES):
         raise model_not_found(model)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise error(
-            422, "Failed to deserialize the JSON body into the target type: missing field `messages`."
-        )
+        raise missing_field("messages")
     texts: list[str] = []
     descriptions: list[str] = []
     for message in messages:

@@ -14,6 +14,7 @@ __all__ = [
     "error",
     "error_reply",
     "mask_key",
+    "missing_field",
     "model_not_found",
     "not_found",
 ]
@@ -81,6 +82,11 @@ def bad_type(field: str, expected: str) -> DialectError:
     return error(
         422, f"Failed to deserialize the JSON body into the target type: {field}: expected {expected}."
     )
+
+
+def missing_field(field: str) -> DialectError:
+    """422 for a required field the body lacks."""
+    return error(422, f"Failed to deserialize the JSON body into the target type: missing field `{field}`.")
 
 
 def bad_variant(field: str, value: Any, allowed: list[str]) -> DialectError:

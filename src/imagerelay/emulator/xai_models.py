@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from imagerelay.emulator.xai_errors import bad_type, bad_variant, error, model_not_found
+from imagerelay.emulator.xai_errors import bad_type, bad_variant, error, missing_field, model_not_found
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -89,6 +89,15 @@ def _enum(body: dict[str, Any], field: str, allowed: list[str], default: str | N
     return value
 
 
+def _required_string(body: dict[str, Any], field: str) -> str:
+    value = body.get(field)
+    if value is None:
+        raise missing_field(field)
+    if not isinstance(value, str):
+        raise bad_type(field, "a string")
+    return value
+
+
 class Params:
     """Validated common parameters of generations and edits."""
 
@@ -96,23 +105,11 @@ class Params:
         for field in body:
             if field not in allowed:
                 raise error(400, f"Argument not supported: {field}")
-        model = body.get("model")
-        if model is None:
-            raise error(
-                422, "Failed to deserialize the JSON body into the target type: missing field `model`."
-            )
-        if not isinstance(model, str):
-            raise bad_type("model", "a string")
+        model = _required_string(body, "model")
         served, forced = ALIASES.get(model, (model, None))
         if served not in IMAGE_MODELS:
             raise model_not_found(model)
-        prompt = body.get("prompt")
-        if prompt is None:
-            raise error(
-                422, "Failed to deserialize the JSON body into the target type: missing field `prompt`."
-            )
-        if not isinstance(prompt, str):
-            raise bad_type("prompt", "a string")
+        prompt = _required_string(body, "prompt")
         if not prompt.strip():
             raise error(400, "Prompt must not be empty.")
         n = body.get("n", 1)

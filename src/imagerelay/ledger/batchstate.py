@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from .db import LedgerBase, now_iso, synchronous, timestamp, transaction
+from .db import LedgerBase, log, now_iso, synchronous, timestamp, transaction
 
 if TYPE_CHECKING:
     from ..manifest import ManifestItem
     from ..receipt import SavedImage
 
 __all__ = ["BatchState", "ItemRecord"]
-
-log = logging.getLogger("imagerelay")
 
 
 @dataclass(frozen=True)

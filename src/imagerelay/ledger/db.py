@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -16,7 +17,18 @@ from . import schema
 if TYPE_CHECKING:
     from ..receipt import SavedImage
 
-__all__ = ["LEDGER_NAME", "LedgerBase", "LedgerError", "now_iso", "synchronous", "timestamp", "transaction"]
+__all__ = [
+    "LEDGER_NAME",
+    "LedgerBase",
+    "LedgerError",
+    "log",
+    "now_iso",
+    "synchronous",
+    "timestamp",
+    "transaction",
+]
+
+log = logging.getLogger("imagerelay")
 
 #: The ledger's file name inside an output directory.
 LEDGER_NAME = "imagerelay.sqlite3"

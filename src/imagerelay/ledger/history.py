@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .db import LedgerBase, timestamp, transaction
+from .db import LedgerBase, log, timestamp, transaction
 
 if TYPE_CHECKING:
     from ..receipt import Receipt
 
 __all__ = ["Generation", "History"]
-
-log = logging.getLogger("imagerelay")
 
 
 @dataclass(frozen=True)

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import os
 import sqlite3
 from pathlib import Path
 
 from .. import naming
-from .db import LedgerBase, now_iso, transaction
+from .db import LedgerBase, log, now_iso, transaction
 
 __all__ = ["Recovery"]
-
-log = logging.getLogger("imagerelay")
 
 
 class Recovery(LedgerBase):
