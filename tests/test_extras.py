@@ -52,7 +52,7 @@ def test_a_bad_or_misspelt_extra_is_refused_before_anything_is_sent(
 ) -> None:
     """--extra with a field no model of the provider takes, or a value its schema cannot take:
     exit 2, one line naming the field and the fix, and the emulator received nothing."""
-    code, out, err = run_cli(
+    code, _, err = run_cli(
         capsys, monkeypatch, "generate", "x", "-o", "o", "--provider", provider, "--extra", extra
     )
     assert code == 2, err
@@ -104,7 +104,7 @@ def test_a_rejected_caller_field_stops_instead_of_paying_a_model_that_ignores_it
 ) -> None:
     """num_inference_steps=10 is within what some FLUX model takes but over schnell's 4: schnell's
     422 ends the request (exit 1, nothing paid) instead of moving on to dearer models that drop it."""
-    code, out, err = run_cli(
+    code, _, err = run_cli(
         capsys, monkeypatch, "generate", "x", "-o", "o", "--json",
         "--provider", "replicate", "--extra", "replicate.num_inference_steps=10",
     )  # fmt: skip
@@ -199,8 +199,10 @@ def test_replicate_rules_agree_with_the_model_schemas() -> None:
             assert rule.type == field.type, name
             assert rule.enum == field.enum, name
             if field.minimum is not None:
-                assert rule.minimum is not None and rule.minimum <= field.minimum, name
+                assert rule.minimum is not None, name
+                assert rule.minimum <= field.minimum, name
             if field.maximum is not None:
-                assert rule.maximum is not None and rule.maximum >= field.maximum, name
+                assert rule.maximum is not None, name
+                assert rule.maximum >= field.maximum, name
             compared += 1
     assert compared >= 20

@@ -141,5 +141,6 @@ def test_a_rejected_argument_with_caller_extras_stops() -> None:
     )
     assert stopped.action == Action.STOP
     assert not stopped.cool
-    assert stopped.note is not None and "replicate.num_inference_steps" in stopped.note
+    assert stopped.note is not None
+    assert "replicate.num_inference_steps" in stopped.note
     assert run(ArgumentRejected("422")).action == Action.NEXT
