@@ -4,6 +4,7 @@ settings, plan, generate, the sandbox, manifests and errors, all under its own n
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,18 @@ def test_a_backend_no_provider_registers_is_refused_naming_the_file(localai: Pat
     )
     with pytest.raises(ConfigError, match=r"comfy.toml: backend 'comfy' is no registered provider"):
         load_catalog()
+
+
+def test_catalog_check_asks_it_with_the_check_of_the_backend_it_reuses(
+    localai: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`catalog check --provider localai` in the sandbox asks /localai/v1/models (the OpenAI check,
+    served by the OpenAI dialect under its name): its model is found, the listing's others are new."""
+    code, out, err = run_cli(
+        capsys, monkeypatch, "catalog", "check", "--provider", "localai", "--env", "sandbox", "--json"
+    )
+    assert code == 1, out + err
+    (check,) = json.loads(out)["providers"]
+    assert (check["provider"], check["asked"], check["checked"]) == ("localai", True, [MODEL])
+    assert check["url"].endswith("/localai/v1/models")
+    assert {d["kind"] for d in check["drifts"]} == {"new"}

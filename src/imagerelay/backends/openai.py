@@ -52,6 +52,7 @@ PROVIDER = Provider(
     catalog=shipped_dir("providers") / "openai.toml",
     dialect="imagerelay.emulator.openai:DIALECT",
     order=1,
+    catalog_check="imagerelay.catalog_check.listings:openai",
 )
 
 #: Canonical request fields sent when the model declares them (besides `prompt` and `n`).

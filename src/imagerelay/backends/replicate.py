@@ -63,6 +63,7 @@ PROVIDER = Provider(
     settings="imagerelay.backends.replicate_predictions:ReplicateSettings",
     dialect="imagerelay.emulator.replicate:DIALECT",
     order=2,
+    catalog_check="imagerelay.catalog_check.replicate:replicate",
 )
 
 log = logging.getLogger("imagerelay")

@@ -48,6 +48,7 @@ PROVIDER = Provider(
     catalog=shipped_dir("providers") / "xai.toml",
     dialect="imagerelay.emulator.xai:DIALECT",
     order=0,
+    catalog_check="imagerelay.catalog_check.listings:xai",
 )
 
 TICKS_PER_USD = 10_000_000_000
