@@ -115,6 +115,8 @@ def test_catalog_check_says_it_has_no_check(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A provider that registers no `catalog_check` is named as not checked, and nothing is asked."""
-    code, out, err = run_cli(capsys, monkeypatch, "catalog", "check", "--provider", "acme", "--env", "sandbox")
+    code, out, err = run_cli(
+        capsys, monkeypatch, "catalog", "check", "--provider", "acme", "--env", "sandbox"
+    )
     assert code == 2, out + err
     assert out.strip() == "acme: not checked: acme publishes no model listing imagerelay can read yet"

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from imagerelay.catalog import load_catalog
-from imagerelay.emulator import Emulator, Fault
 from imagerelay.describe import vision_model
+from imagerelay.emulator import Emulator, Fault
 from imagerelay.errors import GenerationFailed, UserError
 from imagerelay.hooks import PredictionCreated, RunHooks
 from imagerelay.imaging import probe

@@ -45,7 +45,7 @@ def vision_model(vision: VisionSettings, catalog: Catalog) -> tuple[str, str]:
             return spec.name, vision.model or spec.vision_model
     raise ConfigError(
         "no provider of the catalog names a vision_model for the describe fallback: set [vision] "
-        "provider and model, or use reference_fallback = \"none\""
+        'provider and model, or use reference_fallback = "none"'
     )
 
 

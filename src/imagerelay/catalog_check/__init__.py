@@ -28,6 +28,7 @@ from .drift import Asking, Drift, ProviderCheck, Refused
 
 __all__ = ["Drift", "ProviderCheck", "check_catalog", "exit_code", "render", "run"]
 
+
 async def check_catalog(
     catalog: Catalog,
     providers: list[str],
