@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from . import envvars
 from .errors import ConfigError
 from .paths import provider_names
+from .validation import plain
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -48,7 +49,7 @@ def describe(
         if close is not None:
             return f"{where}: unknown setting {dotted!r}: did you mean {'.'.join([*loc[:-1], close])!r}?"
         return f"{where}: unknown setting {dotted!r}: remove it or check its spelling"
-    return f"{where}: {dotted}: {err['msg']}: fix the value"
+    return f"{where}: {dotted}: {plain(err)}: fix the value"
 
 
 def _lookup(node: Any, parts: list[str]) -> Any:
