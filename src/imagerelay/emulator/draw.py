@@ -27,6 +27,7 @@ class Drawing(TypedDict, total=False):
     #: Drawn over, lightly tinted, so that an edit visibly keeps its reference.
     reference: Image | None
 
+
 MIME = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 _NAMED_COLOURS = {
