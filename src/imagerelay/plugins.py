@@ -27,7 +27,13 @@ from . import envvars
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from .backends.base import Backend
+    from .catalog_check.drift import Asking
+
+    #: A provider's catalog check: fills in `ask.check` from what the provider serves.
+    Checker = Callable[[Asking], Awaitable[None]]
     from .emulator.wire import Dialect
     from .settings import ProviderSettings
 
@@ -68,6 +74,9 @@ class Provider:
     dialect: str | None = None
     #: Where the provider sorts in the catalog (lower first; ties by name).
     order: int = 100
+    #: An async `check(ask: imagerelay.catalog_check.Asking) -> None` that compares the catalog
+    #: with what the provider serves today (`imagerelay catalog check`); None: not checked.
+    catalog_check: str | None = None
 
     def backend_class(self) -> type[Backend]:
         cls: type[Backend] = _load(self.backend, self.name, "backend")
@@ -80,6 +89,12 @@ class Provider:
             return CommonProviderSettings
         model: type[ProviderSettings] = _load(self.settings, self.name, "settings")
         return model
+
+    def catalog_checker(self) -> Checker | None:
+        if self.catalog_check is None:
+            return None
+        checker: Checker = _load(self.catalog_check, self.name, "catalog check")
+        return checker
 
     def emulator_dialect(self) -> Dialect | None:
         if self.dialect is None:

@@ -54,6 +54,7 @@ PROVIDER = Provider(
     backend="imagerelay.backends.gemini:GeminiBackend",
     catalog=shipped_dir("providers") / "gemini.toml",
     dialect="imagerelay.emulator.gemini:DIALECT",
+    catalog_check="imagerelay.catalog_check.gemini:gemini",
     order=3,
 )
 

@@ -51,6 +51,7 @@ PROVIDER = Provider(
     backend="imagerelay.backends.openai:OpenAIBackend",
     catalog=shipped_dir("providers") / "openai.toml",
     dialect="imagerelay.emulator.openai:DIALECT",
+    catalog_check="imagerelay.catalog_check.listings:openai",
     order=1,
 )
 

@@ -62,6 +62,7 @@ PROVIDER = Provider(
     catalog=shipped_dir("providers") / "replicate.toml",
     settings="imagerelay.backends.replicate_predictions:ReplicateSettings",
     dialect="imagerelay.emulator.replicate:DIALECT",
+    catalog_check="imagerelay.catalog_check.replicate:replicate",
     order=2,
 )
 

@@ -47,6 +47,7 @@ PROVIDER = Provider(
     backend="imagerelay.backends.xai:XAIBackend",
     catalog=shipped_dir("providers") / "xai.toml",
     dialect="imagerelay.emulator.xai:DIALECT",
+    catalog_check="imagerelay.catalog_check.listings:xai",
     order=0,
 )
 

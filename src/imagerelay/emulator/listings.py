@@ -5,6 +5,7 @@ Each list starts as what the provider serves today; a test scripts drift by edit
     emu.listings.xai_model("grok-imagine-image")["image_price"] = 300_000_000
     emu.listings.drop_openai("gpt-image-2.6-flare")
     emu.listings.replicate_input("black-forest-labs/flux-2-pro")["aspect_ratio"]["enum"].remove("4:5")
+    emu.listings.replicate_collections["text-to-image"]["models"].append({"owner": …, "name": …})
 
 `reset()` (and `Emulator.reset()`) puts today's listings back. The listings describe the models;
 they do not change how the emulator answers a generation.
@@ -42,10 +43,16 @@ def _replicate() -> dict[str, dict[str, Any]]:
     return replicate_schema.default_listing()
 
 
+def _collections() -> dict[str, dict[str, Any]]:
+    from imagerelay.emulator import replicate_schema
+
+    return replicate_schema.default_collections()
+
+
 @dataclass
 class Listings:
     """xAI `GET /v1/image-generation-models`, OpenAI `GET /v1/models`, Replicate
-    `GET /v1/models/{o}/{n}`, Gemini `GET /v1beta/models`."""
+    `GET /v1/models/{o}/{n}` and `GET /v1/collections/{slug}`, Gemini `GET /v1beta/models`."""
 
     xai: list[dict[str, Any]] = field(default_factory=_xai)
     openai: list[dict[str, Any]] = field(default_factory=_openai)
@@ -53,10 +60,12 @@ class Listings:
     replicate: dict[str, dict[str, Any]] = field(default_factory=_replicate)
     #: Gemini `GET /v1beta/models`: `Model` resources named `models/<id>`.
     gemini: list[dict[str, Any]] = field(default_factory=_gemini)
+    #: Replicate `GET /v1/collections/{slug}`: slug → the collection, its `models` included.
+    replicate_collections: dict[str, dict[str, Any]] = field(default_factory=_collections)
 
     def reset(self) -> None:
         self.xai, self.openai, self.replicate = _xai(), _openai(), _replicate()
-        self.gemini = _gemini()
+        self.gemini, self.replicate_collections = _gemini(), _collections()
 
     def xai_model(self, model_id: str) -> dict[str, Any]:
         """The xAI listing entry of `model_id`, to edit in place."""

@@ -9,7 +9,10 @@ from typing import Any
 
 from imagerelay.emulator.replicate_models import MODELS, ModelSpec
 
-__all__ = ["default_listing", "openapi_schema"]
+__all__ = ["default_collections", "default_listing", "openapi_schema"]
+
+#: Models of other owners in the text-to-image collection (the emulator does not run them).
+_OTHERS = ("ideogram-ai/ideogram-v3-turbo", "google/imagen-4-fast")
 
 
 def openapi_schema(spec: ModelSpec) -> dict[str, Any]:
@@ -62,3 +65,27 @@ def default_listing() -> dict[str, dict[str, Any]]:
             },
         }
     return out
+
+
+def default_collections() -> dict[str, dict[str, Any]]:
+    """slug → the collection `GET /v1/collections/{slug}` answers with. `text-to-image` holds the
+    FLUX models that make an image from a prompt (Kontext, an editor, is not in it), after models
+    of other owners, as Replicate's curated collection mixes them."""
+    listing = default_listing()
+    models = [
+        {k: v for k, v in model.items() if k != "latest_version"}
+        for path, model in listing.items()
+        if MODELS[path].sizing != "kontext"
+    ]
+    others = [
+        {"url": f"https://replicate.com/{p}", "owner": p.split("/")[0], "name": p.split("/")[1]}
+        for p in _OTHERS
+    ]
+    return {
+        "text-to-image": {
+            "name": "Generate images",
+            "slug": "text-to-image",
+            "description": "Models that generate images from text prompts",
+            "models": [*others, *models],
+        }
+    }
