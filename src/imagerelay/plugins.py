@@ -1,5 +1,5 @@
 """Providers as plugins: one registered `Provider` brings its catalog data, its backend, its
-settings model and, optionally, its emulator dialect.
+settings model and, optionally, its emulator dialect and its `catalog check`.
 
 Providers are discovered through the entry-point group `imagerelay.providers`; the built-ins are
 registered there too, from imagerelay's own `pyproject.toml` — the same way a third-party package
@@ -31,9 +31,6 @@ if TYPE_CHECKING:
 
     from .backends.base import Backend
     from .catalog_check.drift import Asking
-
-    #: A provider's catalog check: fills in `ask.check` from what the provider serves.
-    Checker = Callable[[Asking], Awaitable[None]]
     from .emulator.wire import Dialect
     from .settings import ProviderSettings
 
@@ -74,8 +71,8 @@ class Provider:
     dialect: str | None = None
     #: Where the provider sorts in the catalog (lower first; ties by name).
     order: int = 100
-    #: An async `check(ask: imagerelay.catalog_check.Asking) -> None` that compares the catalog
-    #: with what the provider serves today (`imagerelay catalog check`); None: not checked.
+    #: `imagerelay catalog check` for this wire API: an `async (Asking) -> None` that asks the
+    #: provider what it serves and records each drift (None: the provider publishes no listing).
     catalog_check: str | None = None
 
     def backend_class(self) -> type[Backend]:
@@ -90,17 +87,17 @@ class Provider:
         model: type[ProviderSettings] = _load(self.settings, self.name, "settings")
         return model
 
-    def catalog_checker(self) -> Checker | None:
-        if self.catalog_check is None:
-            return None
-        checker: Checker = _load(self.catalog_check, self.name, "catalog check")
-        return checker
-
     def emulator_dialect(self) -> Dialect | None:
         if self.dialect is None:
             return None
         dialect: Dialect = _load(self.dialect, self.name, "dialect")
         return dialect
+
+    def catalog_checker(self) -> Callable[[Asking], Awaitable[None]] | None:
+        if self.catalog_check is None:
+            return None
+        checker: Callable[[Asking], Awaitable[None]] = _load(self.catalog_check, self.name, "catalog check")
+        return checker
 
 
 _REGISTERED: dict[str, Provider] = {}

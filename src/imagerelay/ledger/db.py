@@ -67,8 +67,9 @@ class LedgerBase:
     # -- opening ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, directory: Path | str, *, create: bool = True) -> Self:
-        """Open (and with `create`, make) the ledger of `directory`."""
+    def open(cls, directory: Path | str, *, create: bool = True, threads: bool = False) -> Self:
+        """Open (and with `create`, make) the ledger of `directory`. With `threads` it may be
+        handed from thread to thread, used by one at a time (the caller serialises its use)."""
         directory = Path(directory)
         path = directory / LEDGER_NAME
         if directory.exists() and not directory.is_dir():
@@ -83,7 +84,7 @@ class LedgerBase:
             # SQLite creates its file 0644 whatever the umask; made here, it follows the umask
             # (and SQLite gives its -wal and -shm files the same mode).
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o666))
-            conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=not threads)
         except (OSError, sqlite3.Error) as exc:
             raise OutputError(
                 f"cannot open the ledger '{path}' ({reason(exc)}): pass --out with a writable directory"
