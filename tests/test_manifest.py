@@ -193,7 +193,7 @@ def test_missing_and_directory_manifests(tmp_path: Path) -> None:
     (tmp_path / "dir.csv").mkdir()
     with pytest.raises(ManifestError, match="is a directory"):
         load_manifest(tmp_path / "dir.csv")
-    with pytest.raises(ManifestError, match="is a directory: pass a .toml"):
+    with pytest.raises(ManifestError, match=r"is a directory: pass a \.toml"):
         load_manifest(tmp_path)  # no suffix: still a directory, not an unknown format
 
 
