@@ -112,6 +112,23 @@ class Store:
                 "pass --out with a writable directory"
             ) from exc
 
+    def check(self) -> None:
+        """`ensure`'s refusals without creating or writing anything (for a dry run): the path is
+        a file, or the nearest directory that exists cannot be written."""
+        d = self.out_dir
+        if d.exists() and not d.is_dir():
+            raise OutputError(f"output path '{d}' is a file, not a directory: pass --out DIR")
+        existing = d.absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        why = "Not a directory" if not existing.is_dir() else None
+        if why is None and not os.access(existing, os.W_OK | os.X_OK):
+            why = "Permission denied"
+        if why is not None:
+            raise OutputError(
+                f"output directory '{d}' is not writable ({why}): pass --out with a writable directory"
+            )
+
     def stem(self, prompt: str, receipt_id: str, index: int) -> str:
         """`20261124-193012-a-red-fox-in-snow-1a2b3c4d-1`: sortable, readable, unique (`naming.stem`)."""
         return naming.stem(prompt, receipt_id, index)

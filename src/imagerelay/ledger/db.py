@@ -110,6 +110,37 @@ class LedgerBase:
             ) from None
         return cls(conn, directory)
 
+    @classmethod
+    def snapshot(cls, directory: Path | str) -> Self | None:
+        """A copy in memory of `directory`'s ledger (None if it has none), to read and even
+        write to (a dry run does both) without changing a byte of the directory.
+
+        A ledger whose -wal file holds data (another run has it open, or one was killed) is read
+        through SQLite's read-only mode, which sees that data; otherwise it is read as immutable,
+        which creates no -wal or -shm file beside it.
+        """
+        directory = Path(directory)
+        path = directory / LEDGER_NAME
+        if not path.is_file():
+            return None
+        wal = path.with_name(path.name + "-wal")
+        mode = "ro" if wal.is_file() and wal.stat().st_size else "immutable"
+        uri = f"{path.resolve().as_uri()}?{'mode=ro' if mode == 'ro' else 'immutable=1'}"
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            source = sqlite3.connect(uri, uri=True, timeout=30.0)
+            try:
+                source.backup(conn)
+            finally:
+                source.close()
+            cls._prepare(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise LedgerError(
+                f"'{path}' cannot be read as a ledger ({exc}): move it away, or pass another --out"
+            ) from None
+        return cls(conn, directory)
+
     @staticmethod
     def _prepare(conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA busy_timeout = 30000")  # a `generate` and a batch may share a directory
