@@ -264,7 +264,7 @@ def test_an_over_budget_refusal_is_short_and_names_the_cheapest(
     )
     assert code == 1
     [line] = err.strip().splitlines()
-    assert "the cheapest, replicate:black-forest-labs/flux-schnell, may cost up to $0.0030" in line
+    assert "the cheapest, replicate:black-forest-labs/flux-schnell, is estimated at $0.0030" in line
     assert "other model(s) cost more or cannot serve it" in line
     assert "retired" not in line
     assert len(line) < 300

@@ -32,9 +32,7 @@ def refuse_empty_plan(plan: Plan, limit: float | None, receipt: Receipt | None =
         # One line a person reads: the cheapest model and what it needs, not every model's reason
         # (the plan and the receipt's `left_out` list them all).
         cheapest, others = over[0], len(plan.excluded) - 1
-        cost = (
-            f" may cost up to ${cheapest.worst_usd:.4f}" if cheapest.worst_usd is not None else " is over it"
-        )
+        cost = f" is estimated at {cheapest.cost_text}" if cheapest.cost_text else " is over it"
         rest = (
             f" ({others} other model(s) cost more or cannot serve it: see `imagerelay plan`)"
             if others

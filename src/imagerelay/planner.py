@@ -81,8 +81,10 @@ class Exclusion:
     over_budget: bool = False
     #: Left out only for now: it failed recently and is cooling down.
     cooling: bool = False
-    #: For a model over the cost limit: the most it could cost (what the limit was held against).
+    #: For a model over the cost limit: the most it could cost (what the limit was held against),
+    #: and its estimate as the plan shows it ("$0.0412 (at most $0.0527)").
     worst_usd: float | None = None
+    cost_text: str = ""
 
 
 @dataclass
@@ -145,7 +147,7 @@ def unknown_model(provider: str, model: str, catalog: Catalog) -> str:
 
     spec = catalog.providers[provider]
     live = [m.id for m in spec.models.values() if m.status != "retired"]
-    near = difflib.get_close_matches(model, list(spec.models), n=1, cutoff=0.6)
+    near = difflib.get_close_matches(model, live, n=1, cutoff=0.6)  # never point at a retired one
     if near:
         return f"unknown model {model!r} for {provider}: did you mean {provider}:{near[0]}?"
     return f"unknown model {model!r} for {provider}: use one of {', '.join(live)}"
@@ -223,6 +225,7 @@ def plan_request(
         reason = _exclusion(model, request, settings, catalog, have_keys, cooling, today, as_mode)
         over_budget = False
         worst: float | None = None
+        cost_text = ""
         if reason is None:
             cand = translate(
                 request,
@@ -235,7 +238,7 @@ def plan_request(
             if limit is None or cand.worst_usd <= limit + 1e-12:
                 return cand
             reason = f"estimated {cand.cost_text()}, over the ${limit:.4f} limit"
-            over_budget, worst = True, cand.worst_usd
+            over_budget, worst, cost_text = True, cand.worst_usd, cand.cost_text()
         is_cooling = model.ref in cooling and reason == cooling[model.ref]
         if pinned and not over_budget and not is_cooling:
             if reason == _no_key(catalog.providers[model.provider]):
@@ -245,7 +248,7 @@ def plan_request(
                 f"{model.ref} cannot serve this request ({reason}): pin another model "
                 f"(see `imagerelay providers`) or pass --provider {model.provider}"
             )
-        excluded.append(Exclusion(model.ref, reason, over_budget, is_cooling, worst))
+        excluded.append(Exclusion(model.ref, reason, over_budget, is_cooling, worst, cost_text))
         return None
 
     for model in _order(request, settings, catalog, mode):
