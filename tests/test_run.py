@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from imagerelay.catalog import load_catalog
+from imagerelay.describe import vision_model
 from imagerelay.emulator import Emulator, Fault
 from imagerelay.errors import GenerationFailed, UserError
 from imagerelay.hooks import PredictionCreated, RunHooks
@@ -102,7 +103,7 @@ async def test_describe_fallback_failing_keeps_the_receipt_and_fails(
     assert "replicate.create" not in routes(emulator)
     assert [(a.model, a.outcome) for a in receipt.attempts] == [
         ("grok-imagine-image", "transient"),
-        (relay.settings.vision.model, "transient"),
+        (vision_model(relay.settings.vision, relay.catalog)[1], "transient"),
     ]
     assert any(n.startswith("describe fallback failed: ") for n in receipt.notes)
     assert len(info.value.failures) == 2
@@ -197,12 +198,12 @@ async def test_one_requests_disk_work_does_not_stall_the_others(
     order: list[str] = []
     real = imagerelay.store.atomic_write
 
-    def held(path: Path, data: bytes) -> None:
+    def held(path: Path, data: bytes, **kw: Any) -> None:
         if "slow-fox" in path.name and path.suffix == ".jpg":
             entered.set()
             release.wait(30)  # bounded, so an event-loop write fails the order below instead of hanging
             order.append("slow image written")
-        real(path, data)
+        real(path, data, **kw)
 
     monkeypatch.setattr(imagerelay.store, "atomic_write", held)
     async with make_relay(emulator, tmp_path, test_keys) as relay:

@@ -197,6 +197,9 @@ class ProviderSpec(_Strict):
     #: Variables read, in order, when `key_env` is unset (Gemini: GOOGLE_API_KEY, as its SDK does).
     key_env_also: tuple[str, ...] = ()
     docs: str = ""
+    #: The chat model that describes a reference in words for the `describe` fallback (`[vision]`
+    #: picks the first provider that names one, unless set), if its backend can describe.
+    vision_model: str | None = None
     reference_limits: ReferenceLimits = Field(default_factory=ReferenceLimits)
     #: The provider fields its models' `extra_fields` name: type, words, range (see `extras.py`).
     extras: dict[str, ExtraRule] = Field(default_factory=dict)

@@ -1,5 +1,5 @@
 """Providers as plugins: one registered `Provider` brings its catalog data, its backend, its
-settings model and, optionally, its emulator dialect.
+settings model and, optionally, its emulator dialect and its `catalog check`.
 
 Providers are discovered through the entry-point group `imagerelay.providers`; the built-ins are
 registered there too, from imagerelay's own `pyproject.toml` — the same way a third-party package
@@ -27,7 +27,10 @@ from . import envvars
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from .backends.base import Backend
+    from .catalog_check.drift import Asking
     from .emulator.wire import Dialect
     from .settings import ProviderSettings
 
@@ -68,6 +71,9 @@ class Provider:
     dialect: str | None = None
     #: Where the provider sorts in the catalog (lower first; ties by name).
     order: int = 100
+    #: `imagerelay catalog check` for this wire API: an `async (Asking) -> None` that asks the
+    #: provider what it serves and records each drift (None: the provider publishes no listing).
+    catalog_check: str | None = None
 
     def backend_class(self) -> type[Backend]:
         cls: type[Backend] = _load(self.backend, self.name, "backend")
@@ -86,6 +92,12 @@ class Provider:
             return None
         dialect: Dialect = _load(self.dialect, self.name, "dialect")
         return dialect
+
+    def catalog_checker(self) -> Callable[[Asking], Awaitable[None]] | None:
+        if self.catalog_check is None:
+            return None
+        checker: Callable[[Asking], Awaitable[None]] = _load(self.catalog_check, self.name, "catalog check")
+        return checker
 
 
 _REGISTERED: dict[str, Provider] = {}

@@ -34,7 +34,7 @@ from ..plugins import Provider
 from .base import Adopt, Call, CallResult, Deliver, Delivered, OnEvent
 from .http import (
     ErrorContext,
-    decode_base64_image,
+    decoded_image,
     download_image,
     httpx_errors,
     json_object,
@@ -63,6 +63,7 @@ PROVIDER = Provider(
     settings="imagerelay.backends.replicate_predictions:ReplicateSettings",
     dialect="imagerelay.emulator.replicate:DIALECT",
     order=2,
+    catalog_check="imagerelay.catalog_check.replicate:replicate",
 )
 
 log = logging.getLogger("imagerelay")
@@ -259,7 +260,7 @@ class ReplicateBackend(PredictionsAPI):
                 raise ctx.error(EmptyResult, f"{ctx.where} prediction {pid} succeeded with no output")
             for url in urls:
                 if url.startswith("data:"):
-                    data, info = decode_base64_image(url, ctx, "an output data URI")
+                    data, info = await decoded_image(url, ctx, "an output data URI")
                     image = Delivered(data=data, mime=info.mime, info=info)
                 else:
                     image = await download_image(self.http, url, ctx, timeout=self.settings.download_timeout)

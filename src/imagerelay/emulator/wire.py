@@ -209,6 +209,13 @@ class Dialect:
     version: str = "v1"
     #: Every endpoint it answers.
     routes: tuple[Route, ...] = ()
+    #: How an expired or unknown hosted URL it handed out answers (None: 404 JSON).
+    expired_file: Callable[[], Reply] | None = None
+    #: What it keeps across requests (Replicate's predictions and uploads): a factory called once
+    #: per emulator, for an object with `clear()` (`Emulator.reset`); see `Emulator.state`.
+    state: Callable[[], Any] | None = None
+    #: The model listing it serves, as the provider lists it today: a factory (`Emulator.listings`).
+    listing: Callable[[], Any] | None = None
 
 
 class DialectError(Exception):

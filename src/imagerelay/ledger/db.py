@@ -67,9 +67,13 @@ class LedgerBase:
     # -- opening ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, directory: Path | str, *, create: bool = True, read_only: bool = False) -> Self:
-        """Open (and with `create`, make) the ledger of `directory`. With `read_only` (commands that
-        only read it: `history`, `gallery`), a ledger that cannot be written is opened to read."""
+    def open(
+        cls, directory: Path | str, *, create: bool = True, threads: bool = False, read_only: bool = False
+    ) -> Self:
+        """Open (and with `create`, make) the ledger of `directory`. With `threads` it may be
+        handed from thread to thread, used by one at a time (the caller serialises its use). With
+        `read_only` (commands that only read it: `history`, `gallery`), a ledger that cannot be
+        written is opened to read."""
         directory = Path(directory)
         path = directory / LEDGER_NAME
         if directory.exists() and not directory.is_dir():
@@ -80,18 +84,16 @@ class LedgerBase:
                 "of an earlier `imagerelay generate` or `imagerelay batch`"
             )
         if read_only:
-            try:
-                return cls.open(
-                    directory, create=False
-                )  # the usual way: it also brings the schema up to date
+            try:  # the usual way first: it also brings an older schema up to date
+                return cls.open(directory, create=False, threads=threads)
             except OutputError:
-                return cls(_read_only(path), directory)
+                return cls(_read_only(path, threads), directory)
         try:
             directory.mkdir(parents=True, exist_ok=True)
             # SQLite creates its file 0644 whatever the umask; made here, it follows the umask
             # (and SQLite gives its -wal and -shm files the same mode).
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o666))
-            conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=not threads)
         except (OSError, sqlite3.Error) as exc:
             raise OutputError(
                 f"cannot open the ledger '{path}' ({reason(exc)}): pass --out with a writable directory"
@@ -251,7 +253,7 @@ class LedgerBase:
             yield from self._conn.execute(sql.format(",".join("?" * len(chunk))), chunk)
 
 
-def _read_only(path: Path) -> sqlite3.Connection:
+def _read_only(path: Path, threads: bool) -> sqlite3.Connection:
     """A connection that never writes to the ledger at `path` (a read-only disk or directory)."""
     from urllib.parse import quote
 
@@ -261,7 +263,9 @@ def _read_only(path: Path) -> sqlite3.Connection:
     # immutable=1 reads the main file alone (what a cleanly closed ledger holds).
     for flags in ("mode=ro", "mode=ro&immutable=1"):
         try:
-            conn = sqlite3.connect(f"{uri}?{flags}", uri=True, timeout=30.0, isolation_level=None)
+            conn = sqlite3.connect(
+                f"{uri}?{flags}", uri=True, timeout=30.0, isolation_level=None, check_same_thread=not threads
+            )
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as exc:
             last = exc
