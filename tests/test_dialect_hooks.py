@@ -59,7 +59,7 @@ DIALECT = Dialect(
     ),
     expired_file=lambda: Reply(410, b"gone for good", "text/plain"),
     state=Shelf,
-    listing=lambda: [{"id": "tiny-1"}],
+    listings={"tiny": lambda: [{"id": "tiny-1"}]},
 )
 
 

@@ -249,7 +249,9 @@ def _first_error(exc: ValidationError) -> str:
     loc = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         return f"unknown key {loc!r}"
-    return f"{loc}: {err['msg']}"
+    from .validation import plain
+
+    return f"{loc}: {plain(err)}"
 
 
 def _culprit(exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]]) -> str | None:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GROUP",
     "Provider",
+    "builtin",
     "builtin_names",
     "provider",
     "register_provider",
@@ -98,6 +99,25 @@ class Provider:
             return None
         checker: Callable[[Asking], Awaitable[None]] = _load(self.catalog_check, self.name, "catalog check")
         return checker
+
+
+def builtin(
+    name: str, backend: str, *, order: int, settings: str | None = None, catalog_check: str | None = None
+) -> Provider:
+    """One of imagerelay's own providers, where they are by convention: its backend class `backend`
+    in `imagerelay.backends.<name>`, its catalog `providers/<name>.toml`, its dialect
+    `imagerelay.emulator.<name>:DIALECT`."""
+    from .paths import shipped_dir
+
+    return Provider(
+        name=name,
+        backend=f"imagerelay.backends.{name}:{backend}",
+        catalog=shipped_dir("providers") / f"{name}.toml",
+        settings=settings,
+        dialect=f"imagerelay.emulator.{name}:DIALECT",
+        order=order,
+        catalog_check=catalog_check,
+    )
 
 
 _REGISTERED: dict[str, Provider] = {}

@@ -1,7 +1,7 @@
 """The providers' own model listings, as the emulator serves them — and as tests change them.
 
-Each dialect with a `listing` starts from what its provider lists today, as an attribute named for
-the dialect; a test scripts drift by editing it::
+Each of a dialect's `listings` starts from what its provider lists today, as an attribute of the
+name it gives (usually the dialect's own); a test scripts drift by editing it::
 
     xai.listed(emu, "grok-imagine-image")["image_price"] = 300_000_000
     emu.listings.openai = [m for m in emu.listings.openai if m["id"] != "gpt-image-2.6-flare"]
@@ -23,11 +23,11 @@ __all__ = ["Listings"]
 
 
 class Listings:
-    """Each dialect's listing, by dialect name: `emu.listings.<dialect>`."""
+    """Every dialect's listings, by the names they give: `emu.listings.<name>`."""
 
     def __init__(self, dialects: Iterable[Dialect]) -> None:
         self._defaults: dict[str, Callable[[], Any]] = {
-            d.name: d.listing for d in dialects if d.listing is not None
+            name: default for d in dialects for name, default in d.listings.items()
         }
         self.reset()
 

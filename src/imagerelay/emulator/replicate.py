@@ -351,7 +351,7 @@ def serve_upload(call: Call) -> Reply:
 DIALECT = dataclasses.replace(
     DIALECT,
     state=State,
-    listing=default_listing,
+    listings={"replicate": default_listing},
     routes=(
         Route("GET", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)", "model", model),
         Route("POST", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions", "create", create),

@@ -214,8 +214,9 @@ class Dialect:
     #: What it keeps across requests (Replicate's predictions and uploads): a factory called once
     #: per emulator, for an object with `clear()` (`Emulator.reset`); see `Emulator.state`.
     state: Callable[[], Any] | None = None
-    #: The model listing it serves, as the provider lists it today: a factory (`Emulator.listings`).
-    listing: Callable[[], Any] | None = None
+    #: What it lists (models, collections …) as the provider lists it today: a factory by the name
+    #: the emulator keeps it under (`emu.listings.<name>`), usually the dialect's own name.
+    listings: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
 
 
 class DialectError(Exception):

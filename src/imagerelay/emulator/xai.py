@@ -286,7 +286,7 @@ def expired_file() -> Reply:
 DIALECT = dataclasses.replace(
     DIALECT,
     expired_file=expired_file,
-    listing=default_listing,
+    listings={"xai": default_listing},
     routes=(
         Route("POST", r"/v1/images/generations", "generations", generations),
         Route("POST", r"/v1/images/edits", "edits", edits),
