@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from . import envvars
 from .errors import ConfigError
 from .paths import provider_names
+from .validation import plain
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -26,7 +27,10 @@ if TYPE_CHECKING:
 def describe(
     exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]], at: tuple[str, ...] = ()
 ) -> str:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # A misspelt required field is two errors, "unknown `model`" and "`models` missing": the first
+    # is the one with the fix in it.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [*at, *(str(p) for p in err["loc"])]
     dotted = ".".join(loc)
     where = "the settings"
@@ -34,8 +38,10 @@ def describe(
     if var is not None:  # the environment overrides every file, so it is the culprit
         where = f"environment variable {var}"
     else:
+        # A missing field is not in any file: the table that lacks it is.
+        held = loc[:-1] if err["type"] == "missing" else loc
         for path, data in reversed(layers):
-            if _lookup(data, loc) is not None:
+            if _lookup(data, held) is not None:
                 where = str(path)
                 break
     if err["type"] == "extra_forbidden":
@@ -48,7 +54,22 @@ def describe(
         if close is not None:
             return f"{where}: unknown setting {dotted!r}: did you mean {'.'.join([*loc[:-1], close])!r}?"
         return f"{where}: unknown setting {dotted!r}: remove it or check its spelling"
-    return f"{where}: {dotted}: {err['msg']}: fix the value"
+    return f"{where}: {dotted}: {plain(err)}: fix the value"
+
+
+def source_of(env: str, loc: list[str]) -> str:
+    """Where the setting at `loc` was given: its IMAGERELAY_* variable, else the last config file
+    of `env` that holds it (a check made after loading names the file as loading would)."""
+    from .paths import read_toml
+    from .settings import config_files
+
+    var = _env_culprit(loc)
+    if var is not None:
+        return f"environment variable {var}"
+    for path in reversed(config_files(env)):
+        if _lookup(read_toml(path), loc) is not None:
+            return str(path)
+    return "the settings"
 
 
 def _lookup(node: Any, parts: list[str]) -> Any:
@@ -88,10 +109,10 @@ def _env_culprit(loc: list[str]) -> str | None:
 _PROVIDER_TABLES = {("providers",)}
 
 
-def _keys_at(path: Iterable[str], providers: set[str]) -> list[str] | None:
-    """The names valid directly under the table at `path` (`()`: the top level); None when `path`
-    names no table. A table keyed by provider takes the catalog's providers; another free-form
-    table takes any key (an empty list)."""
+def _annotation_at(path: Iterable[str], providers: set[str] | None) -> Any:
+    """The type of the setting at `path` (`()`: `Settings`), or None when `path` names none. Under a
+    table keyed by provider, a key must be one of `providers` (None: any) and is typed by that
+    provider's own settings model (its own knobs are settings there too)."""
     from .settings import Settings
 
     ann: Any = Settings
@@ -103,21 +124,30 @@ def _keys_at(path: Iterable[str], providers: set[str]) -> list[str] | None:
                 return None
             ann = field.annotation
         elif get_origin(ann) is dict:
-            if tuple(seen) in _PROVIDER_TABLES:
+            if providers is not None and tuple(seen) in _PROVIDER_TABLES:
                 if part not in providers:
                     return None
                 from .plugins import settings_model
 
-                ann = settings_model(part)  # the provider's own knobs are settings there too
+                ann = settings_model(part)
             else:
                 ann = get_args(ann)[1]
         else:
             return None
         seen.append(part)
+    return ann
+
+
+def _keys_at(path: Iterable[str], providers: set[str]) -> list[str] | None:
+    """The names valid directly under the table at `path` (`()`: the top level); None when `path`
+    names no table. A table keyed by provider takes the catalog's providers; another free-form
+    table takes any key (an empty list)."""
+    path = tuple(path)
+    ann = _annotation_at(path, providers)
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return list(ann.model_fields)
     if get_origin(ann) is dict:
-        return sorted(providers) if tuple(seen) in _PROVIDER_TABLES else []
+        return sorted(providers) if path in _PROVIDER_TABLES else []
     return None
 
 
@@ -255,19 +285,7 @@ def describe_unparsable_env() -> str:
 
 def _wants_json(path: list[str]) -> bool:
     """Whether the setting at `path` (as an IMAGERELAY_* variable names it) is a list or a table."""
-    from .settings import Settings
-
-    ann: Any = Settings
-    for part in path:
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            field = ann.model_fields.get(part)
-            if field is None:
-                return False
-            ann = field.annotation
-        elif get_origin(ann) is dict:
-            ann = get_args(ann)[1]
-        else:
-            return False
+    ann = _annotation_at(path, None)
     return get_origin(ann) in (list, dict) or (isinstance(ann, type) and issubclass(ann, BaseModel))
 
 
