@@ -12,14 +12,15 @@ What imagerelay takes beyond that is not copied here: qualities come from the ca
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import re
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import Field, TypeAdapter, ValidationError
-
-from ..validation import plain
+from ..validation import kind_name, must_be, one_of
 from .errors import GatewayError
 
 __all__ = ["check_standard", "check_value", "derive", "field_rules"]
@@ -29,6 +30,7 @@ _REQUESTS = ("CreateImageRequest", "CreateImageEditRequest", "EditImageBodyJsonP
 _SCALARS = ("string", "integer", "number", "boolean")
 #: Fields OpenAI's SDK documents since the file was cut, typed as the SDK types them.
 _NEWER: dict[str, dict[str, Any]] = {"safety_identifier": {"type": "string"}}
+_INTEGER = re.compile(r"^-?\d{1,12}$")
 
 
 def _resolve(prop: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
@@ -89,47 +91,55 @@ def field_rules() -> dict[str, dict[str, Any]]:
     return {**rules, **_NEWER}
 
 
-_PY: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
-
-
-@cache
-def _adapter(kind: str, low: float | None, high: float | None, *, strict: bool) -> TypeAdapter[Any]:
-    """A field's type and range, strict for JSON (`"2"` is not 2, `true` is not 1), lax for
-    multipart, where every value is text (`"2"` is 2, `"true"` is true)."""
-    finite = False if kind == "number" else None  # a cost of NaN or Infinity is no cost
-    constraints = Field(strict=strict, ge=low, le=high, allow_inf_nan=finite)
-    return TypeAdapter(Annotated[_PY[kind], constraints])  # type: ignore[arg-type]  # a type known at run time
-
-
-@cache
-def _one_of(values: tuple[Any, ...]) -> TypeAdapter[Any]:
-    return TypeAdapter(Literal[values])  # type: ignore[arg-type]  # values known only at run time
-
-
-def _code(error_type: str, kind: str) -> str:
-    """OpenAI's code for a refused value: invalid_type, invalid_value, integer_above_max_value …"""
-    prefix = "integer" if kind == "integer" else "decimal"
-    if error_type in ("greater_than", "greater_than_equal"):
-        return f"{prefix}_below_min_value"
-    if error_type in ("less_than", "less_than_equal"):
-        return f"{prefix}_above_max_value"
-    return "invalid_value" if error_type in ("literal_error", "finite_number") else "invalid_type"
+def _shown(value: Any) -> str:
+    """A value as the JSON body had it (`null`, `true`, `'two'`)."""
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def check_value(field: str, value: Any, rule: dict[str, Any], *, form: bool, param: str | None = None) -> Any:
-    """`value` checked against `rule` (a multipart field's text read as the type first); returns it,
-    as that type. The message is the one every validation error reads with (`validation.plain`)."""
+    """`value` checked against `rule` (a multipart field's text read as the type first); returns it."""
     param = param or field
     kind = rule["type"]
-    try:
-        typed = _adapter(kind, rule.get("minimum"), rule.get("maximum"), strict=not form)
-        value = typed.validate_python(value)
-        if "enum" in rule:
-            value = _one_of(tuple(rule["enum"])).validate_python(value)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        code = _code(err["type"], kind)
-        raise GatewayError(400, f"{param}: {plain(err)}", param=param, code=code) from None
+    if form and isinstance(value, str) and kind != "string":
+        text = value.strip()
+        if kind == "boolean" and text.lower() in ("true", "false"):
+            value = text.lower() == "true"
+        elif kind == "integer" and _INTEGER.match(text):
+            value = int(text)
+        elif kind == "number":
+            with contextlib.suppress(ValueError):  # else refused below, as the text it is
+                value = float(text)
+    ok = {
+        "string": isinstance(value, str),
+        "integer": isinstance(value, int) and not isinstance(value, bool),
+        "number": isinstance(value, int | float) and not isinstance(value, bool),
+        "boolean": isinstance(value, bool),
+    }[kind]
+    if not ok:
+        raise GatewayError(
+            400, f"{param}: {must_be(kind_name(kind), _shown(value))}", param=param, code="invalid_type"
+        )
+    if kind == "number" and not math.isfinite(value):
+        raise GatewayError(
+            400, f"{param}: {must_be('a finite number', _shown(value))}", param=param, code="invalid_value"
+        )
+    enum = rule.get("enum")
+    if enum is not None and value not in enum:
+        raise GatewayError(
+            400, f"{param}: {must_be(one_of(enum), _shown(value))}", param=param, code="invalid_value"
+        )
+    low, high = rule.get("minimum"), rule.get("maximum")
+    if (low is not None and value < low) or (high is not None and value > high):
+        span = (
+            f"from {low} to {high}"
+            if low is not None and high is not None
+            else (f"{low} or more" if low is not None else f"{high} or less")
+        )
+        # OpenAI's codes: integer_below_min_value, decimal_above_max_value …
+        prefix = "integer" if kind == "integer" else "decimal"
+        code = f"{prefix}_below_min_value" if low is not None and value < low else f"{prefix}_above_max_value"
+        raise GatewayError(400, f"{param}: {must_be(span, _shown(value))}", param=param, code=code)
     return value
 
 
