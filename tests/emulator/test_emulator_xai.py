@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 
 import httpx
 import pytest
@@ -105,16 +104,19 @@ def test_url_is_downloadable_then_expires(emulator: Emulator, xai: httpx.Client)
 
 
 def test_urls_expire_after_ttl(test_keys: dict[str, str]) -> None:
-    """Hosted URLs stop working once url_ttl seconds have passed."""
+    """Hosted URLs stop working once url_ttl seconds have passed (on the emulator's clock)."""
+    now = [1000.0]
     with Emulator(keys=test_keys, url_ttl=0.2) as emu:
+        emu.files.clock = lambda: now[0]
         r = httpx.post(
             emu.base_url("xai") + GEN,
             json={"model": MODEL, "prompt": "a cat", "resolution": "1k", "aspect_ratio": "1:2"},
             headers={"authorization": f"Bearer {test_keys['xai']}"},
         )
         url = r.json()["data"][0]["url"]
+        now[0] += 0.19
         assert httpx.get(url).status_code == 200
-        time.sleep(0.25)
+        now[0] += 0.02
         assert httpx.get(url).status_code == 403
 
 

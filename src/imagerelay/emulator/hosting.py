@@ -6,6 +6,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from imagerelay.emulator.wire import Dialect, Reply, json_reply
@@ -24,10 +25,12 @@ class Hosted:
 
 
 class FileStore:
-    """Path → bytes with an expiry time; thread-safe."""
+    """Path → bytes with an expiry time; thread-safe. `clock` is replaceable so a test can move
+    time past the expiry instead of sleeping through it."""
 
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
+        self.clock = clock
         self._files: OrderedDict[str, Hosted] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
@@ -37,7 +40,7 @@ class FileStore:
         token = secrets.token_hex(12)
         path = f"/files/{token}/{name}" if "/" not in name else f"/files/{token}-{name.replace('/', '-')}"
         with self._lock:
-            self._files[path] = Hosted(data, content_type, provider, time.monotonic() + self.ttl)
+            self._files[path] = Hosted(data, content_type, provider, self.clock() + self.ttl)
             self._size += len(data)
             while self._files and (len(self._files) > MAX_FILES or self._size > MAX_BYTES):
                 _, old = self._files.popitem(last=False)
@@ -48,7 +51,7 @@ class FileStore:
         """The file at `path` if it is still valid."""
         with self._lock:
             hosted = self._files.get(path)
-        if hosted is None or time.monotonic() >= hosted.expires_at:
+        if hosted is None or self.clock() >= hosted.expires_at:
             return None
         return hosted
 
@@ -58,7 +61,7 @@ class FileStore:
             return self._files.get(path)
 
     def expire_all(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             for hosted in self._files.values():
                 hosted.expires_at = min(hosted.expires_at, now)
