@@ -36,6 +36,7 @@ from .store import Store
 if TYPE_CHECKING:
     from .ledger import Ledger
     from .references import PreparedImage, Reference
+    from .rerun import Rerun
 
 __all__ = ["Relay", "refuse_empty_plan"]
 
@@ -287,8 +288,35 @@ class Relay:
         )
         cap = max_cost if max_cost is not None else self.settings.budget.max_cost_per_request
         refuse_empty_plan(plan, cap, receipt)
-        run = RequestRun(self, req, receipt, store, cap=cap, hooks=hooks)
-        return await run.execute(plan, refs)
+        rerun = self._rerun(req, refs, plan, receipt.id, hooks)
+        if rerun is None:
+            return await RequestRun(self, req, receipt, store, cap=cap, hooks=hooks).execute(plan, refs)
+        run = RequestRun(self, req, receipt, store, cap=cap, hooks=rerun.hooks(hooks), resume=rerun.resume)
+        try:
+            return await run.execute(plan, refs)
+        finally:
+            rerun.end()
+
+    def _rerun(
+        self, req: ImageRequest, refs: list[Reference], plan: Plan, receipt_id: str, hooks: RunHooks
+    ) -> Rerun | None:
+        """A plain request recorded in the ledger (see `rerun`); None for a batch item or the
+        gateway (they keep their own records) and without a ledger."""
+        if self.ledger is None or hooks.resume is not None or hooks.adopt is not None:
+            return None
+        if hooks.on_prediction is not None or hooks.receipt_id is not None:
+            return None
+        from .rerun import Rerun, request_key
+
+        first = plan.candidates[0].ref if plan.candidates else None
+        return Rerun.begin(
+            self.ledger,
+            request_key(req, refs, sandbox=self.settings.sandbox),
+            receipt_id,
+            n=req.n,
+            estimate_usd=0.0 if self.settings.sandbox else plan.estimate_usd,
+            planned=first,
+        )
 
     async def _load_references(self, req: ImageRequest, loaded: Mapping[str, Reference]) -> list[Reference]:
         if not req.references:

@@ -75,6 +75,7 @@ class RequestRun:
         *,
         cap: float | None,
         hooks: RunHooks,
+        resume: dict[str, str] | None = None,
     ) -> None:
         self.relay = relay
         self.request = request
@@ -86,7 +87,9 @@ class RequestRun:
         self.deadline = relay.clock() + relay.settings.retry.deadline
         self.remaining = request.n
         self.failures: list[ImageRelayError] = []
-        self.resume = dict(hooks.resume or {})
+        #: Predictions to re-attach to: the caller's (a batch's), or what a killed earlier run of
+        #: the same plain request left (`rerun`), which an interruption still cancels.
+        self.resume = dict(hooks.resume or resume or {})
         #: Interrupted, the caller resumes (a batch): leave predictions running and write no
         #: receipt. Otherwise an interruption cancels what is in flight and keeps the receipt.
         self.resumable = hooks.resume is not None

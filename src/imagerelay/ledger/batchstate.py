@@ -195,6 +195,24 @@ class BatchState(LedgerBase):
         ).fetchall()
         return dict(rows)  # the latest per model wins
 
+    def settled(self, receipt_id: str) -> bool:
+        """Whether the request `receipt_id` has its receipt recorded (it ran to its end)."""
+        row = self._conn.execute("SELECT 1 FROM generations WHERE receipt_id = ?", (receipt_id,)).fetchone()
+        return row is not None
+
+    def settle_runs(self, item_key: str, *, keep: str) -> None:
+        """Once the run `keep` of `item_key` has ended, no earlier killed run of it is resumed
+        again: their predictions are settled, and their records (those without images, which
+        stay on record) dropped."""
+        with transaction(self._conn):
+            self._conn.execute("UPDATE predictions SET closed = 1 WHERE item_key = ?", (item_key,))
+            self._conn.execute(
+                """DELETE FROM runs WHERE item_key = ? AND receipt_id != ?
+                   AND NOT EXISTS (SELECT 1 FROM generations g WHERE g.receipt_id = runs.receipt_id)
+                   AND NOT EXISTS (SELECT 1 FROM images m WHERE m.receipt_id = runs.receipt_id)""",
+                (item_key, keep),
+            )
+
     def close_predictions(self, item_key: str) -> None:
         """Settle every open prediction of an item (e.g. once it is done)."""
         with transaction(self._conn):

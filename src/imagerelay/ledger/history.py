@@ -74,6 +74,8 @@ class History(LedgerBase):
         conn = self._conn
         with transaction(conn):
             item_key = self._item_of(receipt.id)
+            if item_key is not None and item_key.startswith("request:"):
+                item_key = None  # a plain request's own key (see `rerun`), not a batch item
             conn.execute(
                 """INSERT INTO generations (receipt_id, created_at, created_ts, env, prompt, provider,
                        model, images, cost_usd, estimated_cost_usd, reported_cost_usd, item_key, receipt,
