@@ -242,12 +242,12 @@ async def test_thinking_level_goes_into_the_thinking_config(
     assert result.sent["generationConfig"]["thinkingConfig"] == {"thinkingLevel": "high"}
 
 
-@pytest.mark.filterwarnings("ignore:furious is not a valid ThinkingLevel")
+@pytest.mark.filterwarnings("error::UserWarning")
 async def test_an_unknown_thinking_level_is_refused_by_the_api(
     backend: GeminiBackend, emulator: Emulator
 ) -> None:
     """thinking_level=furious goes up (the SDK lets unknown words through) and its 400 is an
-    ArgumentRejected quoting the API, from one request."""
+    ArgumentRejected quoting the API, from one request, without the SDK's own UserWarning."""
     with pytest.raises(ArgumentRejected, match="Unsupported thinking level FURIOUS"):
         await run(backend, call(extras={"thinking_level": "furious"}))
     assert len(emulator.requests_for(ROUTE)) == 1

@@ -278,3 +278,20 @@ def test_a_route_named_like_a_provider_or_listing_an_unknown_model_stops_serve(
     code, _, err = run_cli(capsys, monkeypatch, "serve", "--env", "sandbox", "--port", "0")
     assert code == 2
     assert "'xai:no-such-model', which is not in the catalog" in err
+
+
+def test_with_keys_the_key_is_the_guard_not_origin_or_host(keyed: GatewayProcess, emu: Emulator) -> None:
+    """A gateway with keys serves a valid key whatever the Origin and Host (a reverse proxy's),
+    and refuses a foreign page without a key as 401, not by its Origin."""
+    before = calls(emu)
+    headers = {"Origin": "https://app.example", "Host": "images.example"}
+    got = httpx.post(
+        f"{keyed.url}/v1/images/generations",
+        json={"prompt": "a fox", "model": "xai"},
+        headers={**headers, "Authorization": f"Bearer {_KEYS['limited']}"},
+    )
+    assert got.status_code == 200, got.text
+    assert calls(emu) == before + 1
+    got = httpx.post(f"{keyed.url}/v1/images/generations", json={"prompt": "a fox"}, headers=headers)
+    assert got.status_code == 401
+    assert calls(emu) == before + 1

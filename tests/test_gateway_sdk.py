@@ -466,3 +466,45 @@ def test_every_model_rate_limited_is_a_rate_limit_error_keeping_retry_after(
     assert caught.value.response.headers["retry-after"] == "600"
     assert "try again in 600 s" in str(caught.value)
     assert len(emu.requests_for("xai.generations")) >= 1
+
+
+def test_a_web_page_cannot_spend_through_a_keyless_gateway(served: GatewayProcess, emu: Emulator) -> None:
+    """With no gateway key, a cross-site form post (a foreign Origin) and a DNS-rebound Host are
+    each refused with a 403 of one line, and nothing reaches a provider."""
+    url = f"{served.url}/v1/images/edits"
+    files = {"image": ("fox.png", images.png_bytes(), "image/png")}
+    port = served.url.rsplit(":", 1)[1]
+    for headers, code in (
+        ({"Origin": "https://evil.example"}, "origin_not_allowed"),
+        ({"Origin": "null"}, "origin_not_allowed"),
+        ({"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}, "host_not_allowed"),
+        ({"Host": "evil.example"}, "host_not_allowed"),
+    ):
+        got = httpx.post(url, data={"prompt": "csrf"}, files=files, headers=headers)
+        assert got.status_code == 403, (headers, got.text)
+        error = got.json()["error"]
+        assert error["code"] == code
+        assert error["type"] == "permission_error"
+        assert "\n" not in error["message"]
+    got = httpx.get(f"{served.url}/v1/models", headers={"Host": "rebound.example"})
+    assert got.status_code == 403
+    assert generations(emu) == []
+
+
+def test_this_machine_is_served_by_any_loopback_name_and_from_a_local_page(
+    served: GatewayProcess, emu: Emulator
+) -> None:
+    """Host 127.0.0.1, localhost or [::1] (with or without the port), and an Origin on localhost,
+    are served by a keyless gateway; the SDKs send no Origin and are served too."""
+    port = served.url.rsplit(":", 1)[1]
+    for host in ("localhost", f"localhost:{port}", "127.0.0.1", "[::1]", f"[::1]:{port}"):
+        got = httpx.get(f"{served.url}/v1/models", headers={"Host": host})
+        assert got.status_code == 200, (host, got.text)
+    got = httpx.post(
+        f"{served.url}/v1/images/generations",
+        json={"prompt": "from a local page"},
+        headers={"Origin": "http://localhost:3000"},
+    )
+    assert got.status_code == 200, got.text
+    assert client(served).images.generate(prompt="from a program").data
+    assert generations(emu) == ["xai.generations", "xai.generations"]

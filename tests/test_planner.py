@@ -339,25 +339,26 @@ def test_explicit_resolution_wins_over_size_and_note_says_so(catalog: Catalog) -
     ids=["1792x1024", "640x480", "21:9", "auto", "none"],
 )
 def test_xai_never_gets_size_or_style(catalog: Catalog, shape: dict[str, str]) -> None:
-    """Whatever shape is asked for, no xAI candidate carries size or style in params or extras."""
-    plan = _plan(catalog, provider="xai", extras={"xai": {"size": "1024x1024", "style": "vivid"}}, **shape)
+    """Whatever shape is asked for, no xAI candidate carries size or style in params; as extras
+    (which no xAI model takes) they are refused before anything is planned."""
+    plan = _plan(catalog, provider="xai", **shape)
     assert plan.candidates
     for cand in plan.candidates:
         assert not {"size", "style"} & (set(cand.params) | set(cand.extras))
-    assert any("extra xai.size dropped" in n for n in plan.candidates[0].notes)
+    with pytest.raises(InvalidRequest, match=r"unknown field xai\.style"):
+        _plan(catalog, provider="xai", extras={"xai": {"style": "vivid"}}, **shape)
 
 
 def test_gpt_image_never_gets_response_format(catalog: Catalog) -> None:
-    """An openai.response_format extra is dropped with a note for every GPT-image candidate."""
-    plan = _plan(
-        catalog, provider="openai", extras={"openai": {"response_format": "url", "background": "opaque"}}
-    )
+    """An openai.response_format extra (no GPT-image model takes it) is refused; background is sent."""
+    bad = {"openai": {"response_format": "url", "background": "opaque"}}
+    with pytest.raises(InvalidRequest, match=r"unknown field openai\.response_format"):
+        _plan(catalog, provider="openai", extras=bad)
+    plan = _plan(catalog, provider="openai", extras={"openai": {"background": "opaque"}})
     assert plan.candidates
     for cand in plan.candidates:
         assert "response_format" not in cand.params
-        assert "response_format" not in cand.extras
         assert cand.extras == {"background": "opaque"}
-        assert any("extra openai.response_format dropped" in n for n in cand.notes)
 
 
 @pytest.mark.parametrize("size", ["1792x1024", "1024x768", "816x816", "3840x2160", "1024x3072", "1920x640"])
@@ -499,17 +500,24 @@ def test_quality_mapped_to_nearest_offered(catalog: Catalog) -> None:
 
 
 def test_extras_only_declared_fields_of_the_right_provider(catalog: Catalog) -> None:
-    """A declared extra is passed; an undeclared one, or one for another provider, is dropped with a note."""
+    """A declared extra is passed; one another model of the provider takes, or one for another
+    provider, is dropped with a note."""
     plan = _plan(
         catalog,
         _settings(text=[GROK, SCHNELL]),
-        extras={"replicate": {"go_fast": False, "bogus": 1}},
+        extras={"replicate": {"go_fast": False, "prompt_strength": 0.5}},
     )
     grok, schnell = plan.candidates
     assert schnell.extras == {"go_fast": False}
-    assert any("extra replicate.bogus dropped" in n for n in schnell.notes)
+    assert any("extra replicate.prompt_strength dropped" in n for n in schnell.notes)
     assert grok.extras == {}
     assert any("replicate.go_fast" in n and "not sent" in n for n in grok.notes)
+
+
+def test_an_extra_no_model_of_its_provider_takes_is_refused(catalog: Catalog) -> None:
+    """replicate.bogus is taken by no Replicate model: an InvalidRequest, not a dropped-field note."""
+    with pytest.raises(InvalidRequest, match=r"unknown field replicate\.bogus"):
+        _plan(catalog, extras={"replicate": {"bogus": 1}})
 
 
 def test_extras_for_an_unknown_provider_are_refused(catalog: Catalog) -> None:

@@ -123,3 +123,24 @@ def test_broken_answer_after_a_200_is_never_resent() -> None:
     assert run(MalformedResponse("cut", status=200)).action == Action.NEXT
     assert run(DownloadFailed("expired", status=404)).action == Action.NEXT
     assert run(MalformedResponse("garbled 502 page", status=502)).action == Action.RETRY
+
+
+def test_a_rejected_argument_with_caller_extras_stops() -> None:
+    """ArgumentRejected while the caller's provider fields were sent stops the request (the next
+    models would drop those fields), without cooling the model; without extras it moves on."""
+    stopped = decide(
+        ArgumentRejected("422 input.num_inference_steps"),
+        ref="replicate:black-forest-labs/flux-schnell",
+        key_env="REPLICATE_API_TOKEN",
+        attempt=1,
+        empties=0,
+        time_left=900.0,
+        retry=RETRY,
+        routing=RoutingSettings(),
+        extras=("num_inference_steps",),
+    )
+    assert stopped.action == Action.STOP
+    assert not stopped.cool
+    assert stopped.note is not None
+    assert "replicate.num_inference_steps" in stopped.note
+    assert run(ArgumentRejected("422")).action == Action.NEXT

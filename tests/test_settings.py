@@ -14,7 +14,8 @@ from imagerelay import envvars
 from imagerelay.catalog import load_catalog
 from imagerelay.errors import ConfigError
 from imagerelay.paths import provider_names
-from imagerelay.settings import _setting_paths, config_files, load_keys, load_settings
+from imagerelay.settings import config_files, load_keys, load_settings
+from imagerelay.settings_check import setting_paths
 from tests.keys import ALL_KEY_VARS, KEY_VARS, outside_setting
 
 FAKE_XAI_KEY = "xai-" + "FAKEFAKEFAKE1234567890abcdef"
@@ -362,7 +363,7 @@ def test_every_setting_and_switch_variable_is_accepted(
     monkeypatch.setenv(envvars.CONFIG_DIR, str(tmp_path))
     monkeypatch.setenv(envvars.ENV, "sandbox")
     defaults = load_settings().model_dump(mode="json")
-    paths = list(_setting_paths(provider_names()))
+    paths = list(setting_paths(provider_names()))
     assert ("budget", "max_cost_per_request") in paths
     assert ("providers", "replicate", "poll_interval") in paths
     for path in paths:

@@ -22,6 +22,7 @@ from .pricing import Price
 
 __all__ = [
     "Catalog",
+    "ExtraRule",
     "ModelSpec",
     "Price",
     "ProviderSpec",
@@ -172,6 +173,19 @@ class ReferenceLimits(_Strict):
     mask_max_bytes: int | None = None
 
 
+class ExtraRule(_Strict):
+    """What one provider field (an entry of a model's `extra_fields`) takes, as the provider's schema
+    states it: a value none of its models accept is refused before anything is sent. Bounds are
+    the loosest any model of the provider allows; a model's stricter limit is its own to refuse."""
+
+    type: Literal["boolean", "integer", "number", "string"]
+    enum: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    #: The API takes the words in any case (Gemini's thinking levels: the backend capitalises them).
+    ignore_case: bool = False
+
+
 class ProviderSpec(_Strict):
     """One provider: where its API lives, which key it needs, and its models."""
 
@@ -184,6 +198,8 @@ class ProviderSpec(_Strict):
     key_env_also: tuple[str, ...] = ()
     docs: str = ""
     reference_limits: ReferenceLimits = Field(default_factory=ReferenceLimits)
+    #: The provider fields its models' `extra_fields` name: type, words, range (see `extras.py`).
+    extras: dict[str, ExtraRule] = Field(default_factory=dict)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
 
     @property

@@ -12,6 +12,7 @@ from typing import Any
 
 from .catalog import Catalog, ModelSpec, ProviderSpec
 from .errors import ConfigError, InvalidRequest, MissingKey
+from .extras import check_extras
 from .pricing import QUALITY_ORDER, CostEstimate, estimate_cost
 from .request import ImageRequest
 from .settings import Settings
@@ -174,12 +175,10 @@ def plan_request(
     cost limit. A model pinned with PROVIDER:MODEL that cannot serve the request is an
     `InvalidRequest` naming why, not an empty plan.
     """
-    unknown = sorted(set(request.extras) - set(catalog.providers))
-    if unknown:
-        raise InvalidRequest(
-            f"extras for unknown provider {unknown[0]!r}: use {', '.join(catalog.providers)} "
-            "(PROVIDER.FIELD=VALUE)"
-        )
+    if request.extras:  # a misspelt field or a value no model takes: refused before any is sent
+        fitted = check_extras(request.extras, catalog)
+        if fitted != request.extras:
+            request = request.model_copy(update={"extras": fitted})
     if max_cost is not None and not max_cost >= 0:  # `not >=` also catches NaN
         raise InvalidRequest(f"the cost limit must be 0 or more (got {max_cost}): pass --max-cost 0.25, say")
     today = today or date.today()

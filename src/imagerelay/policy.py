@@ -66,12 +66,13 @@ def decide(
     time_left: float,
     retry: RetrySettings,
     routing: RoutingSettings,
+    extras: tuple[str, ...] = (),
     rand: Callable[[], float] = random.random,
 ) -> Decision:
     """The decision after attempt number `attempt` (1-based) at model `ref` failed with `exc`.
 
     `empties` counts earlier empty results at this model; `time_left` is what remains of the
-    request's deadline.
+    request's deadline; `extras` names the caller's provider fields the call sent.
     """
     if isinstance(exc, ContentBlocked):
         if routing.on_content_blocked == "stop":
@@ -105,6 +106,15 @@ def decide(
         return Decision(Action.RETRY, delay=delay)
     if exc.outcome == Outcome.REQUEST:
         return Decision(Action.STOP)
+    if isinstance(exc, ArgumentRejected) and extras:
+        # The caller's own field (or its value) is the likeliest culprit, and the next models are
+        # those that do not take it: they would make the image without it, often at a higher price.
+        names = ", ".join(f"{ref.split(':', 1)[0]}.{x}" for x in extras)
+        return Decision(
+            Action.STOP,
+            note=f"{ref} refused an argument while {names} was sent: stopped rather than paying a model "
+            "that would ignore it; fix or drop the field",
+        )
     # Provider-condemning: bad key, no credit, retired model, argument rejected after translation.
     shared = isinstance(exc, AuthenticationFailed | QuotaExhausted)
     warning = None

@@ -203,6 +203,7 @@ class RequestRun:
                 time_left=self.deadline - self.relay.clock(),
                 retry=self.relay.settings.retry,
                 routing=self.relay.settings.routing,
+                extras=tuple(cand.extras),
             )
             step = self._carry_out(cand, exc, decision)
             if step is not None:

@@ -3,20 +3,18 @@
 The shipped `config/default.toml` and `config/<env>.toml` are read first; the user's own
 `imagerelay.toml` and `imagerelay.<env>.toml` (in `$IMAGERELAY_CONFIG_DIR`, `./config`, then the
 working directory) are merged over them key by key. Misspelt keys, sections, providers and
-`IMAGERELAY_*` variables are refused with a did-you-mean. API keys are *never* read from config
-files: only from the variables the catalog names (`XAI_API_KEY`, …, `GEMINI_API_KEY` or
-`GOOGLE_API_KEY`) or a `.env`.
+`IMAGERELAY_*` variables are refused with a did-you-mean (see `settings_check`). API keys are
+*never* read from config files: only from the variables the catalog names (`XAI_API_KEY`, …,
+`GEMINI_API_KEY` or `GOOGLE_API_KEY`) or a `.env`.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -30,7 +28,14 @@ from pydantic_settings import (
 from . import envvars
 from .errors import ConfigError
 from .gateway.config import GatewaySettings
-from .paths import provider_names, read_toml, shipped_dir, user_environments, user_settings_files
+from .paths import read_toml, shipped_dir, user_environments, user_settings_files
+from .settings_check import (
+    check_providers,
+    check_variables,
+    close_match,
+    describe,
+    describe_unparsable_env,
+)
 
 __all__ = [
     "BudgetSettings",
@@ -186,65 +191,6 @@ def _environments() -> list[str]:
     return sorted({p.stem for p in shipped_dir("config").glob("*.toml")} | user_environments())
 
 
-def _describe(
-    exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]], at: tuple[str, ...] = ()
-) -> str:
-    err = exc.errors()[0]
-    loc = [*at, *(str(p) for p in err["loc"])]
-    dotted = ".".join(loc)
-    where = "the settings"
-    var = _env_culprit(loc)
-    if var is not None:  # the environment overrides every file, so it is the culprit
-        where = f"environment variable {var}"
-    else:
-        for path, data in reversed(layers):
-            if _lookup(data, loc) is not None:
-                where = str(path)
-                break
-    if err["type"] == "extra_forbidden":
-        if loc[-1].lower() in {"api_key", "key", "token", "api_token"}:
-            return (
-                f"{where}: API keys are never read from config files ({dotted}): "
-                f"set {_key_variables()} in the environment or .env"
-            )
-        close = _close(loc[-1], _keys_at(loc[:-1], provider_names()) or ())
-        if close is not None:
-            return f"{where}: unknown setting {dotted!r}: did you mean {'.'.join([*loc[:-1], close])!r}?"
-        return f"{where}: unknown setting {dotted!r}: remove it or check its spelling"
-    return f"{where}: {dotted}: {err['msg']}: fix the value"
-
-
-def _lookup(node: Any, parts: list[str]) -> Any:
-    """The value at `parts` (table keys, list indices) inside `node`, or None."""
-    for part in parts:
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
-
-
-def _env_culprit(loc: list[str]) -> str | None:
-    """The IMAGERELAY_* variable that set the value at `loc`: the variable for that very setting,
-    or one for an enclosing list or table (`IMAGERELAY_ROUTING__TEXT='[1]'`) whose JSON holds it."""
-    names = {k.upper(): k for k in os.environ if k.upper().startswith(envvars.PREFIX)}
-    for i in range(len(loc), 0, -1):
-        var = names.get(envvars.PREFIX + "__".join(p.upper() for p in loc[:i]))
-        if var is None:
-            continue
-        if i == len(loc):
-            return var
-        try:
-            value = json.loads(os.environ[var])
-        except ValueError:
-            continue
-        if _lookup(value, loc[i:]) is not None:
-            return var
-    return None
-
-
 class _TomlLayers(TomlConfigSettingsSource):
     """The config files, shipped first then the user's, merged key by key."""
 
@@ -263,10 +209,10 @@ def load_settings(env: str | None = None, **overrides: Any) -> Settings:
     env = env or os.environ.get(envvars.ENV) or "development"
     if not env.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"environment name {env!r} is not a plain name: use {ENVIRONMENTS_HINT}")
-    _check_variables()
+    check_variables()
     files = config_files(env)
     if env != "default" and not any(p.stem in (env, f"imagerelay.{env}") for p in files):
-        close = _close(env, _environments())
+        close = close_match(env, _environments())
         hint = f"did you mean {close!r}?" if close else f"use {ENVIRONMENTS_HINT}"
         raise ConfigError(f"no configuration for environment {env!r}: {hint}")
     # Read each layer once up front: a broken file is reported by name, before anything else.
@@ -280,7 +226,7 @@ def load_settings(env: str | None = None, **overrides: Any) -> Settings:
         shipped = shipped_dir("config") / "default.toml"
         layers = [(p, _without_rate_limits(d) if p == shipped else d) for p, d in layers]
         settings = _build(env, layers, given)
-    _check_providers(settings, layers)
+    check_providers(settings, layers)
     return settings
 
 
@@ -289,9 +235,9 @@ def _build(env: str, layers: list[tuple[Path, dict[str, Any]]], overrides: dict[
     try:
         return Settings(env=env, **overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, layers)) from exc
+        raise ConfigError(describe(exc, layers)) from exc
     except SettingsError as exc:  # a list or table in an IMAGERELAY_* variable that is not JSON
-        raise ConfigError(_describe_unparsable_env()) from exc
+        raise ConfigError(describe_unparsable_env()) from exc
     finally:
         _LAYERS.reset(token)
 
@@ -307,199 +253,6 @@ def _without_rate_limits(data: dict[str, Any]) -> dict[str, Any]:
         for name, table in providers.items()
     }
     return {**data, "providers": stripped}
-
-
-# -- what is a setting: derived from the models above, never listed by hand ---------------------
-
-#: Tables keyed by provider name: a key there must be a provider of the catalog.
-_PROVIDER_TABLES = {("providers",)}
-
-
-def _keys_at(path: Iterable[str], providers: set[str]) -> list[str] | None:
-    """The names valid directly under the table at `path` (`()`: the top level); None when `path`
-    names no table. A table keyed by provider takes the catalog's providers; another free-form
-    table takes any key (an empty list)."""
-    ann: Any = Settings
-    seen: list[str] = []
-    for part in path:
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            field = ann.model_fields.get(part)
-            if field is None:
-                return None
-            ann = field.annotation
-        elif get_origin(ann) is dict:
-            if tuple(seen) in _PROVIDER_TABLES:
-                if part not in providers:
-                    return None
-                from .plugins import settings_model
-
-                ann = settings_model(part)  # the provider's own knobs are settings there too
-            else:
-                ann = get_args(ann)[1]
-        else:
-            return None
-        seen.append(part)
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return list(ann.model_fields)
-    if get_origin(ann) is dict:
-        return sorted(providers) if tuple(seen) in _PROVIDER_TABLES else []
-    return None
-
-
-def _is_setting(path: list[str], providers: set[str]) -> bool:
-    """Whether `path` names a setting or a table of them."""
-    if not path or not all(path):
-        return False
-    under = _keys_at(path[:-1], providers)
-    if under is None:
-        return False
-    return path[-1] in under or (under == [] and tuple(path[:-1]) not in _PROVIDER_TABLES)
-
-
-def _setting_paths(providers: set[str], path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    """Every setting and table of settings, as paths (providers' tables once per provider)."""
-    for key in _keys_at(path, providers) or ():
-        yield (*path, key)
-        yield from _setting_paths(providers, (*path, key))
-
-
-def _close(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str | None:
-    """The choice `word` most likely misspells: the same but for `_` and case, else a near one."""
-    options = list(choices)
-    squashed = {c.replace("_", "").lower(): c for c in options}
-    exact = squashed.get(word.replace("_", "").lower())
-    if exact is not None:
-        return exact
-    near = difflib.get_close_matches(word, options, n=1, cutoff=cutoff)
-    return near[0] if near else None
-
-
-def _check_variables() -> None:
-    """Refuse every `IMAGERELAY_*` variable that is neither a setting nor one of `NOT_SETTINGS`."""
-    providers = provider_names()
-    unknown = sorted(
-        var
-        for var in os.environ
-        if var.upper().startswith(envvars.PREFIX)
-        and var.upper() not in envvars.NOT_SETTINGS
-        and not _is_setting(var[len(envvars.PREFIX) :].lower().split("__"), providers)
-    )
-    if not unknown:
-        return
-    problems = []
-    for var in unknown:
-        close = _suggest(var[len(envvars.PREFIX) :].lower().split("__"), providers)
-        problems.append(
-            f"environment variable {var} names no setting: "
-            + (f"did you mean {envvars.PREFIX}{close}?" if close else "unset it or check its spelling")
-        )
-    hint = (
-        ""
-        if all("did you mean" in p for p in problems)
-        else " (a setting is IMAGERELAY_<SECTION>__<KEY>, e.g. IMAGERELAY_RETRY__ATTEMPTS: "
-        "see `imagerelay config show`)"
-    )
-    raise ConfigError("; ".join(problems) + hint)
-
-
-def _suggest(path: list[str], providers: set[str]) -> str | None:
-    """The variable (without its prefix) that `path` most likely misspells: looked for under the
-    deepest table `path` does name (`PROVIDERS__XIA__…` among the providers' settings), and only
-    then among every variable there is, more strictly (they all look alike at the top)."""
-    for depth in range(len(path) - 1, -1, -1):
-        table = tuple(path[:depth])
-        if depth and not _keys_at(table, providers):
-            continue
-        paths = [p[depth:] for p in _setting_paths(providers, table)]
-        if not depth:
-            paths += [(v[len(envvars.PREFIX) :].lower(),) for v in sorted(envvars.NOT_SETTINGS)]
-        close = _close(
-            "__".join(path[depth:]).upper(),
-            ["__".join(p).upper() for p in paths],
-            cutoff=0.6 if depth else 0.75,
-        )
-        if close is not None:
-            return "__".join([*(t.upper() for t in table), close])
-        if depth:  # the table was right: a guess from elsewhere would only mislead
-            return None
-    return None
-
-
-def _check_providers(settings: Settings, layers: list[tuple[Path, dict[str, Any]]]) -> None:
-    """A `[providers.NAME]` table must name a provider of the catalog (a typo would be ignored),
-    and hold only settings that provider's own model knows (checked and typed by it here)."""
-    from .plugins import settings_model
-
-    providers = provider_names()
-    for name, table in list(settings.providers.items()):
-        if name in providers:
-            model = settings_model(name)
-            try:
-                settings.providers[name] = model.model_validate(table.model_dump(exclude_unset=True))
-            except ValidationError as exc:
-                raise ConfigError(_describe(exc, layers, ("providers", name))) from exc
-            continue
-        where = next(
-            (str(path) for path, data in reversed(layers) if _lookup(data, ["providers", name]) is not None),
-            "the settings",
-        )
-        close = _close(name, providers)
-        hint = f"did you mean {close!r}?" if close else f"use one of {', '.join(sorted(providers))}"
-        raise ConfigError(f"{where}: unknown provider {name!r} in [providers.{name}]: {hint}")
-
-
-def _key_variables() -> str:
-    """The variables API keys are read from, as a list in words (from the catalog)."""
-    try:
-        from .catalog import load_catalog
-
-        names = [p.key_env for p in load_catalog().providers.values()]
-    except ConfigError:
-        names = []
-    return (
-        (", ".join(names[:-1]) + " or " + names[-1])
-        if len(names) > 1
-        else (names or ["each provider's key variable"])[0]
-    )
-
-
-def _describe_unparsable_env() -> str:
-    culprits = sorted(
-        var
-        for var, value in os.environ.items()
-        if var.upper().startswith(envvars.PREFIX)
-        and _wants_json(var[len(envvars.PREFIX) :].lower().split("__"))
-        and not _is_json(value)
-    )
-    where = "environment variable " + " or ".join(culprits) if culprits else "an IMAGERELAY_* variable"
-    return (
-        f"{where}: a list or table must be written as JSON, "
-        """e.g. IMAGERELAY_ROUTING__TEXT='["openai:gpt-image-2"]': fix the value"""
-    )
-
-
-def _wants_json(path: list[str]) -> bool:
-    """Whether the setting at `path` (as an IMAGERELAY_* variable names it) is a list or a table."""
-    ann: Any = Settings
-    for part in path:
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            field = ann.model_fields.get(part)
-            if field is None:
-                return False
-            ann = field.annotation
-        elif get_origin(ann) is dict:
-            ann = get_args(ann)[1]
-        else:
-            return False
-    return get_origin(ann) in (list, dict) or (isinstance(ann, type) and issubclass(ann, BaseModel))
-
-
-def _is_json(value: str) -> bool:
-    try:
-        json.loads(value)
-    except ValueError:
-        return False
-    return True
 
 
 def load_keys(

@@ -31,6 +31,7 @@ from ..catalog_report import one_image_usd
 from .app import Gateway
 from .errors import GatewayError
 from .inputs import read_body
+from .local import check_local
 from .metrics import CONTENT_TYPE
 from .translate import merge_header, parse_edit_form, parse_edit_json, parse_generation
 
@@ -80,6 +81,8 @@ def create_app(gateway: Gateway) -> Starlette:
                     raise GatewayError(
                         403, "no gateway key is configured: only this machine may call", code="loopback_only"
                     )
+                if gateway.keys.open:
+                    check_local(request.headers.get("host"), request.headers.get("origin"))
                 response = await handler(request, request_id)
             except GatewayError as exc:
                 response = _error_response(exc, request_id)
