@@ -39,7 +39,6 @@ log = logging.getLogger("imagerelay")
 
 #: Ledger item keys of plain requests start with this (batch items' keys never do).
 KEY_PREFIX = "request:"
-_LOCK_DIR = ".imagerelay-locks"
 
 
 def request_key(req: ImageRequest, refs: list[Reference], *, sandbox: bool) -> str:
@@ -110,14 +109,22 @@ class Rerun:
 
 def _lock(directory: Path, key: str) -> int | None:
     """An exclusive OS lock on `key` in `directory`, or None when another live run holds it (or
-    the platform or directory has no locks: then nothing is resumed, as before)."""
+    the platform has no such locks: then nothing is resumed, as before).
+
+    The lock files live in the temp directory, not the output directory, which holds only images,
+    receipts and the ledger."""
     try:
         import fcntl
     except ImportError:
         return None
+    import tempfile
+
+    where = f"{directory.resolve()}\0{key}".encode()
+    name = hashlib.sha256(where).hexdigest()[:32]
+    folder = Path(tempfile.gettempdir()) / f"imagerelay-{os.getuid()}-locks"
     try:
-        (directory / _LOCK_DIR).mkdir(exist_ok=True)
-        fd = os.open(directory / _LOCK_DIR / key.removeprefix(KEY_PREFIX), os.O_RDWR | os.O_CREAT, 0o666)
+        folder.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(folder / name, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
         return None
     try:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import (
     ArgumentRejected,
     ContentBlocked,
+    DownloadFailed,
     EmptyResult,
     ModelUnavailable,
     ProviderError,
@@ -250,6 +251,25 @@ class ReplicateBackend(PredictionsAPI):
 
     # -- the end of a prediction ----------------------------------------------------------------
 
+    async def _download(self, url: str, index: int, ctx: ErrorContext) -> Delivered:
+        """Output `index` of the prediction, from `url`; when every GET of it failed, the
+        prediction is read again for its URL now (it may have been re-signed, or the host may be
+        back) and that is fetched once more. Never a new prediction: the image is made and paid."""
+        timeout = self.settings.download_timeout
+        try:
+            return await download_image(self.http, url, ctx, timeout=timeout)
+        except DownloadFailed as first:
+            deadline = time.monotonic() + self.settings.timeout
+            again, _ = await self._poll(ctx, deadline)
+            fresh = output_urls(again.get("output")) if again is not None else []
+            if len(fresh) <= index or fresh[index].startswith("data:"):
+                raise
+            log.info("%s: fetching output %d of %s again from a fresh URL", ctx.where, index, ctx.request_id)
+            try:
+                return await download_image(self.http, fresh[index], ctx, timeout=timeout, backoff=())
+            except DownloadFailed:
+                raise first from None
+
     async def _deliver_output(self, prediction: dict[str, Any], ctx: ErrorContext, deliver: Deliver) -> int:
         pid = prediction["id"]
         status = prediction["status"]
@@ -257,12 +277,12 @@ class ReplicateBackend(PredictionsAPI):
             urls = output_urls(prediction.get("output"))
             if not urls:
                 raise ctx.error(EmptyResult, f"{ctx.where} prediction {pid} succeeded with no output")
-            for url in urls:
+            for i, url in enumerate(urls):
                 if url.startswith("data:"):
                     data, info = decode_base64_image(url, ctx, "an output data URI")
                     image = Delivered(data=data, mime=info.mime, info=info)
                 else:
-                    image = await download_image(self.http, url, ctx, timeout=self.settings.download_timeout)
+                    image = await self._download(url, i, ctx)
                 await deliver(image)  # bytes first: before the next download can fail
             return len(urls)
         error = str(prediction.get("error") or "").strip()
