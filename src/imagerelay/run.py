@@ -27,7 +27,7 @@ from .backends.base import Call
 from .describe import described_prompt
 from .errors import EmptyResult, ImageRelayError, OutputError, ProviderError, RateLimited
 from .failures import failure_message, save_failure_message
-from .hooks import CallEvent, PredictionCancelled, PredictionCreated, RunHooks, Sent
+from .hooks import CallEvent, Noted, PredictionCancelled, PredictionCreated, RunHooks, Sent
 from .offload import in_thread
 from .policy import Action, Decision, decide
 from .store import save_delivered
@@ -272,6 +272,8 @@ class RequestRun:
             done.sent = dict(event.params)
         elif isinstance(event, PredictionCancelled):
             done.cancelled = True
+        elif isinstance(event, Noted):
+            self._note(event.text)
         elif isinstance(event, PredictionCreated):
             done.prediction = event.id
             self.predictions.add(event.id)

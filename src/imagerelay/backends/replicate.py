@@ -29,7 +29,7 @@ from ..errors import (
     ServerError,
     TransientError,
 )
-from ..hooks import PredictionCancelled, PredictionCreated, Sent
+from ..hooks import Noted, PredictionCancelled, PredictionCreated, Sent
 from ..paths import shipped_dir
 from ..plugins import Provider
 from .base import Adopt, Call, CallResult, Deliver, Delivered, OnEvent
@@ -127,21 +127,30 @@ class ReplicateBackend(PredictionsAPI):
             pid = prediction["id"]
         on_event(PredictionCreated(call.model.ref, pid))
         try:
-            prediction = await self._polled(call, pid, prediction, started, on_event)
-            if "resumed_prediction" in sent and dead(prediction):
-                # Cancelled, aborted or failed while we were away: polling it again cannot help,
-                # nor is the model at fault. Drop it and make exactly one new prediction.
-                log.info(
-                    "%s: resumed prediction %s was %s; creating a new one",
-                    ctx.provider,
-                    pid,
-                    prediction["status"],
-                )
+            gone = None
+            try:
+                prediction = await self._polled(call, pid, prediction, started, on_event)
+            except ModelUnavailable as exc:
+                # A resumed prediction Replicate no longer knows (404): the model is not at fault.
+                if "resumed_prediction" not in sent or exc.status != 404:
+                    raise
+                gone = "is not known to Replicate any more (404)"
+            else:
+                if "resumed_prediction" in sent and dead(prediction):
+                    gone = f"was {prediction['status']}"
+            if gone is not None:
+                # Cancelled, aborted, failed or gone while we were away: polling it again cannot
+                # help, nor is the model at fault (no cooldown, no fallback). Drop it and make
+                # exactly one new prediction on the same model.
+                note = f"{call.model.ref}: the resumed prediction {pid} {gone}; made one new prediction"
+                log.info("%s", note)
+                on_event(Noted(note))
                 prediction, sent = await self._start(call, self.build_input(call), on_event, ctx)
                 started = time.monotonic()
                 pid = prediction["id"]
                 on_event(PredictionCreated(call.model.ref, pid))
                 prediction = await self._polled(call, pid, prediction, started, on_event)
+            assert prediction is not None  # polled to its end above
             count = await self._deliver_output(prediction, ctx.but(request_id=pid), deliver)
         except ProviderError as exc:
             if exc.request_id is None:
