@@ -139,7 +139,7 @@ async def run_batch(
     sandbox = relay.settings.sandbox
     items = _sandbox_items(manifest.items) if sandbox else manifest.items
     _remove_stale_temp_files(ledger.directory)
-    restored = ledger.restore_rescued()
+    restored = ledger.restore_rescued() + ledger.adopt_rescued()
     if restored:
         log.warning("moved %d image(s) kept in a rescue directory back into %s", restored, ledger.directory)
     ledger.adopt_orphans()

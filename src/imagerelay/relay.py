@@ -261,6 +261,7 @@ class Relay:
             # hold a ledger is refused while nothing has been spent.
             self.ledger = Ledger.open(self.out_dir)
             self.on_receipt.append(self.ledger.record_receipt)
+            self._recover(self.ledger)
         refs = await self._load_references(req, hooks.loaded)
         sizes: list[tuple[int, int] | None] = [
             (r.info.width, r.info.height) for r in refs[: len(req.references)]
@@ -317,6 +318,23 @@ class Relay:
             estimate_usd=0.0 if self.settings.sandbox else plan.estimate_usd,
             planned=first,
         )
+
+    @staticmethod
+    def _recover(ledger: Ledger) -> None:
+        """Paid images an earlier run had to keep in a rescue directory come back into the output
+        directory, booked in its ledger (even when the ledger could not record them then)."""
+        import logging
+        import sqlite3
+
+        try:
+            moved = ledger.restore_rescued() + ledger.adopt_rescued()
+        except (OSError, sqlite3.Error) as exc:  # a recovery that fails must not stop a request
+            logging.getLogger("imagerelay").warning("could not recover rescued images: %s", exc)
+            return
+        if moved:
+            logging.getLogger("imagerelay").warning(
+                "moved %d image(s) kept in a rescue directory back into %s", moved, ledger.directory
+            )
 
     async def _load_references(self, req: ImageRequest, loaded: Mapping[str, Reference]) -> list[Reference]:
         if not req.references:
