@@ -272,7 +272,8 @@ def test_an_image_rescued_while_the_ledger_was_full_too_is_booked_and_not_paid_a
     assert (summary["done"], summary["skipped"]) == (0, 1)
     assert summary["batch_spent_usd"] == pytest.approx(0.02)
     assert len(emulator.requests_for("xai.generations")) == 1
-    assert (out / image.name).is_file() and not image.exists()
+    assert (out / image.name).is_file()
+    assert not image.exists()
     receipt = json.loads((out / image.name).with_suffix(".json").read_text())
     assert receipt["images"][0]["path"] == str(out / image.name)
     history = subprocess.run([sys.executable, "-m", "imagerelay.cli", "history", "--out", str(out), "--json"],
