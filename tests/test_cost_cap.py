@@ -45,7 +45,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
     """One emulator for the whole matrix."""
-    with Emulator(keys=TEST_KEYS, url_ttl=600) as emulator:
+    with Emulator(keys=TEST_KEYS, url_ttl=600, marked=False) as emulator:
         yield emulator
         assert not emulator.errors, emulator.errors
 

@@ -25,7 +25,7 @@ from .gatewaykit import GatewayProcess, emulator_env, gateway, ledger_rows
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
     """One emulator for the module's gateway; scripts and logs are reset by `served`."""
-    emulator = Emulator(keys=TEST_KEYS, url_ttl=60).start()
+    emulator = Emulator(keys=TEST_KEYS, url_ttl=60, marked=False).start()
     try:
         yield emulator
     finally:

@@ -68,6 +68,7 @@ class ItemOutcome:
     error: str | None = None
     would_cost_usd: float | None = None  # sandbox: what it would have cost for real
     stop: str | None = None  # why no further item may start (the output cannot be written)
+    sandbox: bool = False  # made by the emulator outside the sandbox: kept as a sandbox item
 
 
 @dataclass
@@ -174,6 +175,7 @@ async def run_batch(
         summary.would_spend_usd += outcome.would_cost_usd or 0.0
         summary.batch_spent_usd = spent()
         summary.saved.extend(outcome.images)
+        summary.sandbox = summary.sandbox or outcome.sandbox
         if outcome.stop and not summary.output_failed:
             summary.stopped, summary.output_failed = outcome.stop, True
         if outcome.state == "done":
@@ -327,6 +329,13 @@ async def _run_item(
     cost = receipt.cost_usd if receipt is not None else 0.0
     would = receipt.would_cost_usd if receipt is not None else None
     try:
+        if receipt is not None and receipt.sandbox and not relay.settings.sandbox and stop is None:
+            # The emulator answered (a base URL points at `imagerelay emulator serve`): its images
+            # are kept as a sandbox item's, so that a real run still makes the real ones.
+            ledger.move_to_item(receipt.id, f"sandbox:{item.key}")
+            ledger.finish_item(item.key, "pending", "made by the imagerelay emulator (sandbox output)")
+            done = "done" if saved else "failed"
+            return ItemOutcome(item, done, tuple(saved), 0.0, error, would, sandbox=True)
         record = ledger.item_records([item.key])[item.key]
         if record.saved >= item.n and stop is None:
             ledger.finish_item(item.key, "done")

@@ -30,6 +30,7 @@ from .failures import failure_message, save_failure_message
 from .hooks import CallEvent, Noted, PredictionCancelled, PredictionCreated, RunHooks, Sent
 from .offload import in_thread
 from .policy import Action, Decision, decide
+from .sandbox import from_emulator
 from .store import save_delivered
 
 if TYPE_CHECKING:
@@ -283,6 +284,14 @@ class RequestRun:
     async def _keep(self, cand: Candidate, image: Delivered, done: Attempted) -> None:
         """Bytes first: write a delivered image (in a worker thread) before anything else."""
         store, receipt = self.store, self.receipt
+        if not receipt.sandbox and from_emulator(image.data):
+            # The imagerelay emulator answered (`emulator serve` behind a base-URL variable):
+            # nothing real was made or billed, whatever the environment says.
+            receipt.sandbox = True
+            self._note(
+                f"{cand.ref} was answered by the imagerelay emulator: sandbox output, booked at $0 "
+                "(what it would have cost is in would_cost_usd)"
+            )
         name = self.hooks.name or self.request.prompt
         index = len(receipt.images) + 1
         provider, model = cand.provider.name, cand.model.id

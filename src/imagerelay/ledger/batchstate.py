@@ -195,6 +195,14 @@ class BatchState(LedgerBase):
         ).fetchall()
         return dict(rows)  # the latest per model wins
 
+    def move_to_item(self, receipt_id: str, item_key: str) -> None:
+        """File what request `receipt_id` made under another item key (a sandbox item's)."""
+        with transaction(self._conn):
+            for table in ("images", "generations", "predictions"):
+                self._conn.execute(
+                    f"UPDATE {table} SET item_key = ? WHERE receipt_id = ?", (item_key, receipt_id)
+                )
+
     def settled(self, receipt_id: str) -> bool:
         """Whether the request `receipt_id` has its receipt recorded (it ran to its end)."""
         row = self._conn.execute("SELECT 1 FROM generations WHERE receipt_id = ?", (receipt_id,)).fetchone()
