@@ -34,6 +34,8 @@ from .sandbox import from_emulator
 from .store import save_delivered
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .backends.base import Adopt, Backend, Delivered
     from .planner import Candidate, Plan
     from .receipt import Receipt, SavedImage
@@ -393,12 +395,15 @@ class RequestRun:
 
         receipt, store = self.receipt, self.store
         if store.failure is not None or not receipt.images:
+            written: Path | None = None
             if not receipt.images:
-                await in_thread(
+                written = await in_thread(
                     lambda: store.write_failure_receipt(receipt), then=lambda _: store.recorded(receipt)
                 )
             if store.failure is None:
-                raise GenerationFailed(failure_message(receipt), self.failures, receipt)
+                failed = GenerationFailed(failure_message(receipt), self.failures, receipt)
+                failed.receipt_path = None if written is None else str(written)
+                raise failed
             message = save_failure_message(store, receipt, self.lost)
             ledger = self.relay.ledger
             if ledger is not None and receipt.id in ledger.unrecorded:
