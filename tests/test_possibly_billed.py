@@ -58,3 +58,86 @@ def test_the_success_line_adds_what_an_earlier_attempt_may_have_been_billed(
     data = json.loads(out)
     assert data["possibly_billed_usd"] == pytest.approx(0.02)
     assert [g["possibly_billed_usd"] for g in data["generations"]] == [pytest.approx(0.02)]
+
+
+def test_a_refused_key_is_not_tried_again_on_its_other_models_nor_the_next_items(
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Gemini refuses its key (401) on the first item's first model: neither Gemini's other
+    models in the plan nor the next items try that key again; xAI makes every image."""
+    monkeypatch.setenv("GEMINI_API_KEY", "AIza" + "ZZWRONGKEY" + "0000")
+    routing = ["gemini:gemini-nano-banana-2.1", "gemini:gemini-3-pro-image", XAI]
+    monkeypatch.setenv("IMAGERELAY_ROUTING__TEXT", json.dumps(routing))
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"prompt": f"item {i}"}) + "\n" for i in range(3)))
+    code, out, err = run_cli(capsys, monkeypatch, "batch", str(manifest), "--out", "b", "-c", "1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["done"] == 3
+    assert len(cli_emulator.requests_for("gemini.generate")) == 1
+    assert len(cli_emulator.requests_for("xai.generations")) == 3
+
+
+def test_an_attempt_records_when_it_started_not_when_it_ended(
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """With a 0.5 s answer, the attempt's started_at plus its duration is no later than the moment
+    its receipt was written (recorded at the end, started_at would be half a second past it)."""
+    import datetime as dt
+
+    cli_emulator.latency = 0.5
+    code, out, err = run_cli(capsys, monkeypatch, "generate", "a fox", "-p", XAI, "-o", "o", "--json")
+    assert code == 0, err
+    receipt = json.loads(out)
+    [attempt] = receipt["attempts"]
+    started = dt.datetime.fromisoformat(attempt["started_at"]).timestamp()
+    written = Path(receipt["images"][0]["receipt_path"]).stat().st_mtime
+    assert attempt["duration_s"] >= 0.5
+    assert started + attempt["duration_s"] <= written + 0.01  # 10 ms: clock and mtime granularity
+    assert dt.datetime.fromisoformat(receipt["created_at"]).timestamp() <= started
+
+
+def test_the_batch_budget_line_shows_the_cap_as_given(
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """`--max-cost 0.0999` stops the batch "at the $0.0999 batch budget", not at a rounded $0.10
+    that reads as if the next $0.02 item fitted."""
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        "".join(json.dumps({"prompt": f"item {i}", "provider": XAI}) + "\n" for i in range(6))
+    )
+    code, out, err = run_cli(capsys, monkeypatch, "batch", str(manifest), "--out", "b", "-c", "1",
+                             "--max-cost", "0.0999", "--json")  # fmt: skip
+    assert code == 3, err
+    summary = json.loads(out)
+    assert summary["done"] == 4
+    assert summary["stopped"].startswith("stopped at the $0.0999 batch budget: $0.0800 spent on this batch")
+
+
+def test_a_fallback_the_budget_cannot_hold_says_what_is_left_in_the_item_error(
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """xAI fails (500, not billed) and GPT-image 2's worst case exceeds what the $0.05 batch budget
+    has left for the item: the item's error says the model was not called and how much was left."""
+    cli_emulator.script("xai.generations", Fault(status=500, times=None))
+    monkeypatch.setenv("IMAGERELAY_ROUTING__TEXT", json.dumps([XAI, "openai:gpt-image-2"]))
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"prompt": "a fox"}) + "\n")
+    code, out, err = run_cli(capsys, monkeypatch, "batch", str(manifest), "--out", "b", "--max-cost", "0.05",
+                             "--json")  # fmt: skip
+    assert code == 1, err
+    [failure] = json.loads(out)["failures"]
+    assert "openai:gpt-image-2 not called" in failure["error"]
+    assert "over what is left of the budget ($0.0500 left for this request)" in failure["error"]
+    assert cli_emulator.requests_for("openai.generations") == []

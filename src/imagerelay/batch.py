@@ -27,6 +27,7 @@ import os
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -192,6 +193,9 @@ async def run_batch(
         assert limit is not None
         return limit - spent() - sum(running.values())
 
+    def room() -> float:
+        return left() if limit is not None else float("inf")
+
     def reserver(key: str) -> Reserve | None:
         """Let a running item take more of the budget for a call that may cost more than planned."""
         if limit is None or sandbox:  # sandbox output is never paid for: no budget to draw on
@@ -209,7 +213,7 @@ async def run_batch(
         item: ManifestItem, missing: int, estimate: float, planned: str | None, reserved: float
     ) -> None:
         try:
-            budget = (reserver(item.key), reserved)
+            budget = (reserver(item.key), reserved, room)
             finished(await _run_item(relay, ledger, item, missing, estimate, planned, budget))
         finally:
             running.pop(item.key, None)
@@ -269,7 +273,7 @@ async def _run_item(
     missing: int,
     estimate: float,
     planned: str | None,
-    budget: tuple[Reserve | None, float],
+    budget: tuple[Reserve | None, float, Callable[[], float]],
 ) -> ItemOutcome:
     """Make the `missing` images of one item; record everything in the ledger as it happens."""
     from .backends.base import Adopt
@@ -308,7 +312,7 @@ async def _run_item(
             on_prediction=on_prediction,
             resume=resume,
             adopt=adopt,
-            budget=Budget(budget[0], budget[1]) if budget[0] is not None else None,
+            budget=Budget(budget[0], budget[1], budget[2]) if budget[0] is not None else None,
         )
         receipt = await relay.generate(request, hooks=hooks)
     except asyncio.CancelledError:
@@ -367,10 +371,17 @@ def _last_error(receipt: Receipt) -> str | None:
 
 def _budget_message(limit: float, spent: float, estimate: float, not_started: int) -> str:
     return (
-        f"stopped at the ${limit:.2f} batch budget: ${spent:.4f} spent on this batch, the next item may "
+        f"stopped at the ${usd(limit)} batch budget: ${spent:.4f} spent on this batch, the next item may "
         f"cost up to ${estimate:.4f}; {not_started} item(s) not started — raise --max-cost "
         "(or [budget] max_cost_per_batch) and run the same command again to continue"
     )
+
+
+def usd(amount: float) -> str:
+    """A cap as the user gave it: at least cents, and every digit beyond (0.0999, not 0.10)."""
+    text = f"{amount:.6f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(2, '0')}"
 
 
 def _remove_stale_temp_files(directory: Path) -> None:

@@ -65,7 +65,15 @@ def failure_message(receipt: Receipt) -> str:
     lines = [
         f"{a.provider}:{a.model} {a.outcome}" + (f" ({a.error})" if a.error else "") for a in receipt.attempts
     ]
-    return "no image was made — " + " | ".join(lines or ["nothing was tried"]) + "; " + billed_text(receipt)
+    # Models the cap or the budget kept from being called are part of why nothing was made.
+    kept_out = [n for n in receipt.notes if " not called: " in n]
+    return (
+        "no image was made — "
+        + " | ".join(lines or ["nothing was tried"])
+        + "".join(f"; {n}" for n in kept_out)
+        + "; "
+        + billed_text(receipt)
+    )
 
 
 def possibly_billed_by(receipt: Receipt) -> list[str]:

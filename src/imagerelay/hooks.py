@@ -90,6 +90,8 @@ class Budget:
 
     reserve: Reserve
     reserved: float = 0.0
+    #: What the shared budget has left that no request holds (for messages), when known.
+    left: Callable[[], float] | None = None
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,12 @@ class RequestRun:
                 f"request deadline ({self.relay.settings.retry.deadline:.0f}s) reached before {cand.ref}"
             )
             return Step.STOP
+        cooling = self.relay.cooling().get(cand.ref)
+        if cooling is not None:
+            # Failed since this request was planned (here or in another request of a batch): a
+            # refused key above all, which condemns every model of its provider for the run.
+            self._note(f"{cand.ref} skipped: {cooling}")
+            return Step.NEXT
         try:
             images, mask = await self._prepared(cand, refs) if refs else ((), None)
         except ImageRelayError as exc:
