@@ -141,3 +141,38 @@ def test_a_fallback_the_budget_cannot_hold_says_what_is_left_in_the_item_error(
     assert "openai:gpt-image-2 not called" in failure["error"]
     assert "over what is left of the budget ($0.0500 left for this request)" in failure["error"]
     assert cli_emulator.requests_for("openai.generations") == []
+
+
+def test_a_batch_deliverable_deleted_or_overwritten_is_said_not_silently_paid_for_again(
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """After a batch, one image is overwritten with junk and another deleted: the next run calls
+    neither "already done" nor makes them again — each failure names the file and what happened
+    (checked against the sha256 recorded when it was saved) — and `--remake` makes them again."""
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        "".join(json.dumps({"prompt": f"item {i}", "provider": XAI}) + "\n" for i in range(3))
+    )
+    code, out, err = run_cli(capsys, monkeypatch, "batch", str(manifest), "--out", "b", "-c", "1", "--json")
+    assert code == 0, err
+    first, second, _ = json.loads(out)["saved"]
+    Path(first).write_bytes(b"junk")
+    Path(second).unlink()
+
+    code, out, err = run_cli(capsys, monkeypatch, "batch", str(manifest), "--out", "b", "--json")
+    assert code == 3, err
+    summary = json.loads(out)
+    assert (summary["done"], summary["skipped"], summary["failed"]) == (0, 1, 2)
+    errors = sorted(f["error"] for f in summary["failures"])
+    assert errors[0].startswith(f"{first} was changed (its sha256 is not the one its receipt holds)")
+    assert errors[1].startswith(f"{second} was deleted")
+    assert all("--remake" in e for e in errors)
+    assert len(cli_emulator.requests_for("xai.generations")) == 3
+
+    code, out, err = run_cli(capsys, monkeypatch, "batch", str(manifest), "--out", "b", "--remake", "--json")
+    assert code == 0, err
+    assert (json.loads(out)["done"], json.loads(out)["skipped"]) == (2, 1)
+    assert len(cli_emulator.requests_for("xai.generations")) == 5

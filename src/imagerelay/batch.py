@@ -37,7 +37,7 @@ from .progress import PlainProgress, Reporter, RichProgress
 
 if TYPE_CHECKING:
     from .hooks import PredictionCreated, Reserve
-    from .ledger import Ledger
+    from .ledger import ItemRecord, Ledger
     from .manifest import Manifest, ManifestItem
     from .receipt import Receipt, SavedImage
     from .relay import Relay
@@ -127,10 +127,13 @@ async def run_batch(
     concurrency: int = 4,
     max_cost: float | None = None,
     reporter: Reporter | None = None,
+    remake: bool = False,
 ) -> BatchSummary:
     """Run every item of `manifest` not yet done; see the module docs.
 
     `max_cost` is the batch budget in USD (None: `budget.max_cost_per_batch`, else no limit).
+    An item whose saved image was deleted or changed since (its sha256 no longer matches) is not
+    made again — that would be paid for — unless `remake`; it is reported as failed, saying so.
     The relay must write into the ledger's directory; make it with `record=False` and install
     `ledger.record_receipt` in its `on_receipt` hooks, so that finished receipts are recorded
     once, by this ledger.
@@ -148,8 +151,15 @@ async def run_batch(
     records = ledger.sync_items(manifest.name, items)
     summary = BatchSummary(items=len(items), ledger=str(ledger.path), sandbox=sandbox)
     todo: list[tuple[ManifestItem, int]] = []
+    tampered: list[ItemOutcome] = []
     for item in items:
         record = records[item.key]
+        gone = record.missing + record.changed
+        if gone and record.saved < item.n:
+            if not remake:
+                tampered.append(ItemOutcome(item, "failed", error=_tampered(record)))
+                continue
+            ledger.forget_images(gone)
         if record.saved >= item.n:
             summary.skipped += 1
             if record.state != "done":  # all its images were saved before a crash cut it short
@@ -219,6 +229,8 @@ async def run_batch(
             running.pop(item.key, None)
             semaphore.release()
 
+    for outcome in tampered:  # said, never silently paid for again
+        finished(outcome)
     started = 0
     over_budget: tuple[float, float, int] | None = None  # (limit, next estimate, not started)
     try:
@@ -360,6 +372,16 @@ async def _run_item(
 def _sandbox_items(items: list[ManifestItem]) -> list[ManifestItem]:
     """The items under keys of the sandbox's own: its placeholders never stand for real work."""
     return [dataclasses.replace(i, key=f"sandbox:{i.key}", legacy_key=None) for i in items]
+
+
+def _tampered(record: ItemRecord) -> str:
+    what = [f"{p} was deleted" for p in record.missing] + [
+        f"{p} was changed (its sha256 is not the one its receipt holds)" for p in record.changed
+    ]
+    return (
+        "; ".join(what) + " since it was made: not made again (it would be paid for) — restore it, or "
+        "pass --remake to make it again"
+    )
 
 
 def _last_error(receipt: Receipt) -> str | None:

@@ -29,6 +29,12 @@ def batch(
         typer.Option("--max-cost", min=0, help="Budget for the whole batch, every run included (USD)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one summary object on stdout.")] = False,
+    remake: Annotated[
+        bool,
+        typer.Option(
+            "--remake", help="Make again (and pay for) items whose saved image was deleted or changed."
+        ),
+    ] = False,
 ) -> None:
     """Generate every item of a manifest; run it again to resume where it stopped, paying nothing twice."""
     import asyncio
@@ -56,7 +62,13 @@ def batch(
     async def run() -> BatchSummary:
         async with relay:
             return await run_batch(
-                items, relay, ledger, concurrency=concurrency, max_cost=max_cost, reporter=reporter
+                items,
+                relay,
+                ledger,
+                concurrency=concurrency,
+                max_cost=max_cost,
+                reporter=reporter,
+                remake=remake,
             )
 
     try:
