@@ -14,12 +14,15 @@ import httpx
 import openai
 import pytest
 
+from imagerelay.catalog import load_catalog
 from imagerelay.emulator import Emulator
 from imagerelay.emulator.wire import Fault
 
 from . import images
 from .conftest import TEST_KEYS
 from .gatewaykit import GatewayProcess, emulator_env, gateway, ledger_rows
+
+OPENAI_MODELS = load_catalog().provider("openai").models
 
 
 @pytest.fixture(scope="module")
@@ -508,3 +511,78 @@ def test_this_machine_is_served_by_any_loopback_name_and_from_a_local_page(
     assert got.status_code == 200, got.text
     assert client(served).images.generate(prompt="from a program").data
     assert generations(emu) == ["xai.generations", "xai.generations"]
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ({"user": 5}, "user", "invalid_type"),
+        ({"n": True}, "n", "invalid_type"),
+        ({"n": "2"}, "n", "invalid_type"),
+        ({"n": 11}, "n", "integer_above_max_value"),
+        ({"imagerelay": {"max_cost": True}}, "imagerelay.max_cost", "invalid_type"),
+        ({"imagerelay": {"max_cost": "0.5"}}, "imagerelay.max_cost", "invalid_type"),
+        ({"imagerelay": {"seed": True}}, "imagerelay.seed", "invalid_type"),
+        ({"model": "openai", "background": "rainbow"}, "background", "invalid_value"),
+        ({"model": "openai", "moderation": "none"}, "moderation", "invalid_value"),
+        ({"model": "openai", "output_compression": 500}, "output_compression", "integer_above_max_value"),
+        ({"quality": "ultra"}, "quality", "invalid_value"),
+        ({"stream": "no"}, "stream", "invalid_type"),
+    ],
+)
+def test_a_wrong_type_or_value_is_refused_before_anything_is_sent(
+    served: GatewayProcess, emu: Emulator, body: dict[str, object], param: str, code: str
+) -> None:
+    """Each field is checked against OpenAI's schema (and imagerelay's own fields by their type):
+    a 400 in OpenAI's error shape naming the field, and the emulator receives nothing."""
+    got = httpx.post(f"{served.url}/v1/images/generations", json={"prompt": "a fox", **body})
+    assert got.status_code == 400, got.text
+    assert set(got.json()) == {"error"}
+    error = got.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", param, code)
+    assert param in error["message"]
+    assert emu.requests == []
+
+
+def test_the_sdk_gets_a_bad_request_naming_a_value_no_model_takes(
+    served: GatewayProcess, emu: Emulator
+) -> None:
+    """`background="rainbow"` through the SDK is BadRequestError with param background, and
+    OpenAI's values are in the message."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(served).images.generate(prompt="a fox", model="openai", background="rainbow")  # type: ignore[arg-type]
+    assert caught.value.param == "background"  # type: ignore[attr-defined]
+    assert "transparent, opaque or auto" in str(caught.value)
+    assert emu.requests == []
+
+
+def test_multipart_text_is_read_as_the_type_of_its_field(served: GatewayProcess, emu: Emulator) -> None:
+    """In a multipart edit every field is text: `n=1`, `output_compression=80` and
+    `imagerelay[max_cost]=0.5` are read as numbers and served; `n=two` is a 400 naming n."""
+    files = {"image": ("fox.png", images.png_bytes(), "image/png")}
+    url = f"{served.url}/v1/images/edits"
+    fields = {"prompt": "a fox", "model": "openai:gpt-image-2", "n": "1", "output_compression": "80"}
+    got = httpx.post(url, data={**fields, "imagerelay[max_cost]": "0.5"}, files=files)
+    assert got.status_code == 200, got.text
+    assert emu.requests_for("openai.edits")[-1].form["output_compression"] == "80"
+    got = httpx.post(url, data={**fields, "n": "two"}, files=files)
+    assert got.status_code == 400
+    assert got.json()["error"]["param"] == "n"
+    assert len(emu.requests_for("openai.edits")) == 1
+
+
+def test_qualities_the_catalog_offers_beyond_openais_are_served(emu: Emulator, tmp_path: Path) -> None:
+    """`quality: "xhigh"` and `"max"` (offered by the catalog and the CLI, not in OpenAI's file)
+    are accepted and reach an OpenAI model that takes them, sent as asked."""
+    emu.reset()
+    # "max" costs more than the development environment's $0.50 cap per request.
+    env = emulator_env(emu, IMAGERELAY_BUDGET__MAX_COST_PER_REQUEST="2")
+    with gateway(tmp_path, env, "--env", "development") as proc:
+        for quality in ("xhigh", "max"):
+            result = client(proc).images.generate(prompt="a fox", model="openai", quality=quality)  # type: ignore[arg-type]
+            model = (result.model_extra or {})["imagerelay"]["model"]
+            assert quality in OPENAI_MODELS[model].qualities
+            assert emu.requests_for("openai.generations")[-1].json["quality"] == quality
+    assert len(emu.requests_for("openai.generations")) == 2
+    assert not emu.errors, emu.errors

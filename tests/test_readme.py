@@ -6,12 +6,15 @@ one in tests/test_gateway_readme.py; every other block runs here, in-process.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 
+from imagerelay.emulator import Emulator
 from imagerelay.ledger import Ledger
 from tests.keys import outside_setting
 
@@ -63,3 +66,28 @@ def test_readme_python_block_runs(
     assert shown <= set(images)
     with Ledger.open(generated, create=False) as ledger:
         assert sum(g.images for g in ledger.generations()) == len(images)
+
+
+def test_the_readme_reference_example_goes_where_its_comment_says(
+    cli_emulator: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's several-references `generate` line, planned in the environment used when none
+    is named, goes to Nano Banana as its comment says; three references go to Grok there."""
+    from tests.clikit import run_cli
+    from tests.images import jpeg_bytes
+
+    [line] = [x for x in README.read_text(encoding="utf-8").splitlines() if "our mug on a desk" in x]
+    args = shlex.split(line.split("#", 1)[0])[2:]  # after `imagerelay generate`
+    assert "Nano Banana" in line.split("#", 1)[1]
+    for i, arg in enumerate(args):
+        if i and args[i - 1] == "-r":
+            (tmp_path / arg).write_bytes(jpeg_bytes())
+    monkeypatch.delenv("IMAGERELAY_ENV", raising=False)
+    code, out, err = run_cli(capsys, monkeypatch, "plan", *args, "--json")
+    assert code == 0, err
+    assert json.loads(out)["candidates"][0]["model"] == "gemini:gemini-nano-banana-2.1"
+    code, out, err = run_cli(capsys, monkeypatch, "plan", *args[:-2], "--json")
+    assert json.loads(out)["candidates"][0]["model"].startswith("xai:")

@@ -197,12 +197,12 @@ async def test_one_requests_disk_work_does_not_stall_the_others(
     order: list[str] = []
     real = imagerelay.store.atomic_write
 
-    def held(path: Path, data: bytes) -> None:
+    def held(path: Path, data: bytes, **kw: Any) -> None:
         if "slow-fox" in path.name and path.suffix == ".jpg":
             entered.set()
             release.wait(30)  # bounded, so an event-loop write fails the order below instead of hanging
             order.append("slow image written")
-        real(path, data)
+        real(path, data, **kw)
 
     monkeypatch.setattr(imagerelay.store, "atomic_write", held)
     async with make_relay(emulator, tmp_path, test_keys) as relay:

@@ -142,7 +142,7 @@ async def run_batch(
         raise ValueError("concurrency must be at least 1")
     limit = max_cost if max_cost is not None else relay.settings.budget.max_cost_per_batch
     sandbox = relay.settings.sandbox
-    items = _sandbox_items(manifest.items) if sandbox else manifest.items
+    items = sandbox_items(manifest.items) if sandbox else manifest.items
     _remove_stale_temp_files(ledger.directory)
     restored = ledger.restore_rescued() + ledger.adopt_rescued()
     if restored:
@@ -369,7 +369,7 @@ async def _run_item(
     return ItemOutcome(item, "failed", tuple(saved), cost, error, would, stop)
 
 
-def _sandbox_items(items: list[ManifestItem]) -> list[ManifestItem]:
+def sandbox_items(items: list[ManifestItem]) -> list[ManifestItem]:
     """The items under keys of the sandbox's own: its placeholders never stand for real work."""
     return [dataclasses.replace(i, key=f"sandbox:{i.key}", legacy_key=None) for i in items]
 

@@ -41,16 +41,16 @@ async def in_thread(fn: Callable[[], T], *, then: Callable[[T], None] | None = N
     """`fn()` in a worker thread; then `then(result)` back on the event loop's thread.
 
     If the caller is cancelled meanwhile, `fn` still runs to its end (the loop waits for it: it
-    takes milliseconds) and `then` still sees its result, before `CancelledError` is re-raised.
+    takes milliseconds) and `then` still sees its result, before `CancelledError` is re-raised
+    (an error `fn` raised then is dropped: the cancellation is what the caller must see).
     """
     job = _executor().submit(fn)
     try:
         # shield: a cancelled wrapper future would otherwise cancel `job` if it has not started.
         result = await asyncio.shield(asyncio.wrap_future(job))
     except asyncio.CancelledError:
-        result = job.result()
-        if then is not None:
-            then(result)
+        if job.exception() is None and then is not None:
+            then(job.result())
         raise
     if then is not None:
         then(result)

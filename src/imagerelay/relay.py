@@ -8,6 +8,7 @@ the describe fallback is `describe`'s; writing images and receipts is `store`'s.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -32,6 +33,7 @@ from .run import RequestRun
 from .sandbox import start_sandbox
 from .settings import RoutingSettings, Settings, load_keys, load_settings
 from .store import Store
+from .transport import http_client
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -99,6 +101,7 @@ class Relay:
         self._record = record
         #: The output directory's ledger while the relay is open (with `record`), else None.
         self.ledger: Ledger | None = None
+        self._ledger_lock = threading.Lock()  # receipts are recorded from worker threads
 
     def __repr__(self) -> str:
         return f"Relay(env={self.settings.env!r}, keys={sorted(self._keys)}, out_dir={str(self.out_dir)!r})"
@@ -124,10 +127,7 @@ class Relay:
             return
         if self.settings.sandbox:
             self._emulator, self.settings, self._keys = start_sandbox(self.catalog, self.settings)
-        self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-            follow_redirects=True,
-        )
+        self._http = http_client()  # 64 connections in 8 small pools (see `transport`)
         self._state = _State.OPENED
 
     async def aclose(self) -> None:
@@ -143,10 +143,9 @@ class Relay:
             self._emulator.stop()
             self._emulator = None
         if self.ledger is not None:
-            if self.ledger.record_receipt in self.on_receipt:
-                self.on_receipt.remove(self.ledger.record_receipt)
-            self.ledger.close()
-            self.ledger = None
+            with self._ledger_lock:
+                self.ledger.close()
+                self.ledger = None
 
     @property
     def keyed_providers(self) -> frozenset[str]:
@@ -177,6 +176,13 @@ class Relay:
             rate = self.settings.provider(provider).max_requests_per_minute
             self._limiters[provider] = RateLimiter(rate, clock=self.clock, sleep=self.sleep)
         return self._limiters[provider]
+
+    def record(self, receipt: Receipt) -> None:
+        """Record a finished receipt in the output directory's ledger (with `record`); safe to call
+        from any thread. Never raises: see `Ledger.record_receipt`."""
+        with self._ledger_lock:
+            if self.ledger is not None:
+                self.ledger.record_receipt(receipt)
 
     def cool(self, refs: Iterable[str], why: str) -> None:
         """Keep the models `refs` out of every plan for `retry.cooldown` seconds, because of `why`."""
@@ -258,9 +264,9 @@ class Relay:
             from .ledger import Ledger
 
             # Opened with the output directory, before anything is sent: a directory that cannot
-            # hold a ledger is refused while nothing has been spent.
-            self.ledger = Ledger.open(self.out_dir)
-            self.on_receipt.append(self.ledger.record_receipt)
+            # hold a ledger is refused while nothing has been spent. Receipts are recorded in it
+            # from worker threads, with their files (`record`).
+            self.ledger = Ledger.open(self.out_dir, threads=True)
             self._recover(self.ledger)
         refs = await self._load_references(req, hooks.loaded)
         sizes: list[tuple[int, int] | None] = [

@@ -198,6 +198,8 @@ class RequestRun:
             wait += await limiter.acquire()
             if self.store.failure:
                 return Step.STOP
+            if self.store.unsynced:  # what this request was paid for so far is durable first
+                await in_thread(self.store.sync)
             done = await self.attempt(backend, cand, call, wait)
             account(self.receipt, cand, done)
             if done.error is None or self.remaining <= 0:
@@ -303,6 +305,7 @@ class RequestRun:
         name = self.hooks.name or self.request.prompt
         index = len(receipt.images) + 1
         provider, model = cand.provider.name, cand.model.id
+        told = self.hooks.on_image is not None
 
         def write() -> _Kept:
             try:
@@ -311,6 +314,8 @@ class RequestRun:
                 )
             except OutputError as exc:  # nowhere to keep it: paid for all the same
                 return _Kept(error=exc)
+            if told:  # the hook records it as saved (a batch's ledger): its name must be durable
+                store.sync()
             return _Kept(saved, note)
 
         await in_thread(write, then=lambda kept: self._kept(cand, image, done, kept))
@@ -360,7 +365,7 @@ class RequestRun:
         )
         if not self.resumable and not receipt.images:  # with images, `_close` writes it
             receipt.settle_sandbox()  # keep what was spent (maybe) on record
-            self.store.write_failure_receipt(receipt)
+            self._write_failure_receipt()
             self.store.recorded(receipt)
 
     def _settle(self) -> bool:
@@ -386,15 +391,22 @@ class RequestRun:
     def _close(self) -> None:
         """Write the receipts beside the images, on the event loop's thread (it is going away)."""
         if self._settle():
-            self.store.write_receipts(self.receipt)
+            self._write_receipts()
             self.store.recorded(self.receipt)
 
     async def _close_async(self) -> None:
+        """Write the receipts beside the images (and the ledger row) in a worker thread."""
         if self._settle():
-            await in_thread(
-                lambda: self.store.write_receipts(self.receipt),
-                then=lambda _: self.store.recorded(self.receipt),
-            )
+            await in_thread(self._write_receipts, then=lambda _: self.store.recorded(self.receipt))
+
+    def _write_receipts(self) -> None:
+        self.store.write_receipts(self.receipt)
+        self.relay.record(self.receipt)
+
+    def _write_failure_receipt(self) -> Path | None:
+        path = self.store.write_failure_receipt(self.receipt)
+        self.relay.record(self.receipt)
+        return path
 
     async def _outcome(self) -> Receipt:
         from .errors import GenerationFailed, SaveFailed
@@ -403,9 +415,7 @@ class RequestRun:
         if store.failure is not None or not receipt.images:
             written: Path | None = None
             if not receipt.images:
-                written = await in_thread(
-                    lambda: store.write_failure_receipt(receipt), then=lambda _: store.recorded(receipt)
-                )
+                written = await in_thread(self._write_failure_receipt, then=lambda _: store.recorded(receipt))
             if store.failure is None:
                 failed = GenerationFailed(failure_message(receipt), self.failures, receipt)
                 failed.receipt_path = None if written is None else str(written)

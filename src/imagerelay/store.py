@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .backends.base import Delivered
     from .imaging import ImageInfo
 
-__all__ = ["Store", "atomic_write", "provenance", "save_delivered", "slugify"]
+__all__ = ["Store", "atomic_write", "provenance", "save_delivered", "slugify", "sync_directory"]
 
 log = logging.getLogger("imagerelay")
 
@@ -52,10 +52,12 @@ def _create_temp(directory: Path, suffix: str) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary name in {directory}")
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
     """Write `data` to `path` so that a reader (or a crash) sees the old file or the new one, whole.
 
-    Temp file, fsync, rename; the file's mode follows the umask.
+    Temp file, fsync, rename, and an fsync of the directory that makes the rename durable — unless
+    `sync_dir` is False: then the caller makes it durable with `sync_directory`, one fsync for the
+    several files it writes there. The file's mode follows the umask.
     """
     fd, tmp = _create_temp(path.parent, path.suffix)
     try:
@@ -68,8 +70,14 @@ def atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
+    if sync_dir:
+        sync_directory(path.parent)
+
+
+def sync_directory(directory: Path) -> None:
+    """Make the renames (new names) in `directory` durable: one fsync covers all of them."""
+    with contextlib.suppress(OSError):
+        dfd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
@@ -103,6 +111,8 @@ class Store:
         self.failure: str | None = None
         #: Called with each finished receipt (e.g. to add a ledger row).
         self.on_receipt: list[Callable[[Receipt], None]] = []
+        #: Images were renamed into the directory since its last fsync (see `sync`).
+        self.unsynced = False
 
     def ensure(self) -> None:
         """Create the directory and prove it is writable — before any money is spent."""
@@ -118,6 +128,23 @@ class Store:
                 f"output directory '{d}' is not writable ({exc.strerror}): "
                 "pass --out with a writable directory"
             ) from exc
+
+    def check(self) -> None:
+        """`ensure`'s refusals without creating or writing anything (for a dry run): the path is
+        a file, or the nearest directory that exists cannot be written."""
+        d = self.out_dir
+        if d.exists() and not d.is_dir():
+            raise OutputError(f"output path '{d}' is a file, not a directory: pass --out DIR")
+        existing = d.absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        why = "Not a directory" if not existing.is_dir() else None
+        if why is None and not os.access(existing, os.W_OK | os.X_OK):
+            why = "Permission denied"
+        if why is not None:
+            raise OutputError(
+                f"output directory '{d}' is not writable ({why}): pass --out with a writable directory"
+            )
 
     def stem(self, prompt: str, receipt_id: str, index: int) -> str:
         """`20261124-193012-a-red-fox-in-snow-1a2b3c4d-1`: sortable, readable, unique (`naming.stem`)."""
@@ -154,7 +181,8 @@ class Store:
             except Exception as exc:
                 note = f"metadata not embedded in {path.name}: {type(exc).__name__}: {exc}"
         try:
-            atomic_write(path, out)
+            atomic_write(path, out, sync_dir=False)
+            self.unsynced = True
         except OSError as exc:
             self.failure = self.failure or f"cannot write '{path}' ({_reason(exc)})"
             rescued = self.rescue(path.name, out, receipt_id)
@@ -164,6 +192,17 @@ class Store:
                 ) from exc
             return rescued, out, f"{path.name} could not be written into '{self.out_dir}': kept at {rescued}"
         return path, out, note
+
+    def sync(self) -> None:
+        """Make the names of the images written so far durable, with one fsync of the directory.
+
+        Each image's bytes are fsynced as it is written; the directory, which holds its name, is
+        synced once for an image and its receipt together — and before anyone is told an image
+        exists (an `on_image` hook) or any further call is paid for, so nothing paid for rests on
+        a name that a power cut could take back."""
+        if self.unsynced:
+            self.unsynced = False
+            sync_directory(self.out_dir)
 
     def rescue(self, name: str, data: bytes, receipt_id: str) -> Path | None:
         """Keep `data` as `name` in the first rescue directory that takes it; None if none does."""
@@ -195,8 +234,10 @@ class Store:
         for image in receipt.images:
             assert image.receipt_path is not None
             target = Path(image.receipt_path)
+            here = target.parent == self.out_dir  # beside an image kept elsewhere: synced at once
             try:
-                atomic_write(target, body)
+                atomic_write(target, body, sync_dir=not here)
+                self.unsynced = self.unsynced or here
             except OSError as exc:
                 self.failure = self.failure or f"cannot write '{target}' ({_reason(exc)})"
                 kept = self.rescue(target.name, body, receipt.id)
@@ -206,6 +247,7 @@ class Store:
                     f"receipt not written beside {Path(image.path).name} ({_reason(exc)})"
                     + (f": kept at {kept}" if kept is not None else "")
                 )
+        self.sync()
 
     def write_failure_receipt(self, receipt: Receipt) -> Path | None:
         """Keep a receipt of a request that produced nothing (attempts and costs still matter)."""

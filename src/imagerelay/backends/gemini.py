@@ -38,7 +38,7 @@ from ..hooks import Sent
 from ..paths import shipped_dir
 from ..plugins import Provider
 from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent, images_summary
-from .http import ErrorContext, StatusTable, httpx_errors, retry_after_seconds, verified_image
+from .http import ErrorContext, StatusTable, checked_image, httpx_errors, retry_after_seconds
 
 if TYPE_CHECKING:
     import httpx2
@@ -209,7 +209,7 @@ class GeminiBackend(Backend):
             raise _no_image(response, ctx)
         for index, data in enumerate(found, 1):
             # The type is what the bytes are: Gemini's label can be wrong.
-            info = verified_image(data, ctx, f"image {index} of {len(found)}")
+            info = await checked_image(data, ctx, f"image {index} of {len(found)}")
             await deliver(Delivered(data=data, mime=info.mime, info=info))
         usage = (
             response.usage_metadata.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -8,7 +8,6 @@ Classification is by exception type and status, never by message text.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import contextlib
 import dataclasses
@@ -36,6 +35,7 @@ from ..errors import (
     ServerError,
     TransientError,
 )
+from ..offload import in_thread
 
 if TYPE_CHECKING:
     from ..catalog import ModelSpec
@@ -48,7 +48,9 @@ __all__ = [
     "STATUS_TABLE",
     "ErrorContext",
     "StatusTable",
+    "checked_image",
     "decode_base64_image",
+    "decoded_image",
     "download_image",
     "error_detail",
     "httpx_errors",
@@ -223,10 +225,24 @@ def decode_base64_image(value: str, ctx: ErrorContext, what: str = "b64_json") -
     """Base64, bare or as a data URI (`data:image/png;base64,…`), to verified image bytes."""
     payload = value.split(",", 1)[1] if value.startswith("data:") else value
     try:
-        data = base64.b64decode(payload, validate=True)
+        # Strict mode checks the alphabet and padding in C as it decodes: the same refusals as
+        # `b64decode(validate=True)`, without its regex pass over the whole string first (a
+        # third of the decode time of a megapixel image).
+        data = binascii.a2b_base64(payload, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise ctx.error(MalformedResponse, f"{ctx.where} sent {what} that is not base64") from exc
     return data, verified_image(data, ctx, f"{what} that is an image but")
+
+
+async def decoded_image(value: str, ctx: ErrorContext, what: str = "b64_json") -> tuple[bytes, ImageInfo]:
+    """`decode_base64_image` in a worker thread: decoding and verifying a megapixel image takes a
+    millisecond or more, which the event loop spends on the other requests in flight meanwhile."""
+    return await in_thread(lambda: decode_base64_image(value, ctx, what))
+
+
+async def checked_image(data: bytes, ctx: ErrorContext, what: str = "an image") -> ImageInfo:
+    """`verified_image` in a worker thread (see `decoded_image`)."""
+    return await in_thread(lambda: verified_image(data, ctx, what))
 
 
 def json_object(resp: httpx.Response) -> dict[str, Any]:
@@ -379,7 +395,7 @@ async def _fetch_once(
         error.__cause__ = exc
         return error, not isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol)
     try:
-        info = probe(data)
+        info = await in_thread(lambda: probe(data))
     except CorruptImage as exc:
         error = ctx.error(
             DownloadFailed, f"{made} the image from {host} does not decode ({exc}): truncated or corrupt"

@@ -32,7 +32,7 @@ from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent, images
 from .http import (
     ErrorContext,
     StatusTable,
-    decode_base64_image,
+    decoded_image,
     httpx_errors,
     retry_after_seconds,
     wire_params,
@@ -154,7 +154,7 @@ class OpenAIBackend(Backend):
             if not item.b64_json:
                 continue
             # GPT-image sends bare base64; a data URI is accepted too, in case that ever changes.
-            data, info = decode_base64_image(item.b64_json, ctx.but(status=200))
+            data, info = await decoded_image(item.b64_json, ctx.but(status=200))
             await deliver(Delivered(data=data, mime=_MIME.get(str(fmt)), info=info))
             delivered += 1
         if delivered == 0:

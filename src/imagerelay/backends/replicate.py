@@ -35,7 +35,7 @@ from ..plugins import Provider
 from .base import Adopt, Call, CallResult, Deliver, Delivered, OnEvent
 from .http import (
     ErrorContext,
-    decode_base64_image,
+    decoded_image,
     download_image,
     httpx_errors,
     json_object,
@@ -288,7 +288,7 @@ class ReplicateBackend(PredictionsAPI):
                 raise ctx.error(EmptyResult, f"{ctx.where} prediction {pid} succeeded with no output")
             for i, url in enumerate(urls):
                 if url.startswith("data:"):
-                    data, info = decode_base64_image(url, ctx, "an output data URI")
+                    data, info = await decoded_image(url, ctx, "an output data URI")
                     image = Delivered(data=data, mime=info.mime, info=info)
                 else:
                     image = await self._download(url, i, ctx)

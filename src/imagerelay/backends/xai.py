@@ -27,7 +27,7 @@ from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent
 from .http import (
     ErrorContext,
     StatusTable,
-    decode_base64_image,
+    decoded_image,
     download_image,
     error_detail,
     httpx_errors,
@@ -114,7 +114,7 @@ class XAIBackend(Backend):
         revised = item.get("revised_prompt") or None
         if isinstance(item.get("b64_json"), str) and item["b64_json"]:
             # A data URI (data:image/jpeg;base64,…); bare base64 is accepted too.
-            raw, info = decode_base64_image(item["b64_json"], ctx)
+            raw, info = await decoded_image(item["b64_json"], ctx)
             return Delivered(data=raw, mime=item.get("mime_type"), revised_prompt=revised, info=info)
         if isinstance(item.get("url"), str) and item["url"]:
             got = await download_image(self.http, item["url"], ctx, timeout=self.settings.download_timeout)

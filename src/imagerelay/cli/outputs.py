@@ -11,7 +11,7 @@ import typer
 
 from .app import EnvOpt, JsonOpt, OutOpt, app
 from .plumbing import err, fail, load_settings
-from .render import show_batch, show_history
+from .render import show_batch, show_batch_estimate, show_history
 
 __all__ = ["batch", "gallery", "history"]
 
@@ -35,6 +35,12 @@ def batch(
             "--remake", help="Make again (and pay for) items whose saved image was deleted or changed."
         ),
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Plan every item and the batch's cost against its budget; send nothing."
+        ),
+    ] = False,
 ) -> None:
     """Generate every item of a manifest; run it again to resume where it stopped, paying nothing twice."""
     import asyncio
@@ -51,11 +57,20 @@ def batch(
         relay = Relay(settings, record=False)  # the batch's own ledger records, below
         # Every item is checked (and planned) before anything is sent or any file is written.
         items = load_manifest(manifest, plan=relay.plan)
-        Store(relay.out_dir).ensure()
-        ledger = Ledger.open(relay.out_dir)
-        ledger.lock()
+        if dry_run:  # nothing is sent and nothing written: the ledger is read into memory
+            from ..batch_estimate import estimate_batch
+
+            Store(relay.out_dir).check()  # refused as the batch would refuse it, nothing made
+            estimate = estimate_batch(items, relay, max_cost=max_cost)
+        else:
+            Store(relay.out_dir).ensure()
+            ledger = Ledger.open(relay.out_dir)
+            ledger.lock()
     except ImageRelayError as exc:
         fail(exc, as_json=as_json)
+    if dry_run:
+        show_batch_estimate(estimate, as_json)
+        raise typer.Exit(estimate.exit_code)
     relay.on_receipt.append(ledger.record_receipt)
     reporter: Reporter = RichProgress() if sys.stderr.isatty() else PlainProgress()
 

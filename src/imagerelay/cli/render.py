@@ -17,11 +17,20 @@ from .plumbing import err
 
 if TYPE_CHECKING:
     from ..batch import BatchSummary
+    from ..batch_estimate import BatchEstimate
     from ..ledger import Generation
     from ..planner import Plan
     from ..receipt import Receipt
 
-__all__ = ["cost_text", "show_batch", "show_history", "show_interrupted", "show_plan", "show_receipt"]
+__all__ = [
+    "cost_text",
+    "show_batch",
+    "show_batch_estimate",
+    "show_history",
+    "show_interrupted",
+    "show_plan",
+    "show_receipt",
+]
 
 
 def show_plan(p: Plan, as_json: bool) -> None:
@@ -176,3 +185,59 @@ def show_batch(summary: BatchSummary, as_json: bool) -> None:
     if summary.failed:
         err("run the same command again to retry the failed items")
     err(f"ledger: {summary.ledger}")
+
+
+def show_batch_estimate(e: BatchEstimate, as_json: bool) -> None:
+    """`batch --dry-run`: each item's first model and worst case, the totals, what the budget lets
+    through. All on stdout, as `plan` prints."""
+    if as_json:
+        typer.echo(json.dumps(e.to_dict()))
+        return
+    typer.echo(f"batch plan for {e.manifest} into {e.out}: {len(e.items)} item(s) — nothing will be sent")
+    for i, item in enumerate(e.items, 1):
+        label = item.item.label
+        if item.state == "done":
+            typer.echo(f"  {i}. {label}  already done in {e.out}: $0")
+            continue
+        shown, worst = f"${item.estimate_usd:.4f}", f"${item.worst_usd:.4f}"
+        cost = shown if shown == worst else f"{shown} (at most {worst})"
+        line = f"  {i}. {label}  {item.model or 'no model'}  n={item.n}  ~{cost}"
+        if item.fallback_worst_usd > item.worst_usd + 1e-9:
+            line += f"; a fallback up to ${item.fallback_worst_usd:.4f}"
+        if item.state == "refused":
+            line += "  REFUSED by the batch budget"
+        typer.echo(line)
+        for note in item.notes:
+            typer.echo(f"       note: {note}")
+    todo = e.count("fits") + e.count("refused")
+    would = " (sandbox: what it would cost for real; $0 is spent)" if e.sandbox else ""
+    typer.echo(
+        f"total for {todo} item(s) to make: ~${e.estimate_usd:.4f}, at worst ${e.worst_usd:.4f}"
+        + (
+            f" (${e.fallback_worst_usd:.4f} if every item fell back to its dearest model)"
+            if e.fallback_worst_usd > e.worst_usd + 1e-9
+            else ""
+        )
+        + would
+    )
+    if e.count("done"):
+        typer.echo(f"already done in {e.out}: {e.count('done')} item(s), $0 (resumed, never paid again)")
+    if e.sandbox:
+        typer.echo("sandbox: no budget applies (sandbox output is never paid for)")
+        return
+    if e.budget_usd is None:
+        typer.echo("batch budget: none (pass --max-cost to set one); each request is held to its own cap")
+        return
+    spent = f"${e.spent_before_usd:.4f} spent on this batch before, " if e.spent_before_usd else ""
+    typer.echo(
+        f"batch budget ${e.budget_usd:.4f}: {spent}{e.count('fits')} item(s) fit at their worst case "
+        f"(${e.fits_worst_usd:.4f})"
+    )
+    refused = [i.item.label for i in e.items if i.state == "refused"]
+    if refused:
+        typer.echo(
+            f"refused: {len(refused)} item(s), the batch stops before {refused[0]!r}: "
+            + ", ".join(refused)
+            + " — raise --max-cost to make them (items that cost less than their worst case leave room "
+            "for more)"
+        )

@@ -19,6 +19,7 @@ from ..settings import RoutingSettings
 from .errors import GatewayError
 from .images import image_url, own_references, uploaded, url_or_data
 from .inputs import form_fields
+from .wire import check_standard, check_value
 
 if TYPE_CHECKING:
     from starlette.datastructures import FormData
@@ -57,7 +58,16 @@ _EDIT = {"image", "images", "mask", "input_fidelity"}
 #: Standard fields that are provider extras in imagerelay, sent to the models that declare them.
 _EXTRAS = ("background", "moderation", "output_compression", "user", "safety_identifier", "input_fidelity")
 _OWN = {"aspect_ratio", "resolution", "seed", "references", "max_cost", "metadata", "name", "extras"}
-_QUALITY = {"auto": None, "standard": None, "hd": "high", "low": "low", "medium": "medium", "high": "high"}
+#: OpenAI's qualities that name no level of their own; every other is passed on as it is.
+_QUALITY = {"auto": None, "standard": None, "hd": "high"}
+#: imagerelay's own fields that are scalars, as OpenAI's schema would type them.
+_OWN_RULES: dict[str, dict[str, Any]] = {
+    "max_cost": {"type": "number", "minimum": 0},
+    "seed": {"type": "integer"},
+    "aspect_ratio": {"type": "string"},
+    "resolution": {"type": "string"},
+    "name": {"type": "string"},
+}
 _PARAM_OF = {
     "prompt": "prompt",
     "n": "n",
@@ -136,11 +146,7 @@ def _route_of(model: str, gateway: GatewaySettings, base: RoutingSettings) -> Ro
     return base.model_copy(update={"text": list(route.models), "reference": list(route.models)})
 
 
-def _truthy(value: Any) -> bool:
-    return value not in (None, False, 0, "", "false", "False", "0")
-
-
-def _own_fields(value: Any) -> dict[str, Any]:
+def _own_fields(value: Any, *, form: bool = False) -> dict[str, Any]:
     if value is None:
         return {}
     if isinstance(value, str):  # a multipart field holding JSON
@@ -159,7 +165,21 @@ def _own_fields(value: Any) -> dict[str, Any]:
             f"unknown imagerelay field {unknown[0]!r}: use {', '.join(sorted(_OWN))}",
             param=f"imagerelay.{unknown[0]}",
         )
-    return value
+    return {
+        k: check_value(k, v, _OWN_RULES[k], form=form, param=f"imagerelay.{k}")
+        if k in _OWN_RULES and v is not None
+        else v
+        for k, v in value.items()
+    }
+
+
+def _offered(catalog: Catalog) -> dict[str, list[str]]:
+    """What the catalog's models take beyond OpenAI's values (qualities `xhigh`, `max`; `jpg`)."""
+    models = [m for p in catalog.providers.values() for m in p.models.values()]
+    return {
+        "quality": sorted({q for m in models for q in m.qualities}),
+        "output_format": sorted({f for m in models for f in m.output_formats}),
+    }
 
 
 def _common(
@@ -168,27 +188,29 @@ def _common(
     catalog: Catalog,
     gateway: GatewaySettings,
     routing: RoutingSettings,
+    *,
+    form: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any], str, RoutingSettings | None, Literal["b64_json", "url"]]:
     """The fields every endpoint shares: (ImageRequest fields, imagerelay fields, model, routing,
-    response format)."""
+    response format). Each is checked for its type and value before anything is sent; multipart
+    text (`form`) is read as the type the field has."""
     unknown = sorted(k for k in body if k not in allowed and k != "imagerelay")
     if unknown:
         raise GatewayError(
             400, f"unknown parameter {unknown[0][:80]!r}", param=unknown[0][:80], code="unknown_parameter"
         )
-    if _truthy(body.get("stream")):
-        raise GatewayError(400, "streaming is not supported here: leave stream unset", param="stream")
     if body.get("style") is not None:
         raise GatewayError(400, "style is a dall-e-3 setting, which no model here takes", param="style")
-    own = _own_fields(body.get("imagerelay"))
+    body = check_standard(body, form=form, extend=_offered(catalog))
+    if body.get("stream"):
+        raise GatewayError(400, "streaming is not supported here: leave stream unset", param="stream")
+    own = _own_fields(body.get("imagerelay"), form=form)
     model = resolve_model(body.get("model"), catalog, gateway)
     given_format = body.get("response_format") or "b64_json"
     if given_format not in ("b64_json", "url"):
         raise GatewayError(400, "response_format must be url or b64_json", param="response_format")
     fmt: Literal["b64_json", "url"] = "url" if given_format == "url" else "b64_json"
     quality = body.get("quality")
-    if quality is not None and quality not in _QUALITY:
-        raise GatewayError(400, "quality must be low, medium, high or auto", param="quality")
     size = body.get("size")
     if size is not None and own.get("aspect_ratio") is not None and size != "auto":
         raise GatewayError(400, "give size or imagerelay.aspect_ratio, not both", param="size")
@@ -199,7 +221,7 @@ def _common(
         "prompt": body.get("prompt"),
         "n": body.get("n") if body.get("n") is not None else 1,
         "size": None if size == "auto" else size,
-        "quality": _QUALITY.get(quality) if quality is not None else None,
+        "quality": _QUALITY.get(quality, quality) if quality is not None else None,
         "output_format": output_format,
         "aspect_ratio": own.get("aspect_ratio"),
         "resolution": own.get("resolution"),
@@ -251,19 +273,9 @@ def _finish(
     fmt: Literal["b64_json", "url"],
     loaded: dict[str, Reference],
 ) -> Parsed:
-    max_cost = own.get("max_cost")
-    if max_cost is not None:
-        try:
-            max_cost = float(max_cost)
-        except (TypeError, ValueError):
-            raise GatewayError(
-                400, "imagerelay.max_cost must be a number (USD)", param="imagerelay.max_cost"
-            ) from None
-        if not max_cost >= 0:
-            raise GatewayError(400, "imagerelay.max_cost must be 0 or more", param="imagerelay.max_cost")
+    max_cost = own.get("max_cost")  # a number of 0 or more (checked in `_own_fields`)
+    max_cost = None if max_cost is None else float(max_cost)
     name = own.get("name")
-    if name is not None and not isinstance(name, str):
-        raise GatewayError(400, "imagerelay.name must be a string", param="imagerelay.name")
     return Parsed(
         request=_build(fields),
         model=model,
@@ -300,7 +312,7 @@ async def parse_edit_form(
     for key in ("image", "mask"):
         if key in body:  # a text field where a file belongs
             raise GatewayError(400, f"{key} must be an uploaded file", param=key)
-    fields, own, model, route, fmt = _common(body, _STANDARD | _EDIT, catalog, gateway, routing)
+    fields, own, model, route, fmt = _common(body, _STANDARD | _EDIT, catalog, gateway, routing, form=True)
     loaded: dict[str, Reference] = {}
     limit = gateway.max_image_bytes
     refs, mask = await uploaded(uploads, limit=limit, loaded=loaded)

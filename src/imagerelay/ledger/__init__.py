@@ -36,4 +36,5 @@ __all__ = ["LEDGER_NAME", "Generation", "ItemRecord", "Ledger", "LedgerError"]
 
 
 class Ledger(History, BatchState, Recovery, GatewayRequests):
-    """The ledger of one output directory. Use from one thread (the event loop's)."""
+    """The ledger of one output directory. Use from one thread (the event loop's), or open it with
+    `threads=True` and use it from one thread at a time."""

@@ -67,8 +67,9 @@ class LedgerBase:
     # -- opening ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, directory: Path | str, *, create: bool = True) -> Self:
-        """Open (and with `create`, make) the ledger of `directory`."""
+    def open(cls, directory: Path | str, *, create: bool = True, threads: bool = False) -> Self:
+        """Open (and with `create`, make) the ledger of `directory`. With `threads` it may be
+        handed from thread to thread, used by one at a time (the caller serialises its use)."""
         directory = Path(directory)
         path = directory / LEDGER_NAME
         if directory.exists() and not directory.is_dir():
@@ -83,7 +84,7 @@ class LedgerBase:
             # SQLite creates its file 0644 whatever the umask; made here, it follows the umask
             # (and SQLite gives its -wal and -shm files the same mode).
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o666))
-            conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=not threads)
         except (OSError, sqlite3.Error) as exc:
             raise OutputError(
                 f"cannot open the ledger '{path}' ({reason(exc)}): pass --out with a writable directory"
@@ -99,6 +100,37 @@ class LedgerBase:
             conn.close()
             raise LedgerError(
                 f"'{path}' cannot be used as a ledger ({exc}): move it away, or pass another --out"
+            ) from None
+        return cls(conn, directory)
+
+    @classmethod
+    def snapshot(cls, directory: Path | str) -> Self | None:
+        """A copy in memory of `directory`'s ledger (None if it has none), to read and even
+        write to (a dry run does both) without changing a byte of the directory.
+
+        A ledger whose -wal file holds data (another run has it open, or one was killed) is read
+        through SQLite's read-only mode, which sees that data; otherwise it is read as immutable,
+        which creates no -wal or -shm file beside it.
+        """
+        directory = Path(directory)
+        path = directory / LEDGER_NAME
+        if not path.is_file():
+            return None
+        wal = path.with_name(path.name + "-wal")
+        mode = "ro" if wal.is_file() and wal.stat().st_size else "immutable"
+        uri = f"{path.resolve().as_uri()}?{'mode=ro' if mode == 'ro' else 'immutable=1'}"
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            source = sqlite3.connect(uri, uri=True, timeout=30.0)
+            try:
+                source.backup(conn)
+            finally:
+                source.close()
+            cls._prepare(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise LedgerError(
+                f"'{path}' cannot be read as a ledger ({exc}): move it away, or pass another --out"
             ) from None
         return cls(conn, directory)
 
