@@ -87,6 +87,7 @@ def test_generate_killed_mid_prediction_then_run_again_re_attaches_instead_of_pa
     assert (attempt["outcome"], attempt["prediction_id"]) == ("success", pid)
     assert attempt["sent"] == {"resumed_prediction": pid}
     assert len(receipt["images"]) == 1
+    assert any(f"re-attached to prediction {pid}" in note for note in receipt["notes"])
     with sqlite3.connect(out / LEDGER_NAME) as db:
         assert db.execute("SELECT COUNT(*), SUM(cost_usd) FROM generations").fetchone() == (1, 0.003)
         assert db.execute("SELECT item_key FROM generations").fetchone() == (None,)

@@ -267,7 +267,8 @@ class Relay:
             # hold a ledger is refused while nothing has been spent. Receipts are recorded in it
             # from worker threads, with their files (`record`).
             self.ledger = Ledger.open(self.out_dir, threads=True)
-            self._recover(self.ledger)
+            with self._ledger_lock:
+                self._recover(self.ledger)
         refs = await self._load_references(req, hooks.loaded)
         sizes: list[tuple[int, int] | None] = [
             (r.info.width, r.info.height) for r in refs[: len(req.references)]
@@ -318,6 +319,7 @@ class Relay:
         first = plan.candidates[0].ref if plan.candidates else None
         return Rerun.begin(
             self.ledger,
+            self._ledger_lock,
             request_key(req, refs, sandbox=self.settings.sandbox),
             receipt_id,
             n=req.n,

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import sqlite3
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,6 +58,8 @@ class Rerun:
     """One plain request's run as the ledger records it; see the module docs."""
 
     ledger: Ledger
+    #: Held around every use of the ledger: the relay records receipts from worker threads too.
+    lock: AbstractContextManager[object]
     key: str
     receipt_id: str
     #: {provider:model: prediction id} an earlier, killed run of this request left running.
@@ -66,30 +69,40 @@ class Rerun:
 
     @classmethod
     def begin(
-        cls, ledger: Ledger, key: str, receipt_id: str, *, n: int, estimate_usd: float, planned: str | None
+        cls,
+        ledger: Ledger,
+        lock: AbstractContextManager[object],
+        key: str,
+        receipt_id: str,
+        *,
+        n: int,
+        estimate_usd: float,
+        planned: str | None,
     ) -> Rerun:
         """Record that this run starts; with the key's lock, what a killed earlier run left."""
         fd = _lock(ledger.directory, key)
         resume: dict[str, str] = {}
         adopt = None
         try:
-            if fd is not None:
-                resume = ledger.resumable_predictions(key)
-                since = ledger.interrupted_since(key)
-                adopt = Adopt(since, ledger.known_predictions()) if since is not None else None
-            ledger.start_run(key, receipt_id, n=n, estimate_usd=estimate_usd, planned=planned)
+            with lock:
+                if fd is not None:
+                    resume = ledger.resumable_predictions(key)
+                    since = ledger.interrupted_since(key)
+                    adopt = Adopt(since, ledger.known_predictions()) if since is not None else None
+                ledger.start_run(key, receipt_id, n=n, estimate_usd=estimate_usd, planned=planned)
         except sqlite3.Error as exc:
             # Nothing is spent yet, and the receipt is still written: go on, unrecorded.
             log.warning("the ledger %s did not record the start of this request: %s", ledger.path, exc)
         if resume:
             log.info("re-attaching to prediction(s) a killed run of this request left: %s", resume)
-        return cls(ledger, key, receipt_id, resume, adopt, fd)
+        return cls(ledger, lock, key, receipt_id, resume, adopt, fd)
 
     def hooks(self, hooks: RunHooks) -> RunHooks:
         """`hooks` that record each prediction id the moment it exists, and adopt what was left."""
 
         def on_prediction(event: PredictionCreated) -> None:
-            self.ledger.record_prediction(self.receipt_id, event.model, event.id)
+            with self.lock:
+                self.ledger.record_prediction(self.receipt_id, event.model, event.id)
 
         return replace(hooks, on_prediction=on_prediction, adopt=self.adopt)
 
@@ -98,8 +111,9 @@ class Rerun:
         if self._lock_fd is None:
             return
         try:
-            if self.ledger.settled(self.receipt_id):
-                self.ledger.settle_runs(self.key, keep=self.receipt_id)
+            with self.lock:
+                if self.ledger.settled(self.receipt_id):
+                    self.ledger.settle_runs(self.key, keep=self.receipt_id)
         except sqlite3.Error as exc:
             log.warning("the ledger %s could not settle earlier runs: %s", self.ledger.path, exc)
         with contextlib.suppress(OSError):

@@ -120,6 +120,13 @@ class ReplicateBackend(PredictionsAPI):
             pid = resume_id
             sent: dict[str, Any] = {"resumed_prediction": pid}
             on_event(Sent(sent))
+            how = "recorded" if call.resume_id else "found in Replicate's list"
+            on_event(
+                Noted(
+                    f"{call.model.ref}: re-attached to prediction {pid} ({how}), made by an earlier run "
+                    "of this request that was cut short: not paid for again"
+                )
+            )
             prediction = found
         else:
             prediction, sent = await self._start(call, inp, on_event, ctx)
