@@ -144,3 +144,24 @@ def test_a_dropped_download_of_an_xai_image_is_fetched_again_not_bought_again(
     assert len(cli_emulator.requests_for("xai.generations")) == 1
     assert len(cli_emulator.requests_for("files")) == 3
     assert (receipt["cost_usd"], receipt["possibly_billed_usd"]) == (pytest.approx(0.02), 0.0)
+
+
+def test_a_replicate_create_whose_answer_is_late_is_found_in_the_list_not_bought_again(
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The create's answer comes after the read timeout (the prediction exists, and is paid for):
+    it is found in GET /v1/predictions and its image saved — one create, no dearer fallback."""
+    cli_emulator.script("replicate.create", Fault(answer_after=2))
+    monkeypatch.setenv("IMAGERELAY_PROVIDERS__REPLICATE__TIMEOUT", "0.5")
+    code, out, err = run_cli(capsys, monkeypatch, "generate", "late answer", "--provider", "replicate",
+                             "--out", "out", "--json")  # fmt: skip
+    assert code == 0, err
+    receipt = json.loads(out)
+    assert len(cli_emulator.requests_for("replicate.create")) == 1
+    assert cli_emulator.requests_for("replicate.list")
+    assert receipt["model"] == "black-forest-labs/flux-schnell"
+    [attempt] = receipt["attempts"]
+    assert attempt["prediction_id"] in cli_emulator.replicate.predictions
+    assert any("found in Replicate's list" in note for note in receipt["notes"])

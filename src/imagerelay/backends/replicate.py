@@ -113,7 +113,9 @@ class ReplicateBackend(PredictionsAPI):
         started = time.monotonic()
         prediction: dict[str, Any] | None = None
         inp = self.build_input(call)
-        found = None if call.resume_id or call.adopt is None else await self._unrecorded(call, inp, ctx)
+        found = None
+        if not call.resume_id and call.adopt is not None:
+            found = await self._unrecorded(call, inp, ctx, call.adopt)
         resume_id = call.resume_id or (str(found["id"]) if found is not None else None)
         if resume_id is not None:
             # Re-attach to a prediction made before (e.g. before a crash): never create another.
@@ -183,17 +185,46 @@ class ReplicateBackend(PredictionsAPI):
         self, call: Call, inp: dict[str, Any], on_event: OnEvent, ctx: ErrorContext
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Create the prediction for `call`: (its first answer, what the receipt shows as sent)."""
-        sent = dict(inp)
+        base, sent = dict(inp), dict(inp)
         if call.references:
             field = call.model.wire("reference") if call.model.accepts("reference") else "image"
             inp[field], sent[field] = await self._reference(call, ctx)
         on_event(Sent(sent))  # a failed attempt's receipt says what was sent, too
-        return await self._create(call, inp, ctx), sent
+        began = dt.datetime.now(dt.UTC)
+        try:
+            return await self._create(call, inp, ctx), sent
+        except ProviderError as exc:
+            if not getattr(exc, "maybe_billed", False):
+                raise
+            # The create was sent and its answer lost (timed out, cut off): the prediction may
+            # well exist, and be paid for. Look for it before giving up on the model.
+            known = call.adopt.known if call.adopt is not None else frozenset()
+            found = await self._created_meanwhile(call, base, ctx, Adopt(began, known))
+            if found is None:
+                raise
+            on_event(
+                Noted(
+                    f"{call.model.ref}: the create's answer was lost ({type(exc).__name__}); its "
+                    f"prediction {found['id']} was found in Replicate's list and used"
+                )
+            )
+            return found, sent
 
-    async def _unrecorded(self, call: Call, inp: dict[str, Any], ctx: ErrorContext) -> dict[str, Any] | None:
+    async def _created_meanwhile(
+        self, call: Call, inp: dict[str, Any], ctx: ErrorContext, adopt: Adopt
+    ) -> dict[str, Any] | None:
+        """`_unrecorded`, for a create whose answer was lost; None when the lookup fails too."""
+        try:
+            return await self._unrecorded(call, inp, ctx, adopt)
+        except ProviderError as exc:
+            log.info("%s: looking for the prediction of a lost create failed: %s", ctx.where, exc)
+            return None
+
+    async def _unrecorded(
+        self, call: Call, inp: dict[str, Any], ctx: ErrorContext, adopt: Adopt
+    ) -> dict[str, Any] | None:
         """The newest prediction an interrupted run made for this call but never recorded: same
         model, same input, created since that run began, not known to the ledger. None if none."""
-        adopt: Adopt = call.adopt  # type: ignore[assignment]
         match = Unrecorded.of(call, inp, adopt)
         url: str | None = f"{self.base_url}/predictions"
         params: dict[str, str] | None = {"created_after": match.since.astimezone(dt.UTC).isoformat()}
