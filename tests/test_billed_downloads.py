@@ -163,5 +163,5 @@ def test_a_replicate_create_whose_answer_is_late_is_found_in_the_list_not_bought
     assert cli_emulator.requests_for("replicate.list")
     assert receipt["model"] == "black-forest-labs/flux-schnell"
     [attempt] = receipt["attempts"]
-    assert attempt["prediction_id"] in cli_emulator.replicate.predictions
+    assert attempt["prediction_id"] in cli_emulator.state("replicate").predictions
     assert any("found in Replicate's list" in note for note in receipt["notes"])

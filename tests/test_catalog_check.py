@@ -14,6 +14,8 @@ import pytest
 
 from imagerelay.catalog import load_catalog
 from imagerelay.emulator import Emulator
+from imagerelay.emulator.replicate_schema import input_properties
+from imagerelay.emulator.xai import listed as xai_listed
 from imagerelay.paths import shipped_dir
 from tests.clikit import run_cli
 from tests.keys import KEY_VARS
@@ -53,12 +55,16 @@ def test_no_drift_against_the_unmodified_emulator(
     assert f"replicate:{FLUX2}" in replicate["checked"]
 
 
+def _drop_openai(emu: Emulator, model: str) -> None:
+    emu.listings.openai = [m for m in emu.listings.openai if m["id"] != model]
+
+
 def _drop_xai(emu: Emulator, model: str) -> None:
     emu.listings.xai = [m for m in emu.listings.xai if m["id"] != model]
 
 
 def _rename_xai(emu: Emulator) -> None:
-    entry = emu.listings.xai_model("grok-imagine-image-2.0")
+    entry = xai_listed(emu, "grok-imagine-image-2.0")
     entry["id"] = "grok-imagine-image-2.1"
     entry["aliases"] = [*entry["aliases"], "grok-imagine-image-2.0"]
 
@@ -87,17 +93,17 @@ SCRIPTED: list[tuple[str, Callable[[Emulator], None], set[tuple[str, str]]]] = [
     ("xai-new", _new_xai, {("xai:grok-imagine-image-3.0", "new")}),
     (
         "xai-price",
-        lambda e: e.listings.xai_model("grok-imagine-image").update(image_price=300_000_000),
+        lambda e: xai_listed(e, "grok-imagine-image").update(image_price=300_000_000),
         {("xai:grok-imagine-image", "price")},
     ),
     (
         "xai-aliases",
-        lambda e: e.listings.xai_model("grok-imagine-image").update(aliases=["grok-imagine-image-beta"]),
+        lambda e: xai_listed(e, "grok-imagine-image").update(aliases=["grok-imagine-image-beta"]),
         {("xai:grok-imagine-image", "aliases")},
     ),
     (
         "openai-gone",
-        lambda e: e.listings.drop_openai("gpt-image-2.6-flare"),
+        lambda e: _drop_openai(e, "gpt-image-2.6-flare"),
         {("openai:gpt-image-2.6-flare", "gone")},
     ),
     ("openai-new", _new_openai, {("openai:gpt-image-3", "new")}),
@@ -108,26 +114,24 @@ SCRIPTED: list[tuple[str, Callable[[Emulator], None], set[tuple[str, str]]]] = [
     ),
     (
         "replicate-field",
-        lambda e: e.listings.replicate_input(FLUX2).pop("seed"),
+        lambda e: input_properties(e, FLUX2).pop("seed"),
         {(f"replicate:{FLUX2}", "field")},
     ),
     (
         "replicate-extra-field",
-        lambda e: e.listings.replicate_input(FLUX2).pop("safety_tolerance"),
+        lambda e: input_properties(e, FLUX2).pop("safety_tolerance"),
         {(f"replicate:{FLUX2}", "field")},
     ),
     ("replicate-enum", lambda e: _enum(e, "aspect_ratio").remove("4:5"), {(f"replicate:{FLUX2}", "enum")}),
     ("replicate-tiers", lambda e: _enum(e, "resolution").remove("4 MP"), {(f"replicate:{FLUX2}", "enum")}),
     (
         "replicate-limit",
-        lambda e: e.listings.replicate_input(FLUX2)["input_images"].update(maxItems=4),
+        lambda e: input_properties(e, FLUX2)["input_images"].update(maxItems=4),
         {(f"replicate:{FLUX2}", "limit")},
     ),
     (
         "replicate-n",
-        lambda e: e.listings.replicate_input("black-forest-labs/flux-schnell")["num_outputs"].update(
-            maximum=2
-        ),
+        lambda e: input_properties(e, "black-forest-labs/flux-schnell")["num_outputs"].update(maximum=2),
         {("replicate:black-forest-labs/flux-schnell", "limit")},
     ),
 ]
@@ -154,7 +158,7 @@ def test_a_drift_line_says_what_each_side_says(
     cli_emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The human report groups drifts by model, with the catalog's figure and the provider's."""
-    cli_emulator.listings.xai_model("grok-imagine-image").update(image_price=300_000_000)
+    xai_listed(cli_emulator, "grok-imagine-image").update(image_price=300_000_000)
     _enum(cli_emulator, "aspect_ratio").remove("4:5")
     code, out, _ = run_cli(capsys, monkeypatch, "catalog", "check")
     assert code == 1
@@ -178,7 +182,7 @@ def test_provider_option_asks_only_that_provider(
     cli_emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--provider openai asks OpenAI only; a drift elsewhere is not seen."""
-    cli_emulator.listings.xai_model("grok-imagine-image").update(image_price=1)
+    xai_listed(cli_emulator, "grok-imagine-image").update(image_price=1)
     code, payload, _ = check(capsys, monkeypatch, "--provider", "openai")
     assert (code, [p["provider"] for p in payload["providers"]]) == (0, ["openai"])
     assert {r.route for r in cli_emulator.requests} & set(LISTINGS) == {"openai.models"}
@@ -228,7 +232,7 @@ def test_write_saves_an_override_that_the_catalog_then_reads(
     (config / "providers" / "xai.toml").write_text('[models."grok-imagine-image"]\nmax_n = 4\n')
     monkeypatch.setenv("IMAGERELAY_CONFIG_DIR", str(config))
     shipped = (shipped_dir("providers") / "xai.toml").read_bytes()
-    cli_emulator.listings.xai_model("grok-imagine-image-2.0").update(image_price=500_000_000)
+    xai_listed(cli_emulator, "grok-imagine-image-2.0").update(image_price=500_000_000)
     _drop_xai(cli_emulator, "grok-imagine-image")
 
     code, payload, _ = check(capsys, monkeypatch, "--write")

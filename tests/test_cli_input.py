@@ -85,12 +85,12 @@ CASES = [
     Case(
         "seed-negative",
         ("generate", "a fox", "--seed", "-1", *SANDBOX_DRY),
-        ("seed: Input should be greater than or equal to 0",),
+        ("seed: must be at least 0 (got -1)",),
     ),
     Case(
         "format-gif",
         ("generate", "a fox", "--format", "gif", *SANDBOX_DRY),
-        ("output_format: Input should be 'png', 'jpeg' or 'webp'",),
+        ("output_format: must be one of png, jpeg, webp (got 'gif')",),
     ),
     Case(
         "max-cost-negative",

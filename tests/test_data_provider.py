@@ -4,11 +4,13 @@ settings, plan, generate, the sandbox, manifests and errors, all under its own n
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from imagerelay.catalog import load_catalog
+from imagerelay.describe import vision_model
 from imagerelay.emulator import Emulator, Fault
 from imagerelay.errors import ConfigError, GenerationFailed
 from imagerelay.imaging import probe
@@ -166,3 +168,36 @@ def test_a_backend_no_provider_registers_is_refused_naming_the_file(localai: Pat
     )
     with pytest.raises(ConfigError, match=r"comfy.toml: backend 'comfy' is no registered provider"):
         load_catalog()
+
+
+def test_catalog_check_asks_it_with_the_check_of_the_backend_it_reuses(
+    localai: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`catalog check --provider localai` in the sandbox asks /localai/v1/models (the OpenAI check,
+    served by the OpenAI dialect under its name): its model is found, the listing's others are new."""
+    code, out, err = run_cli(
+        capsys, monkeypatch, "catalog", "check", "--provider", "localai", "--env", "sandbox", "--json"
+    )
+    assert code == 1, out + err
+    (check,) = json.loads(out)["providers"]
+    assert (check["provider"], check["asked"], check["checked"]) == ("localai", True, [MODEL])
+    assert check["url"].endswith("/localai/v1/models")
+    assert {d["kind"] for d in check["drifts"]} == {"new"}
+
+
+def test_the_vision_model_comes_from_the_catalog(localai: Path, tmp_path: Path) -> None:
+    """Unset, `[vision]` is the first provider whose catalog names a `vision_model`; a provider
+    declared as data that names one is used when `[vision] provider` picks it, and one that names
+    none is refused in one line saying what to set."""
+    catalog = load_catalog()
+    first = next(p for p in catalog.providers.values() if p.vision_model is not None)
+    assert vision_model(load_settings().vision, catalog) == (first.name, first.vision_model)
+    (localai / "providers" / "grokhost.toml").write_text(
+        'label = "Grok, hosted"\nbackend = "xai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+        'key_env = "GROKHOST_API_KEY"\nvision_model = "grok-4.6-local"\n'
+    )
+    (localai / "imagerelay.toml").write_text('[vision]\nprovider = "grokhost"\n')
+    assert vision_model(load_settings().vision, load_catalog()) == ("grokhost", "grok-4.6-local")
+    (localai / "imagerelay.toml").write_text('[vision]\nprovider = "localai"\n')
+    with pytest.raises(ConfigError, match=r"^\[vision\] provider 'localai' names no vision model: set"):
+        vision_model(load_settings().vision, load_catalog())

@@ -75,9 +75,9 @@ def test_generate_killed_mid_prediction_then_run_again_re_attaches_instead_of_pa
     if window == "polling":
         kill_when(first, lambda: recorded_predictions(out))
     else:
-        kill_when(first, lambda: emulator.replicate.predictions)
+        kill_when(first, lambda: emulator.state("replicate").predictions)
         assert recorded_predictions(out) == []  # killed before the id was known
-    [pid] = list(emulator.replicate.predictions)
+    [pid] = list(emulator.state("replicate").predictions)
 
     second = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr

@@ -41,7 +41,7 @@ def test_ctrl_c_cancels_the_prediction_keeps_the_receipt_says_what_was_spent_and
         deadline = time.monotonic() + 60
         while not emulator.requests_for("replicate.get") and time.monotonic() < deadline:
             time.sleep(0.02)
-        [pid] = list(emulator.replicate.predictions)
+        [pid] = list(emulator.state("replicate").predictions)
         os.kill(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -55,7 +55,7 @@ def test_ctrl_c_cancels_the_prediction_keeps_the_receipt_says_what_was_spent_and
     assert f"prediction {pid} was cancelled" in line
     [cancel] = emulator.requests_for("replicate.cancel")
     assert cancel.path.endswith(f"/predictions/{pid}/cancel")
-    assert emulator.replicate.prediction(pid).status(time.monotonic()) == "canceled"  # type: ignore[union-attr]
+    assert emulator.state("replicate").prediction(pid).status(time.monotonic()) == "canceled"  # type: ignore[union-attr]
     [receipt_path] = (tmp_path / "out").glob("*-failed.json")
     assert str(receipt_path.relative_to(tmp_path)) in line
     receipt = json.loads(receipt_path.read_text())

@@ -164,6 +164,12 @@ def test_every_error_class_is_public_and_in_the_drawn_tree() -> None:
     assert {line.split("── ")[1].split()[0] for line in tree.splitlines() if "── " in line} | {
         "ImageRelayError"
     } == classes
+    exported = {
+        n
+        for n in imagerelay.__all__
+        if inspect.isclass(v := getattr(imagerelay, n)) and issubclass(v, Exception)
+    }
+    assert exported == classes == {n for n in errors.__all__ if issubclass(getattr(errors, n), Exception)}
 
 
 def test_type_checking_imports_match_the_public_table() -> None:

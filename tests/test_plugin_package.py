@@ -109,3 +109,14 @@ async def test_its_errors_are_mapped_by_the_shared_table_and_its_override(
         assert len(emu.requests_for("acme.render")) == attempts
     assert {(a.provider, a.error_type) for a in info.value.receipt.attempts} == {("acme", error_type)}
     assert all(str(f).startswith("acme") for f in info.value.failures)
+
+
+def test_catalog_check_says_it_has_no_check(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider that registers no `catalog_check` is named as not checked, and nothing is asked."""
+    code, out, err = run_cli(
+        capsys, monkeypatch, "catalog", "check", "--provider", "acme", "--env", "sandbox"
+    )
+    assert code == 2, out + err
+    assert out.strip() == "acme: not checked: acme publishes no model listing imagerelay can read yet"

@@ -55,7 +55,7 @@ async def test_a_dead_resumed_prediction_is_dropped_and_one_new_one_made(
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-        while emulator.replicate.prediction(pid).status(time.monotonic()) != dead:  # type: ignore[union-attr]
+        while emulator.state("replicate").prediction(pid).status(time.monotonic()) != dead:  # type: ignore[union-attr]
             await asyncio.sleep(0.05)
         polls_before = len(emulator.requests_for("replicate.get"))
 
@@ -113,11 +113,13 @@ def test_a_batch_killed_before_the_create_answered_finds_its_predictions_instead
     try:
         deadline = time.monotonic() + 60
         while (
-            len(emulator.replicate.predictions) < 2 and time.monotonic() < deadline and first.poll() is None
+            len(emulator.state("replicate").predictions) < 2
+            and time.monotonic() < deadline
+            and first.poll() is None
         ):
             time.sleep(0.02)
         assert first.poll() is None, first.communicate()
-        assert len(emulator.replicate.predictions) == 2
+        assert len(emulator.state("replicate").predictions) == 2
         os.kill(first.pid, signal.SIGKILL)
     finally:
         first.kill()
@@ -131,19 +133,22 @@ def test_a_batch_killed_before_the_create_answered_finds_its_predictions_instead
     summary = json.loads(second.stdout)
     assert (summary["done"], summary["failed"]) == (2, 0)
     assert len(emulator.requests_for("replicate.create")) == 2
-    assert len(emulator.replicate.predictions) == 2
+    assert len(emulator.state("replicate").predictions) == 2
     assert emulator.requests_for("replicate.list")
     with sqlite3.connect(out / LEDGER_NAME) as db:
         recorded = {pid for (pid,) in db.execute("SELECT prediction_id FROM predictions")}
         per_item = db.execute("SELECT i.name, COUNT(m.path) FROM items i JOIN images m ON m.item_key = i.key "
                               "GROUP BY i.key ORDER BY i.name").fetchall()  # fmt: skip
-    assert recorded == set(emulator.replicate.predictions)
+    assert recorded == set(emulator.state("replicate").predictions)
     assert per_item == [("post-0", 1), ("post-1", 1)]
     for image in out.glob("*.webp"):
         receipt = json.loads(image.with_suffix(".json").read_text())
         [attempt] = receipt["attempts"]
         assert attempt["sent"] == {"resumed_prediction": attempt["prediction_id"]}
-        assert emulator.replicate.predictions[attempt["prediction_id"]].input["prompt"] == receipt["prompt"]
+        assert (
+            emulator.state("replicate").predictions[attempt["prediction_id"]].input["prompt"]
+            == receipt["prompt"]
+        )
 
 
 async def test_a_resumed_prediction_replicate_no_longer_knows_is_replaced_on_the_same_model(
@@ -168,7 +173,7 @@ async def test_a_resumed_prediction_replicate_no_longer_knows_is_replaced_on_the
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-        emulator.replicate.forget(pid)
+        emulator.state("replicate").forget(pid)
 
         relay = Relay(settings, keys=test_keys, out_dir=out)
         relay.on_receipt.append(ledger.record_receipt)

@@ -131,3 +131,98 @@ def test_the_same_mistake_reads_the_same_from_library_cli_and_manifest(
         assert line == f"line 1: n must be between 1 and {MAX_N}: split the item into several items for more"
     else:
         assert line == f"line 1: {library}"
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        pytest.param({"n": "two"}, "n: must be a whole number (got 'two')", id="n-words"),
+        pytest.param(
+            {"prompt": None},
+            "the prompt must be text saying what the image should show (got None)",
+            id="no-prompt",
+        ),
+        pytest.param(
+            {"prompt": 42}, "the prompt must be text saying what the image should show (got 42)", id="int"
+        ),
+        pytest.param(
+            {"resolution": "8k"}, "resolution: must be one of 1k, 2k, 4k (got '8k')", id="resolution"
+        ),
+        pytest.param(
+            {"quality": "ultra"},
+            "quality: must be one of low, medium, high, xhigh, max (got 'ultra')",
+            id="quality",
+        ),
+        pytest.param(
+            {"output_format": "gif"}, "output_format: must be one of png, jpeg, webp (got 'gif')", id="fmt"
+        ),
+        pytest.param({"seed": -1}, "seed: must be at least 0 (got -1)", id="seed"),
+        pytest.param({"references": 5}, "references: must be a list (got 5)", id="references-int"),
+        pytest.param({"references": ("a.jpg", 5)}, "references.1: must be text (got 5)", id="reference-int"),
+        pytest.param({"extras": [1]}, "extras: must be a table of names to values (got a list)", id="extras"),
+    ],
+)
+def test_a_library_caller_s_mistake_is_one_plain_line_naming_the_field(
+    fields: dict[str, Any], expected: str
+) -> None:
+    """`generate(...)`'s fields, wrong: one line naming the field, what it must be (the allowed values
+    where there is a list) and what was given — never pydantic's "Input should be …"."""
+    from imagerelay.errors import InvalidRequest
+    from imagerelay.request import as_request
+
+    prompt = fields.pop("prompt", "a fox")
+    with pytest.raises(InvalidRequest) as info:
+        as_request(prompt, fields)
+    assert str(info.value) == expected
+
+
+def test_one_path_or_a_path_object_is_a_reference() -> None:
+    """`references="fox.jpg"` is one reference, and `Path`s are taken as references and masks."""
+    assert ImageRequest(prompt="x", references="fox.jpg").references == ("fox.jpg",)  # type: ignore[arg-type]
+    request = ImageRequest(
+        prompt="x",
+        references=(Path("fox.jpg"), "https://example.com/b.png"),  # type: ignore[arg-type]
+        mask=Path("mask.png"),  # type: ignore[arg-type]
+    )
+    assert (request.references, request.mask) == (("fox.jpg", "https://example.com/b.png"), "mask.png")
+    assert ImageRequest(prompt="x", references=Path("fox.jpg")).references == ("fox.jpg",)  # type: ignore[arg-type]
+
+
+def test_words_from_a_fixed_list_are_taken_in_any_case() -> None:
+    """`4K`, `HIGH` and `JPG` mean 4k, high and jpeg."""
+    request = ImageRequest(prompt="x", resolution="4K", quality=" HIGH", output_format="JPG")  # type: ignore[arg-type]
+    assert (request.resolution, request.quality, request.output_format) == ("4k", "high", "jpeg")
+    assert ImageRequest(prompt="x", output_format="WebP").output_format == "webp"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--resolution", "4K"], "--resolution 4K"),
+        (["--quality", "HIGH"], "--quality HIGH"),
+        (["-f", "JPG"], "-f JPG"),
+    ],
+)
+def test_the_cli_takes_those_words_in_any_case(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`plan --resolution 4K`, `--quality HIGH`, `-f JPG` plan as their lower-case words do."""
+    from tests.clikit import run_cli
+
+    code, upper, err = run_cli(capsys, monkeypatch, "plan", "a fox", *args, "--env", "sandbox", "--json")
+    assert code == 0, f"{expected}: {err}"
+    lower = [a.lower() for a in args]
+    code, same, err = run_cli(capsys, monkeypatch, "plan", "a fox", *lower, "--env", "sandbox", "--json")
+    assert code == 0, err
+    assert json.loads(upper) == json.loads(same)
+
+
+def test_the_cli_names_the_field_and_its_allowed_values(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--resolution 8k` is one line naming the field and the values it takes, exit 2."""
+    from tests.clikit import run_cli
+
+    code, _, err = run_cli(capsys, monkeypatch, "plan", "a fox", "--resolution", "8k", "--env", "sandbox")
+    assert code == 2
+    assert err.strip() == "error: resolution: must be one of 1k, 2k, 4k (got '8k')"

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from imagerelay.catalog import load_catalog
+from imagerelay.describe import vision_model
 from imagerelay.emulator import Emulator, Fault
 from imagerelay.errors import GenerationFailed, UserError
 from imagerelay.hooks import PredictionCreated, RunHooks
@@ -102,7 +103,7 @@ async def test_describe_fallback_failing_keeps_the_receipt_and_fails(
     assert "replicate.create" not in routes(emulator)
     assert [(a.model, a.outcome) for a in receipt.attempts] == [
         ("grok-imagine-image", "transient"),
-        (relay.settings.vision.model, "transient"),
+        (vision_model(relay.settings.vision, relay.catalog)[1], "transient"),
     ]
     assert any(n.startswith("describe fallback failed: ") for n in receipt.notes)
     assert len(info.value.failures) == 2

@@ -480,3 +480,32 @@ def test_gemini_key_from_either_variable(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert load_keys(envs)["gemini"].get_secret_value() == "AIza-google"
     monkeypatch.setenv("GEMINI_API_KEY", "AIza-gemini")
     assert load_keys(envs)["gemini"].get_secret_value() == "AIza-gemini"
+
+
+def test_a_bad_value_reads_as_a_request_s_does(user_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A setting of the wrong kind or outside its list is one line from the same formatter as a
+    request's: where, the setting, what it must be (the allowed values), what was given."""
+    (user_dir / "imagerelay.toml").write_text('[retry]\nattempts = "lots"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value) == (
+        f"{user_dir / 'imagerelay.toml'}: retry.attempts: must be a whole number (got 'lots'): fix the value"
+    )
+    (user_dir / "imagerelay.toml").write_text("")
+    monkeypatch.setenv("IMAGERELAY_ROUTING__ON_CONTENT_BLOCKED", "shrug")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value) == (
+        "environment variable IMAGERELAY_ROUTING__ON_CONTENT_BLOCKED: routing.on_content_blocked: "
+        "must be one of stop, fallback (got 'shrug'): fix the value"
+    )
+
+
+def test_a_bad_catalog_value_reads_as_a_request_s_does(user_dir: Path) -> None:
+    """A provider file's value of the wrong kind is named with the same words as a request's."""
+    (user_dir / "providers").mkdir()
+    (user_dir / "providers" / "xai.toml").write_text('[models."grok-imagine-image"]\nmax_n = "many"\n')
+    with pytest.raises(
+        ConfigError, match=r"max_n: must be a whole number \(got 'many'\): fix the catalog entry"
+    ):
+        load_catalog()

@@ -197,6 +197,9 @@ class ProviderSpec(_Strict):
     #: Variables read, in order, when `key_env` is unset (Gemini: GOOGLE_API_KEY, as its SDK does).
     key_env_also: tuple[str, ...] = ()
     docs: str = ""
+    #: The chat model that describes a reference in words for the `describe` fallback (`[vision]`
+    #: picks the first provider that names one, unless set), if its backend can describe.
+    vision_model: str | None = None
     reference_limits: ReferenceLimits = Field(default_factory=ReferenceLimits)
     #: The provider fields its models' `extra_fields` name: type, words, range (see `extras.py`).
     extras: dict[str, ExtraRule] = Field(default_factory=dict)
@@ -246,7 +249,9 @@ def _first_error(exc: ValidationError) -> str:
     loc = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         return f"unknown key {loc!r}"
-    return f"{loc}: {err['msg']}"
+    from .validation import plain
+
+    return f"{loc}: {plain(err)}"
 
 
 def _culprit(exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]]) -> str | None:

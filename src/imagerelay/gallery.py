@@ -82,6 +82,13 @@ def collect_cards(directory: Path) -> tuple[list[Card], list[dict[str, str]]]:
     cards: list[Card] = []
     seen: set[Path] = set()
     failed: list[dict[str, str]] = []
+
+    def add(raw_path: str, **fields: Any) -> None:  # each image file once, however often recorded
+        path = _locate(directory, raw_path)
+        if path is not None and path not in seen:
+            seen.add(path)
+            cards.append(Card(path=path, **fields))
+
     for receipt in receipts.values():
         images = receipt.get("images") or []
         if not images:
@@ -99,44 +106,32 @@ def collect_cards(directory: Path) -> tuple[list[Card], list[dict[str, str]]]:
         metadata = dict(receipt.get("metadata") or {})
         name = metadata.pop("name", None)
         for image in images:
-            path = _locate(directory, str(image.get("path", "")))
-            if path is None or path in seen:
-                continue
-            seen.add(path)
-            cards.append(
-                Card(
-                    path=path,
-                    prompt=str(receipt.get("prompt", "")),
-                    provider=str(image.get("provider", "")),
-                    model=str(image.get("model", "")),
-                    created_at=str(receipt.get("created_at", "")),
-                    cost_usd=share,
-                    cost_reported=reported,
-                    sandbox=bool(receipt.get("sandbox")),
-                    width=int(image.get("width") or 0),
-                    height=int(image.get("height") or 0),
-                    name=str(name) if name else None,
-                    notes=[str(n) for n in receipt.get("notes", [])],
-                    degradations=_degradations(receipt.get("attempts", [])),
-                    fields=metadata,
-                )
+            add(
+                str(image.get("path", "")),
+                prompt=str(receipt.get("prompt", "")),
+                provider=str(image.get("provider", "")),
+                model=str(image.get("model", "")),
+                created_at=str(receipt.get("created_at", "")),
+                cost_usd=share,
+                cost_reported=reported,
+                sandbox=bool(receipt.get("sandbox")),
+                width=int(image.get("width") or 0),
+                height=int(image.get("height") or 0),
+                name=str(name) if name else None,
+                notes=[str(n) for n in receipt.get("notes", [])],
+                degradations=_degradations(receipt.get("attempts", [])),
+                fields=metadata,
             )
     for row in _unfinished(directory):  # saved, but the request was cut short before its receipt
-        path = _locate(directory, row["path"])
-        if path is None or path in seen:
-            continue
-        seen.add(path)
-        cards.append(
-            Card(
-                path=path,
-                prompt=row["prompt"],
-                provider=row["provider"],
-                model=row["model"],
-                created_at=row["created_at"],
-                cost_usd=row["cost_usd"],
-                name=row["name"],
-                notes=["the request was interrupted before its receipt was written; the image is complete"],
-            )
+        add(
+            row["path"],
+            prompt=row["prompt"],
+            provider=row["provider"],
+            model=row["model"],
+            created_at=row["created_at"],
+            cost_usd=row["cost_usd"],
+            name=row["name"],
+            notes=["the request was interrupted before its receipt was written; the image is complete"],
         )
     cards.sort(key=lambda c: c.created_at, reverse=True)
     return cards, failed

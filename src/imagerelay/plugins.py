@@ -1,5 +1,5 @@
 """Providers as plugins: one registered `Provider` brings its catalog data, its backend, its
-settings model and, optionally, its emulator dialect.
+settings model and, optionally, its emulator dialect and its `catalog check`.
 
 Providers are discovered through the entry-point group `imagerelay.providers`; the built-ins are
 registered there too, from imagerelay's own `pyproject.toml` — the same way a third-party package
@@ -27,13 +27,17 @@ from . import envvars
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from .backends.base import Backend
+    from .catalog_check.drift import Asking
     from .emulator.wire import Dialect
     from .settings import ProviderSettings
 
 __all__ = [
     "GROUP",
     "Provider",
+    "builtin",
     "builtin_names",
     "provider",
     "register_provider",
@@ -68,6 +72,9 @@ class Provider:
     dialect: str | None = None
     #: Where the provider sorts in the catalog (lower first; ties by name).
     order: int = 100
+    #: `imagerelay catalog check` for this wire API: an `async (Asking) -> None` that asks the
+    #: provider what it serves and records each drift (None: the provider publishes no listing).
+    catalog_check: str | None = None
 
     def backend_class(self) -> type[Backend]:
         cls: type[Backend] = _load(self.backend, self.name, "backend")
@@ -86,6 +93,31 @@ class Provider:
             return None
         dialect: Dialect = _load(self.dialect, self.name, "dialect")
         return dialect
+
+    def catalog_checker(self) -> Callable[[Asking], Awaitable[None]] | None:
+        if self.catalog_check is None:
+            return None
+        checker: Callable[[Asking], Awaitable[None]] = _load(self.catalog_check, self.name, "catalog check")
+        return checker
+
+
+def builtin(
+    name: str, backend: str, *, order: int, settings: str | None = None, catalog_check: str | None = None
+) -> Provider:
+    """One of imagerelay's own providers, where they are by convention: its backend class `backend`
+    in `imagerelay.backends.<name>`, its catalog `providers/<name>.toml`, its dialect
+    `imagerelay.emulator.<name>:DIALECT`."""
+    from .paths import shipped_dir
+
+    return Provider(
+        name=name,
+        backend=f"imagerelay.backends.{name}:{backend}",
+        catalog=shipped_dir("providers") / f"{name}.toml",
+        settings=settings,
+        dialect=f"imagerelay.emulator.{name}:DIALECT",
+        order=order,
+        catalog_check=catalog_check,
+    )
 
 
 _REGISTERED: dict[str, Provider] = {}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .validation import plain, shown
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -75,6 +78,38 @@ class ImageRequest(BaseModel):
     provider: str = "auto"
     extras: dict[str, dict[str, Any]] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_is_text(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            raise ValueError(f"the prompt must be text saying what the image should show (got {shown(v)})")
+        return v
+
+    @field_validator("references", mode="before")
+    @classmethod
+    def _refs_as_paths(cls, v: Any) -> Any:
+        # One path or URL is one reference (a string is never meant as a list of letters); a
+        # `Path` is taken as its string, like everywhere else a file is named.
+        if isinstance(v, (str, os.PathLike)):
+            v = (v,)
+        if isinstance(v, (list, tuple)):
+            return tuple(os.fspath(s) if isinstance(s, os.PathLike) else s for s in v)
+        return v
+
+    @field_validator("mask", mode="before")
+    @classmethod
+    def _mask_as_path(cls, v: Any) -> Any:
+        return os.fspath(v) if isinstance(v, os.PathLike) else v
+
+    @field_validator("resolution", "quality", "output_format", mode="before")
+    @classmethod
+    def _word_in_any_case(cls, v: Any) -> Any:
+        # These are words from a fixed list: `4K`, `HIGH` and `JPG` mean what they say.
+        if isinstance(v, str):
+            v = v.strip().lower()
+            return "jpeg" if v == "jpg" else v
+        return v
 
     @field_validator("prompt")
     @classmethod
@@ -160,7 +195,7 @@ def problem_of(
         return f"unknown request field {shown!r}"
     ours = err.get("ctx", {}).get("error")
     if ours is None:
-        return f"{shown}: {err['msg']}" if shown else err["msg"]
+        return f"{shown}: {plain(err)}" if shown else plain(err)
     if in_manifest and loc == "n":
         return f"n must be between 1 and {MAX_N}: split the item into several items for more"
     return str(ours)
@@ -168,7 +203,7 @@ def problem_of(
 
 def as_request(request: ImageRequest | str, fields: Mapping[str, Any] | None = None) -> ImageRequest:
     """`request` (a prompt, or a request with `fields` replacing some of its own) as a validated
-    `ImageRequest`; `InvalidRequest` with one plain line (see `problem`) if it is not valid."""
+    `ImageRequest`; `InvalidRequest` with one plain line (see `problem_of`) if it is not valid."""
     from .errors import InvalidRequest
 
     if isinstance(request, ImageRequest):

@@ -126,10 +126,11 @@ class ReferenceSettings(_Section):
 
 
 class VisionSettings(_Section):
-    """The chat model that describes a reference for the `describe` fallback."""
+    """The chat model that describes a reference for the `describe` fallback. Unset: the first
+    provider of the catalog that names a `vision_model`, and that model."""
 
-    provider: str = "xai"
-    model: str = "grok-4.6"
+    provider: str | None = None
+    model: str | None = None
     max_words: int = Field(default=120, gt=0)
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from . import envvars
 from .errors import ConfigError
 from .paths import provider_names
+from .validation import plain
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -48,7 +49,7 @@ def describe(
         if close is not None:
             return f"{where}: unknown setting {dotted!r}: did you mean {'.'.join([*loc[:-1], close])!r}?"
         return f"{where}: unknown setting {dotted!r}: remove it or check its spelling"
-    return f"{where}: {dotted}: {err['msg']}: fix the value"
+    return f"{where}: {dotted}: {plain(err)}: fix the value"
 
 
 def _lookup(node: Any, parts: list[str]) -> Any:
@@ -88,10 +89,10 @@ def _env_culprit(loc: list[str]) -> str | None:
 _PROVIDER_TABLES = {("providers",)}
 
 
-def _keys_at(path: Iterable[str], providers: set[str]) -> list[str] | None:
-    """The names valid directly under the table at `path` (`()`: the top level); None when `path`
-    names no table. A table keyed by provider takes the catalog's providers; another free-form
-    table takes any key (an empty list)."""
+def _annotation_at(path: Iterable[str], providers: set[str] | None) -> Any:
+    """The type of the setting at `path` (`()`: `Settings`), or None when `path` names none. Under a
+    table keyed by provider, a key must be one of `providers` (None: any) and is typed by that
+    provider's own settings model (its own knobs are settings there too)."""
     from .settings import Settings
 
     ann: Any = Settings
@@ -103,21 +104,30 @@ def _keys_at(path: Iterable[str], providers: set[str]) -> list[str] | None:
                 return None
             ann = field.annotation
         elif get_origin(ann) is dict:
-            if tuple(seen) in _PROVIDER_TABLES:
+            if providers is not None and tuple(seen) in _PROVIDER_TABLES:
                 if part not in providers:
                     return None
                 from .plugins import settings_model
 
-                ann = settings_model(part)  # the provider's own knobs are settings there too
+                ann = settings_model(part)
             else:
                 ann = get_args(ann)[1]
         else:
             return None
         seen.append(part)
+    return ann
+
+
+def _keys_at(path: Iterable[str], providers: set[str]) -> list[str] | None:
+    """The names valid directly under the table at `path` (`()`: the top level); None when `path`
+    names no table. A table keyed by provider takes the catalog's providers; another free-form
+    table takes any key (an empty list)."""
+    path = tuple(path)
+    ann = _annotation_at(path, providers)
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return list(ann.model_fields)
     if get_origin(ann) is dict:
-        return sorted(providers) if tuple(seen) in _PROVIDER_TABLES else []
+        return sorted(providers) if path in _PROVIDER_TABLES else []
     return None
 
 
@@ -255,19 +265,7 @@ def describe_unparsable_env() -> str:
 
 def _wants_json(path: list[str]) -> bool:
     """Whether the setting at `path` (as an IMAGERELAY_* variable names it) is a list or a table."""
-    from .settings import Settings
-
-    ann: Any = Settings
-    for part in path:
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            field = ann.model_fields.get(part)
-            if field is None:
-                return False
-            ann = field.annotation
-        elif get_origin(ann) is dict:
-            ann = get_args(ann)[1]
-        else:
-            return False
+    ann = _annotation_at(path, None)
     return get_origin(ann) in (list, dict) or (isinstance(ann, type) and issubclass(ann, BaseModel))
 
 

@@ -337,7 +337,7 @@ def test_models_listing(client: openai.OpenAI, emulator: Emulator) -> None:
     ids = {m.id for m in client.models.list()}
     assert {"gpt-image-2", "gpt-image-2.5-flare-2026-09-08", "gpt-image-2.6-flare"} <= ids
     assert not ids & {"gpt-image-1.5", "gpt-image-1-mini", "dall-e-3"}
-    emulator.listings.drop_openai("gpt-image-2.6-flare")
+    emulator.listings.openai = [m for m in emulator.listings.openai if m["id"] != "gpt-image-2.6-flare"]
     assert "gpt-image-2.6-flare" not in {m.id for m in client.models.list()}
     emulator.reset()
     assert "gpt-image-2.6-flare" in {m.id for m in client.models.list()}

@@ -12,6 +12,7 @@ from emulator_helpers import data_uri, is_reddish, mean_rgb, open_image, solid
 from replicate.exceptions import ReplicateError
 
 from imagerelay.emulator import Emulator, Fault
+from imagerelay.emulator.replicate_schema import input_properties
 
 SCHNELL = "black-forest-labs/flux-schnell"
 PRO = "black-forest-labs/flux-1.1-pro"
@@ -353,7 +354,7 @@ def test_model_listing_publishes_the_input_schema(raw: httpx.Client, emulator: E
     assert "2 MP" in schema["resolution"]["enum"]
     assert props["safety_tolerance"]["maximum"] == 5
     assert model["latest_version"]["openapi_schema"]["components"]["schemas"]["Output"]["format"] == "uri"
-    emulator.listings.replicate_input(FLUX2).pop("seed")
+    input_properties(emulator, FLUX2).pop("seed")
     assert "seed" not in raw.get(f"/models/{FLUX2}").json()["latest_version"]["openapi_schema"][
         "components"]["schemas"]["Input"]["properties"]  # fmt: skip
     assert raw.get("/models/black-forest-labs/flux-9").status_code == 404
@@ -390,5 +391,5 @@ def test_answer_after_creates_the_prediction_before_answering(raw: httpx.Client,
     emulator.script("replicate.create", Fault(answer_after=5))
     with pytest.raises(httpx.ReadTimeout):
         raw.post(f"/models/{SCHNELL}/predictions", json={"input": {"prompt": "x"}}, timeout=0.5)
-    [prediction] = emulator.replicate.predictions.values()
+    [prediction] = emulator.state("replicate").predictions.values()
     assert prediction.input == {"prompt": "x"}

@@ -10,6 +10,7 @@ import pytest
 from emulator_helpers import data_uri, is_reddish, mean_rgb, open_image, solid
 
 from imagerelay.emulator import Emulator, Fault
+from imagerelay.emulator.xai import listed as xai_listed
 
 GEN = "/images/generations"
 EDIT = "/images/edits"
@@ -217,7 +218,7 @@ def test_image_generation_models_listing(emulator: Emulator, xai: httpx.Client) 
     assert models["grok-imagine-image"]["image_price"] == 200_000_000
     assert models["grok-imagine-image-2.0"]["image_price"] == 400_000_000
     assert "grok-imagine-image-quality" in models["grok-imagine-image-2.0"]["aliases"]
-    emulator.listings.xai_model("grok-imagine-image")["image_price"] = 300_000_000
+    xai_listed(emulator, "grok-imagine-image")["image_price"] = 300_000_000
     listed = xai.get("/image-generation-models").json()["models"]
     assert next(m for m in listed if m["id"] == MODEL)["image_price"] == 300_000_000
 

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
@@ -115,6 +115,10 @@ OnEvent = OnCallEvent
 class Backend(ABC):
     """Speaks one provider's wire API and maps its errors to `imagerelay.errors` at one seam."""
 
+    #: The model of this backend's own knobs: settings built in code as the common model are
+    #: checked against it (and typed by it) here too.
+    settings_model: ClassVar[type[ProviderSettings] | None] = None
+
     def __init__(
         self,
         provider: ProviderSpec,
@@ -122,6 +126,8 @@ class Backend(ABC):
         key: SecretStr | None,
         http: httpx.AsyncClient,
     ) -> None:
+        if self.settings_model is not None and not isinstance(settings, self.settings_model):
+            settings = self.settings_model.model_validate(settings.model_dump())
         self.provider = provider
         self.settings = settings
         self._key = key

@@ -35,8 +35,7 @@ from ..errors import (
     RateLimited,
 )
 from ..hooks import Sent
-from ..paths import shipped_dir
-from ..plugins import Provider
+from ..plugins import builtin
 from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent, images_summary
 from .http import ErrorContext, StatusTable, checked_image, httpx_errors, retry_after_seconds
 
@@ -49,13 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["PROVIDER", "GeminiBackend"]
 
 #: This provider, as `pyproject.toml` registers it in the `imagerelay.providers` entry-point group.
-PROVIDER = Provider(
-    name="gemini",
-    backend="imagerelay.backends.gemini:GeminiBackend",
-    catalog=shipped_dir("providers") / "gemini.toml",
-    dialect="imagerelay.emulator.gemini:DIALECT",
-    order=3,
-)
+PROVIDER = builtin("gemini", "GeminiBackend", order=3)
 
 #: Extras sent inside `generationConfig` (the planner passes only those a model declares).
 _EXTRAS = frozenset({"thinking_level"})

@@ -26,8 +26,7 @@ from ..errors import (
     ReadTimedOut,
 )
 from ..hooks import Sent
-from ..paths import shipped_dir
-from ..plugins import Provider
+from ..plugins import builtin
 from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent, images_summary
 from .http import (
     ErrorContext,
@@ -46,12 +45,8 @@ if TYPE_CHECKING:
 __all__ = ["PROVIDER", "OpenAIBackend"]
 
 #: This provider, as `pyproject.toml` registers it in the `imagerelay.providers` entry-point group.
-PROVIDER = Provider(
-    name="openai",
-    backend="imagerelay.backends.openai:OpenAIBackend",
-    catalog=shipped_dir("providers") / "openai.toml",
-    dialect="imagerelay.emulator.openai:DIALECT",
-    order=1,
+PROVIDER = builtin(
+    "openai", "OpenAIBackend", order=1, catalog_check="imagerelay.catalog_check.listings:openai"
 )
 
 #: Canonical request fields sent when the model declares them (besides `prompt` and `n`).

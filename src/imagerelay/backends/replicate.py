@@ -30,8 +30,7 @@ from ..errors import (
     TransientError,
 )
 from ..hooks import Noted, PredictionCancelled, PredictionCreated, Sent
-from ..paths import shipped_dir
-from ..plugins import Provider
+from ..plugins import builtin
 from .base import Adopt, Call, CallResult, Deliver, Delivered, OnEvent
 from .http import (
     ErrorContext,
@@ -57,13 +56,12 @@ if TYPE_CHECKING:
 __all__ = ["PROVIDER", "ReplicateBackend"]
 
 #: This provider, as `pyproject.toml` registers it in the `imagerelay.providers` entry-point group.
-PROVIDER = Provider(
-    name="replicate",
-    backend="imagerelay.backends.replicate:ReplicateBackend",
-    catalog=shipped_dir("providers") / "replicate.toml",
-    settings="imagerelay.backends.replicate_predictions:ReplicateSettings",
-    dialect="imagerelay.emulator.replicate:DIALECT",
+PROVIDER = builtin(
+    "replicate",
+    "ReplicateBackend",
     order=2,
+    settings="imagerelay.backends.replicate_predictions:ReplicateSettings",
+    catalog_check="imagerelay.catalog_check.replicate:replicate",
 )
 
 log = logging.getLogger("imagerelay")

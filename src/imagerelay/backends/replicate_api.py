@@ -37,12 +37,9 @@ from .http import (
 from .replicate_predictions import RUNNING, TERMINAL, ReplicateSettings
 
 if TYPE_CHECKING:
-    from pydantic import SecretStr
     from replicate.client import Client
 
-    from ..catalog import ProviderSpec
     from ..references import PreparedImage
-    from ..settings import ProviderSettings
 
 __all__ = ["PredictionsAPI"]
 
@@ -75,19 +72,8 @@ class PredictionsAPI(Backend):
     """Create, cancel and upload at Replicate, and map its answers (the lifecycle is a subclass)."""
 
     settings: ReplicateSettings
+    settings_model = ReplicateSettings
     _client: Client | None = None
-
-    def __init__(
-        self,
-        provider: ProviderSpec,
-        settings: ProviderSettings,
-        key: SecretStr | None,
-        http: httpx.AsyncClient,
-    ) -> None:
-        super().__init__(provider, settings, key, http)
-        # Its own knobs, checked here too: settings built in code may be the common model.
-        if not isinstance(settings, ReplicateSettings):
-            self.settings = ReplicateSettings.model_validate(settings.model_dump())
 
     _transport: httpx.AsyncHTTPTransport | None = None
 

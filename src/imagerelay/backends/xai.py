@@ -21,8 +21,7 @@ from ..errors import (
     QuotaExhausted,
 )
 from ..hooks import Sent
-from ..paths import shipped_dir
-from ..plugins import Provider
+from ..plugins import builtin
 from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent
 from .http import (
     ErrorContext,
@@ -42,13 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["PROVIDER", "XAIBackend"]
 
 #: This provider, as `pyproject.toml` registers it in the `imagerelay.providers` entry-point group.
-PROVIDER = Provider(
-    name="xai",
-    backend="imagerelay.backends.xai:XAIBackend",
-    catalog=shipped_dir("providers") / "xai.toml",
-    dialect="imagerelay.emulator.xai:DIALECT",
-    order=0,
-)
+PROVIDER = builtin("xai", "XAIBackend", order=0, catalog_check="imagerelay.catalog_check.listings:xai")
 
 TICKS_PER_USD = 10_000_000_000
 #: xAI answers 403 for no credit or no access to the model (a bad key is 400 or 401).

@@ -17,24 +17,16 @@ figures into an override file (`catalog_write`), never editing the shipped catal
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
 
 import httpx
 
 from ..catalog import Catalog
-from . import listings, replicate
+from ..plugins import provider as registered
 from .drift import Asking, Drift, ProviderCheck, Refused
 
 __all__ = ["Drift", "ProviderCheck", "check_catalog", "exit_code", "render", "run"]
-
-#: How each wire API's models are checked, by backend.
-_ASKERS: dict[str, Callable[[Asking], Awaitable[None]]] = {
-    "xai": listings.xai,
-    "openai": listings.openai,
-    "replicate": replicate.replicate,
-}
 
 
 async def check_catalog(
@@ -53,7 +45,8 @@ async def check_catalog(
             spec = catalog.provider(name)
             check = ProviderCheck(name)
             out.append(check)
-            asker = _ASKERS.get(spec.backend)
+            # The check of the wire API it speaks: a provider declared as data reuses its backend's.
+            asker = registered(spec.backend).catalog_checker()
             if asker is None:
                 check.error = f"not checked: {name} publishes no model listing imagerelay can read yet"
                 continue
@@ -85,12 +78,13 @@ def run(settings: Any, catalog: Catalog, provider: str | None, today: date) -> l
             raise InvalidRequest(f"unknown provider {provider!r}: use one of {', '.join(names)}")
         names = [provider]
     emulator = None
-    if settings.sandbox:
-        from ..emulator import Emulator
+    if settings.sandbox:  # the same emulator as a sandbox run: a provider declared as data included
+        from ..sandbox import start_sandbox
 
-        emulator = Emulator(keys=None).start(port=0)
-        base_urls = {n: emulator.base_url(n) for n in names}
-        keys = {n: f"sandbox-{n}" for n in names}
+        emulator, sandboxed, placeholders = start_sandbox(catalog, settings)
+        names = [n for n in names if n in placeholders]
+        base_urls = {n: str(sandboxed.provider(n).base_url) for n in names}
+        keys = {n: k.get_secret_value() for n, k in placeholders.items()}
     else:
         base_urls = {n: settings.provider(n).base_url or catalog.providers[n].base_url for n in names}
         keys = {n: k.get_secret_value() for n, k in load_keys(catalog.key_envs()).items()}

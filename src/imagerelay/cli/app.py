@@ -14,8 +14,8 @@ __all__ = ["EnvOpt", "JsonOpt", "OutOpt", "app", "catalog_app", "config_app", "e
 
 app = typer.Typer(
     name="imagerelay",
-    help="Generate images through xAI, OpenAI, Replicate or Gemini: planned, translated, with fallback and "
-    "receipts.",
+    help="Generate images through every installed provider's image API (`imagerelay providers` lists "
+    "them): planned, translated, with fallback and receipts.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

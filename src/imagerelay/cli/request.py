@@ -76,7 +76,7 @@ class RequestOptions:
             resolution=self.resolution,
             quality=self.quality,
             seed=self.seed,
-            output_format="jpeg" if self.format == "jpg" else self.format,
+            output_format=self.format,
             extras=parse_extras(self.extra or []),
         )
 

@@ -10,12 +10,26 @@ import io
 import math
 import random
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Required, TypedDict, Unpack
 
 from ..sandbox import EMULATOR_MARKER
 
 if TYPE_CHECKING:
     from PIL.Image import Image
+
+
+class Drawing(TypedDict, total=False):
+    """What a sandbox picture is drawn from; the same prompt, seed, size, model and index always
+    draw the same picture."""
+
+    prompt: Required[str]
+    model: Required[str]
+    size: Required[tuple[int, int]]
+    seed: int | None
+    index: int
+    #: Drawn over, lightly tinted, so that an edit visibly keeps its reference.
+    reference: Image | None
+
 
 MIME = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
@@ -60,18 +74,13 @@ def _rng(prompt: str, seed: int | None, size: tuple[int, int], model: str, index
     return random.Random(int.from_bytes(hashlib.sha256(key).digest()[:8], "big"))
 
 
-def draw(
-    *,
-    prompt: str,
-    model: str,
-    size: tuple[int, int],
-    seed: int | None = None,
-    index: int = 0,
-    reference: Image | None = None,
-) -> Image:
+def draw(**drawing: Unpack[Drawing]) -> Image:
     """An RGB picture marked SANDBOX and the model name; built from `reference` when given."""
     from PIL import Image as PILImage
     from PIL import ImageDraw, ImageFont, ImageOps
+
+    prompt, model, size = drawing["prompt"], drawing["model"], drawing["size"]
+    seed, index, reference = drawing.get("seed"), drawing.get("index", 0), drawing.get("reference")
 
     w, h = size
     rng = _rng(prompt, seed, size, model, index)
@@ -151,20 +160,10 @@ def encode(img: Image, fmt: str = "jpeg", quality: int = 90, transparent: bool =
 
 
 def render(
-    *,
-    prompt: str,
-    model: str,
-    size: tuple[int, int],
-    seed: int | None = None,
-    index: int = 0,
-    reference: Image | None = None,
-    fmt: str = "jpeg",
-    quality: int = 90,
-    transparent: bool = False,
+    *, fmt: str = "jpeg", quality: int = 90, transparent: bool = False, **drawing: Unpack[Drawing]
 ) -> bytes:
     """draw() then encode(): the bytes of one sandbox image."""
-    img = draw(prompt=prompt, model=model, size=size, seed=seed, index=index, reference=reference)
-    return encode(img, fmt, quality, transparent)
+    return encode(draw(**drawing), fmt, quality, transparent)
 
 
 def mean_colour(img: Image) -> tuple[int, int, int]:

@@ -165,6 +165,7 @@ def get_model(call: Call) -> Reply:
 #: The dialect with every endpoint it answers, as the provider's registration names it.
 DIALECT = dataclasses.replace(
     DIALECT,
+    listings={"gemini": default_listing},
     routes=(
         Route(
             "POST",

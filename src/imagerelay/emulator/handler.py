@@ -41,7 +41,7 @@ def _serve_hosted(call: Call) -> Reply:
     fault = call.fault
     if hosted is None or (fault is not None and fault.expired):
         known = call.emu.files.known(call.path)
-        return expired_reply(known.provider if known else FILES)
+        return expired_reply(call.emu.dialects.get(known.provider) if known else None)
     data = hosted.data
     if fault is not None and fault.truncate:
         data = data[: len(data) // 2]
@@ -88,6 +88,20 @@ def routes(dialects: Mapping[str, Dialect]) -> Routes:
     ]
     routes.append(("GET", re.compile(r"/files/.+"), FILES, FILES, _serve_hosted))
     return routes
+
+
+def hosted_bytes(emu: Emulator, path: str) -> bytes | None:
+    """The bytes a GET of `path` would serve from a hosted route (an image URL, an upload), as it
+    stands (no fault applied, nothing logged); None when nothing is hosted there."""
+    route, _, handler, params = _route(emu, "GET", path)
+    if route != FILES or handler is None:
+        return None
+    call = Call(emu, route, "GET", path, params, {}, b"", None, [], None)
+    try:
+        reply = handler(call)
+    except DialectError:
+        return None
+    return reply.body if reply.status == 200 else None
 
 
 def _generic_error(status: int, fault: Fault | None) -> Reply:
@@ -237,7 +251,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             elif fault is not None and fault.body is not None:
                 reply = _body_reply(200, fault.body, "application/json")
             elif handler is None:
-                reply = dialect.not_found(call.method, call.path) if dialect else expired_reply("files")
+                reply = dialect.not_found(call.method, call.path) if dialect else expired_reply(None)
             elif not key_ok and dialect is not None:
                 reply = dialect.auth_error(key)
             else:

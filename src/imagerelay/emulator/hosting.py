@@ -1,4 +1,4 @@
-"""Hosted image files: the temporary URLs xAI and Replicate hand out, kept in memory."""
+"""Hosted image files: the temporary URLs providers hand out (xAI's, Replicate's), kept in memory."""
 
 from __future__ import annotations
 
@@ -8,23 +8,18 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from imagerelay.emulator.wire import Reply, json_reply
+from imagerelay.emulator.wire import Dialect, Reply, json_reply
 
 # Bounded so a long sandbox session cannot grow without limit; the oldest files go first.
 MAX_FILES = 512
 MAX_BYTES = 512 * 1024 * 1024
-
-_XML_EXPIRED = (
-    b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
-    b"<Message>Request has expired.</Message></Error>"
-)
 
 
 @dataclass
 class Hosted:
     data: bytes
     content_type: str
-    provider: str  # "xai" answers an expired URL with 403 XML, the others with 404 JSON
+    provider: str  # the name it was handed out under: its dialect says how it answers once expired
     expires_at: float
 
 
@@ -74,8 +69,8 @@ class FileStore:
             self._size = 0
 
 
-def expired_reply(provider: str) -> Reply:
-    """How an expired or unknown hosted URL answers."""
-    if provider == "xai":
-        return Reply(403, _XML_EXPIRED, "application/xml")
+def expired_reply(dialect: Dialect | None) -> Reply:
+    """How an expired or unknown hosted URL answers: as the dialect that handed it out says."""
+    if dialect is not None and dialect.expired_file is not None:
+        return dialect.expired_file()
     return json_reply(404, {"detail": "Not found."})

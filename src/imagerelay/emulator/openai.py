@@ -233,6 +233,7 @@ def default_listing() -> list[dict[str, Any]]:
 #: The dialect with every endpoint it answers, as the provider's registration names it.
 DIALECT = dataclasses.replace(
     DIALECT,
+    listings={"openai": default_listing},
     routes=(
         Route("GET", r"/v1/models", "models", models),
         Route("POST", r"/v1/images/generations", "generations", generations),

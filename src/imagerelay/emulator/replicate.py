@@ -21,6 +21,7 @@ from imagerelay.emulator.replicate_predictions import (
     new_id,
     snapshot,
 )
+from imagerelay.emulator.replicate_schema import default_listing
 from imagerelay.emulator.wire import (
     Call,
     Dialect,
@@ -96,6 +97,12 @@ def _not_found(method: str, path: str) -> Reply:
 
 
 DIALECT = Dialect("replicate", _auth_error, _error_reply, _not_found, token_schemes=("bearer", "token"))
+
+
+def _state(call: Call) -> State:
+    """The predictions and uploads this emulator keeps (`Emulator.state("replicate")`)."""
+    state: State = call.emu.state(DIALECT.name)
+    return state
 
 
 def _validate(spec: ModelSpec, given: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +200,7 @@ def create(call: Call) -> Reply:
         truncate=bool(fault and fault.truncate),
         reference=reference,
     )
-    call.emu.replicate.add(p)
+    _state(call).add(p)
     hold = _prefer_wait(call.headers.get("prefer", ""))
     if hold is None:
         return json_reply(201, snapshot(call, p, force_starting=True))
@@ -223,7 +230,7 @@ def list_predictions(call: Call) -> Reply:
             except ValueError:
                 raise _problem(400, f"{name} must be an ISO 8601 date-time.") from None
             bounds[name] = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-    every = call.emu.replicate.every()
+    every = _state(call).every()
     chosen = []
     for p in sorted(every, key=lambda p: p.created, reverse=True):
         created = dt.datetime.fromisoformat(p.created_at)
@@ -254,7 +261,7 @@ def list_predictions(call: Call) -> Reply:
 
 
 def _find(call: Call) -> Prediction:
-    p = call.emu.replicate.prediction(call.params["id"])
+    p = _state(call).prediction(call.params["id"])
     if p is None:
         raise _problem(404, "Not found.")
     return p
@@ -310,7 +317,7 @@ def upload(call: Call) -> Reply:
         metadata=metadata,
         created_at=iso(wall),
     )
-    call.emu.replicate.add_upload(item)
+    _state(call).add_upload(item)
     return json_reply(
         201,
         {
@@ -333,7 +340,7 @@ def upload(call: Call) -> Reply:
 
 def serve_upload(call: Call) -> Reply:
     """GET of an upload's `urls.get`: its bytes."""
-    item = call.emu.replicate.upload(call.params["id"])
+    item = _state(call).upload(call.params["id"])
     if item is None:
         raise _problem(404, "Not found.")
     data = item.data[: len(item.data) // 2] if call.fault is not None and call.fault.truncate else item.data
@@ -343,6 +350,8 @@ def serve_upload(call: Call) -> Reply:
 #: The dialect with every endpoint it answers, as the provider's registration names it.
 DIALECT = dataclasses.replace(
     DIALECT,
+    state=State,
+    listings={"replicate": default_listing},
     routes=(
         Route("GET", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)", "model", model),
         Route("POST", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions", "create", create),

@@ -5,11 +5,14 @@ latest version, as Cog makes it from the same table that validates its inputs, a
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagerelay.emulator.replicate_models import MODELS, ModelSpec
 
-__all__ = ["default_listing", "openapi_schema"]
+if TYPE_CHECKING:
+    from imagerelay.emulator.server import Emulator
+
+__all__ = ["default_listing", "input_properties", "openapi_schema"]
 
 
 def openapi_schema(spec: ModelSpec) -> dict[str, Any]:
@@ -38,6 +41,13 @@ def openapi_schema(spec: ModelSpec) -> dict[str, Any]:
             }
         },
     }
+
+
+def input_properties(emu: Emulator, model: str) -> dict[str, Any]:
+    """The `Input` properties of a Replicate model's schema (`emu.listings.replicate`), to edit in place."""
+    schema = emu.listings.replicate[model]["latest_version"]["openapi_schema"]
+    properties: dict[str, Any] = schema["components"]["schemas"]["Input"]["properties"]
+    return properties
 
 
 def default_listing() -> dict[str, dict[str, Any]]:

@@ -4,23 +4,19 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-from imagerelay.emulator.handler import Server, dialects, routes
+from imagerelay.emulator.handler import Server, dialects, hosted_bytes, routes
 from imagerelay.emulator.hosting import FileStore
 from imagerelay.emulator.listings import Listings
 from imagerelay.emulator.wire import Fault, LoggedRequest
-
-if TYPE_CHECKING:
-    from imagerelay.emulator.replicate import State as ReplicateState
 
 
 class Emulator:
@@ -54,9 +50,10 @@ class Emulator:
         #: books it as real spend. Tests standing in for the real APIs pass False.
         self.marked = marked
         self.files = FileStore(url_ttl)
-        self.replicate: ReplicateState = _replicate_state()
+        #: What each dialect keeps across requests, by dialect name (mounts share their dialect's).
+        self._states = {d.name: d.state() for d in self.dialects.values() if d.state is not None}
         #: The providers' model listings; tests edit them to script drift (see `listings`).
-        self.listings = Listings()
+        self.listings = Listings(self.dialects.values())
         self.errors: list[str] = []  # tracebacks of emulator bugs (answered as 500)
         self._lock = threading.Lock()
         self._scripts: dict[str, deque[list[Any]]] = {}
@@ -179,7 +176,8 @@ class Emulator:
             self._scripts.clear()
             self._log.clear()
         self.files.clear()
-        self.replicate.clear()
+        for state in self._states.values():
+            state.clear()
         self.listings.reset()
         self.errors.clear()
 
@@ -207,21 +205,14 @@ class Emulator:
             return None
         if parts.port != self.port:
             return None
-        hosted = self.files.get(parts.path)
-        if hosted is not None:
-            return hosted.data
-        match = re.fullmatch(r"/replicate/v1/files/([^/]+)", parts.path)
-        if match:
-            upload = self.replicate.upload(match.group(1))
-            return upload.data if upload else None
-        return None
+        return hosted_bytes(self, parts.path)
 
-
-def _replicate_state() -> ReplicateState:
-    # Predictions and uploads outlive a request; the Replicate dialect keeps them here.
-    from imagerelay.emulator.replicate import State
-
-    return State()
+    def state(self, dialect: str) -> Any:
+        """What the dialect `dialect` keeps across requests, e.g. `emu.state("replicate").predictions`."""
+        try:
+            return self._states[dialect]
+        except KeyError:
+            raise ValueError(f"dialect {dialect!r} keeps no state; these do: {tuple(self._states)}") from None
 
 
 def serve(port: int = 8765, host: str = "127.0.0.1", **kw: Any) -> None:

@@ -209,6 +209,14 @@ class Dialect:
     version: str = "v1"
     #: Every endpoint it answers.
     routes: tuple[Route, ...] = ()
+    #: How an expired or unknown hosted URL it handed out answers (None: 404 JSON).
+    expired_file: Callable[[], Reply] | None = None
+    #: What it keeps across requests (Replicate's predictions and uploads): a factory called once
+    #: per emulator, for an object with `clear()` (`Emulator.reset`); see `Emulator.state`.
+    state: Callable[[], Any] | None = None
+    #: What it lists (models, collections …) as the provider lists it today: a factory by the name
+    #: the emulator keeps it under (`emu.listings.<name>`), usually the dialect's own name.
+    listings: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
 
 
 class DialectError(Exception):

@@ -35,7 +35,19 @@ from imagerelay.emulator.xai_models import (
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["BLOCK_REASON", "DIALECT", "api_key", "chat", "default_listing", "edits", "generations", "models"]
+    from imagerelay.emulator.server import Emulator
+
+__all__ = [
+    "BLOCK_REASON",
+    "DIALECT",
+    "api_key",
+    "chat",
+    "default_listing",
+    "edits",
+    "generations",
+    "listed",
+    "models",
+]
 
 _MAX_IMAGE_BYTES = 10 * 1024 * 1024
 BLOCK_REASON = "The request was blocked by content moderation."
@@ -153,6 +165,12 @@ def models(call: Call) -> Reply:
     return json_reply(200, {"models": [dict(m) for m in call.emu.listings.xai]})
 
 
+def listed(emu: Emulator, model_id: str) -> dict[str, Any]:
+    """The xAI listing entry of `model_id` (`emu.listings.xai`), to edit in place."""
+    entry: dict[str, Any] = next(m for m in emu.listings.xai if m["id"] == model_id)
+    return entry
+
+
 def default_listing() -> list[dict[str, Any]]:
     """What xAI lists today; `image_price` is the base price per image in 1e-10 USD."""
     aliases: dict[str, list[str]] = {}
@@ -253,9 +271,22 @@ def chat(call: Call) -> Reply:
     )
 
 
+#: What an expired image URL answers (xAI's storage: 403 XML, not the API's JSON).
+_XML_EXPIRED = (
+    b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
+    b"<Message>Request has expired.</Message></Error>"
+)
+
+
+def expired_file() -> Reply:
+    return Reply(403, _XML_EXPIRED, "application/xml")
+
+
 #: The dialect with every endpoint it answers, as the provider's registration names it.
 DIALECT = dataclasses.replace(
     DIALECT,
+    expired_file=expired_file,
+    listings={"xai": default_listing},
     routes=(
         Route("POST", r"/v1/images/generations", "generations", generations),
         Route("POST", r"/v1/images/edits", "edits", edits),

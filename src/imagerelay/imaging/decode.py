@@ -138,6 +138,20 @@ def _bomb_guard() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def _decoding(width: int, height: int, max_pixels: int) -> Iterator[None]:
+    """Decode pixels under the bomb guard: a bomb is `ImageTooLarge`, a broken file `CorruptImage`."""
+    from PIL import Image
+
+    try:
+        with _bomb_guard():
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(width, height, max_pixels) from exc
+    except _DECODE_ERRORS as exc:
+        raise CorruptImage(f"truncated or corrupt ({exc})") from exc
+
+
 def _declared_size(data: bytes) -> tuple[int | None, int | None]:
     """Dimensions from the header of an image that Pillow refused as a bomb, for the message.
 
@@ -189,16 +203,10 @@ def open_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
 
     The returned image still knows its format and frame count (`n_frames`).
     """
-    from PIL import Image
 
     im = _open(data, max_pixels)
-    try:
-        with _bomb_guard():
-            im.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(im.width, im.height, max_pixels) from exc
-    except _DECODE_ERRORS as exc:
-        raise CorruptImage(f"truncated or corrupt ({exc})") from exc
+    with _decoding(im.width, im.height, max_pixels):
+        im.load()
     return im
 
 
@@ -232,22 +240,16 @@ def probe(data: bytes, *, max_pixels: int = MAX_PIXELS) -> ImageInfo:
     at 1/8 scale (libjpeg still reads every entropy-coded byte, so truncation fails just the same)
     and a PNG has every chunk's CRC checked through IEND instead of inflating its pixels.
     """
-    from PIL import Image
 
     im = _open(data, max_pixels)
     info = info_of(im)  # from the header, before any reduced decode changes the size
-    try:
-        with _bomb_guard():
-            if im.format == "PNG":
-                im.verify()
-            else:
-                if im.format == "JPEG":
-                    im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
-                im.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(info.width, info.height, max_pixels) from exc
-    except _DECODE_ERRORS as exc:
-        raise CorruptImage(f"truncated or corrupt ({exc})") from exc
+    with _decoding(info.width, info.height, max_pixels):
+        if im.format == "PNG":
+            im.verify()
+        else:
+            if im.format == "JPEG":
+                im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
     return info
 
 
