@@ -277,7 +277,7 @@ def test_a_route_named_like_a_provider_or_listing_an_unknown_model_stops_serve(
     monkeypatch.setenv("IMAGERELAY_GATEWAY__ROUTES", json.dumps({"fast": {"models": ["xai:no-such-model"]}}))
     code, _, err = run_cli(capsys, monkeypatch, "serve", "--env", "sandbox", "--port", "0")
     assert code == 2
-    assert "'xai:no-such-model', which is not in the catalog" in err
+    assert "IMAGERELAY_GATEWAY__ROUTES: gateway.routes.fast.models lists 'xai:no-such-model'" in err
 
 
 def test_with_keys_the_key_is_the_guard_not_origin_or_host(keyed: GatewayProcess, emu: Emulator) -> None:
@@ -295,3 +295,39 @@ def test_with_keys_the_key_is_the_guard_not_origin_or_host(keyed: GatewayProcess
     got = httpx.post(f"{keyed.url}/v1/images/generations", json={"prompt": "a fox"}, headers=headers)
     assert got.status_code == 401
     assert calls(emu) == before + 1
+
+
+def test_a_misspelt_route_field_names_the_file_and_the_fix(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`[gateway.routes.fast] model = […]` stops serve (exit 2) naming the file and `models`."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IMAGERELAY_GATEWAY__ROUTES", raising=False)
+    config = tmp_path / "imagerelay.toml"
+    config.write_text('[gateway.routes.fast]\nmodel = ["xai:grok-imagine-image"]\n')
+    code, _, err = run_cli(capsys, monkeypatch, "serve", "--env", "sandbox", "--port", "0")
+    assert code == 2
+    assert str(config) in err
+    assert "unknown setting 'gateway.routes.fast.model': did you mean 'gateway.routes.fast.models'?" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_key_allowed_a_model_that_names_nothing_stops_serve(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`[gateway.keys.a] models = ["xia"]` (or a bare model id) is exit 2 at start with a did-you-mean,
+    naming the file, not a gateway answering 403 to everything."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IMAGERELAY_GATEWAY__KEYS", raising=False)
+    config = tmp_path / "imagerelay.toml"
+    digest = hash_key(_KEYS["app"])
+    for entry, fix in (
+        ("xia", "'xai'"),
+        ("gpt-image-2", "'openai:gpt-image-2'"),
+        ("openai:gpt-imag-2", "'openai:gpt-image-2'"),
+    ):
+        config.write_text(f'[gateway.keys.a]\nhash = "{digest}"\nmodels = ["auto", "{entry}"]\n')
+        code, _, err = run_cli(capsys, monkeypatch, "serve", "--env", "sandbox", "--port", "0")
+        assert code == 2, err
+        assert f"{config}: gateway.keys.a.models lists '{entry}'" in err
+        assert f"did you mean {fix}?" in err

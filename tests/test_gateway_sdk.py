@@ -586,3 +586,63 @@ def test_qualities_the_catalog_offers_beyond_openais_are_served(emu: Emulator, t
             assert emu.requests_for("openai.generations")[-1].json["quality"] == quality
     assert len(emu.requests_for("openai.generations")) == 2
     assert not emu.errors, emu.errors
+
+
+def test_an_image_url_with_another_extension_is_not_found(served: GatewayProcess) -> None:
+    """A stored JPEG is served at its own URL (`1.jpg`); `1.png` is a 404 naming the right one."""
+    result = client(served).images.generate(prompt="a fox", response_format="url")
+    url = result.data[0].url or ""
+    assert url.endswith("/1.jpg")
+    assert httpx.get(url).status_code == 200
+    got = httpx.get(url[: -len("jpg")] + "png")
+    assert got.status_code == 404
+    assert got.json()["error"]["message"].endswith(url.split(served.url, 1)[1])
+
+
+def test_errors_name_request_fields_not_cli_flags(served: GatewayProcess, emu: Emulator) -> None:
+    """The fix an HTTP client is told names its request fields and models, never a CLI flag:
+    a cap no model fits says imagerelay.max_cost, a pinned model that cannot serve says which
+    `model` to ask for."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(served).images.generate(
+            prompt="a fox", model="xai", extra_body={"imagerelay": {"max_cost": 0.0001}}
+        )
+    assert "raise imagerelay.max_cost" in str(caught.value)
+    with pytest.raises(openai.BadRequestError) as pinned:
+        client(served).images.edit(
+            prompt="a fox",
+            model="replicate:black-forest-labs/flux-schnell",
+            image=("fox.png", images.png_bytes(), "image/png"),
+        )
+    assert "ask for model replicate" in str(pinned.value)
+    assert "GET /v1/models" in str(pinned.value)
+    for message in (str(caught.value), str(pinned.value)):
+        assert " --" not in message
+        assert "imagerelay providers" not in message
+    assert generations(emu) == []
+
+
+def test_a_note_on_an_extra_for_another_provider_reads_well(served: GatewayProcess) -> None:
+    """An extra meant for Gemini on a Grok request is noted as "not among gemini's models"."""
+    result = client(served).images.generate(
+        prompt="a fox",
+        model="xai",
+        extra_body={"imagerelay": {"extras": {"gemini": {"thinking_level": "high"}}}},
+    )
+    notes = (result.model_extra or {})["imagerelay"]["notes"]
+    note = "extra gemini.thinking_level not sent: grok-imagine-image is not among gemini's models"
+    assert f"xai:grok-imagine-image: {note}" in notes
+
+
+def test_serve_out_is_where_images_receipts_and_the_ledger_go(emu: Emulator, tmp_path: Path) -> None:
+    """`imagerelay serve --out DIR` stores each image, its receipt and the ledger in DIR (not
+    ./generated), as `generate --out` does."""
+    emu.reset()
+    out = tmp_path / "images"
+    with gateway(tmp_path / "cwd", emulator_env(emu), "--env", "development", "--out", str(out)) as proc:
+        result = client(proc).images.generate(prompt="a fox")
+        receipt_id = (result.model_extra or {})["imagerelay"]["receipt_id"]
+        [(path,)] = ledger_rows(out, "SELECT path FROM images WHERE receipt_id = ?", (receipt_id,))
+        assert (out / path).read_bytes() == base64.b64decode(result.data[0].b64_json or "")
+        assert not (tmp_path / "cwd" / "generated").exists()
+    assert not emu.errors, emu.errors

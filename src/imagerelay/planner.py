@@ -333,7 +333,7 @@ def translate(
     for other, fields in request.extras.items():  # meant for another provider: say so, send nothing
         if other != model.provider and fields:
             names = ", ".join(f"{other}.{key}" for key in fields)
-            notes.append(f"extra {names} not sent: {model.id} is not a {other} model")
+            notes.append(f"extra {names} not sent: {model.id} is not among {other}'s models")
 
     per_call = max(1, model.max_n if model.accepts("n") else 1)
     calls = [min(per_call, request.n - i) for i in range(0, request.n, per_call)]

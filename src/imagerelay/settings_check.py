@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 def describe(
     exc: ValidationError, layers: list[tuple[Path, dict[str, Any]]], at: tuple[str, ...] = ()
 ) -> str:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # A misspelt required field is two errors, "unknown `model`" and "`models` missing": the first
+    # is the one with the fix in it.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [*at, *(str(p) for p in err["loc"])]
     dotted = ".".join(loc)
     where = "the settings"
@@ -35,8 +38,10 @@ def describe(
     if var is not None:  # the environment overrides every file, so it is the culprit
         where = f"environment variable {var}"
     else:
+        # A missing field is not in any file: the table that lacks it is.
+        held = loc[:-1] if err["type"] == "missing" else loc
         for path, data in reversed(layers):
-            if _lookup(data, loc) is not None:
+            if _lookup(data, held) is not None:
                 where = str(path)
                 break
     if err["type"] == "extra_forbidden":
@@ -50,6 +55,21 @@ def describe(
             return f"{where}: unknown setting {dotted!r}: did you mean {'.'.join([*loc[:-1], close])!r}?"
         return f"{where}: unknown setting {dotted!r}: remove it or check its spelling"
     return f"{where}: {dotted}: {plain(err)}: fix the value"
+
+
+def source_of(env: str, loc: list[str]) -> str:
+    """Where the setting at `loc` was given: its IMAGERELAY_* variable, else the last config file
+    of `env` that holds it (a check made after loading names the file as loading would)."""
+    from .paths import read_toml
+    from .settings import config_files
+
+    var = _env_culprit(loc)
+    if var is not None:
+        return f"environment variable {var}"
+    for path in reversed(config_files(env)):
+        if _lookup(read_toml(path), loc) is not None:
+            return str(path)
+    return "the settings"
 
 
 def _lookup(node: Any, parts: list[str]) -> Any:

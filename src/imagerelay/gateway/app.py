@@ -25,6 +25,7 @@ from ..hooks import RunHooks
 from ..ledger import Ledger
 from ..receipt import Receipt
 from ..relay import Relay
+from ..settings_check import close_match, source_of
 from ..store import Store
 from .admission import (
     check_idempotency_key,
@@ -90,21 +91,39 @@ class Gateway:
         self._key_of: dict[str, str] = {}  # receipt id → gateway key name
 
     def _check_config(self) -> None:
+        """A route or a key's `models` entry that names nothing is refused here, before serving:
+        else a typo would answer 400 or 403 to every request that needs it."""
         gw = self.settings.gateway
+        refs = [m.ref for p in self.catalog.providers.values() for m in p.models.values()]
         for name, route in gw.routes.items():
             if name == "auto" or name in self.catalog.providers:
+                where = source_of(self.settings.env, ["gateway", "routes", name])
                 raise ConfigError(
-                    f"[gateway.routes.{name}]: {name!r} is already a provider name: rename the route"
+                    f"{where}: [gateway.routes.{name}]: {name!r} is already a provider name: rename the route"
                 )
             for ref in route.models:
-                provider, sep, model = ref.partition(":")
-                spec = self.catalog.providers.get(provider)
-                if not sep or spec is None or model not in spec.models:
-                    shown = repr(ref) if sep and len(ref) <= 80 else "an entry"
-                    raise ConfigError(
-                        f"[gateway.routes.{name}] lists {shown}, which is not in the catalog: "
-                        "use provider:model as `imagerelay providers` lists them"
+                if ref not in refs:
+                    self._unknown(["gateway", "routes", name, "models"], ref, refs, "provider:model")
+        choices = ["auto", *gw.routes, *self.catalog.providers, *refs]
+        for name, key in gw.keys.items():
+            for ref in key.models or ():
+                if ref not in choices:
+                    self._unknown(
+                        ["gateway", "keys", name, "models"],
+                        ref,
+                        choices,
+                        "auto, a route, a provider or provider:model",
                     )
+
+    def _unknown(self, loc: list[str], ref: str, choices: list[str], kinds: str) -> None:
+        owners = [c for c in choices if c.partition(":")[2] == ref]  # a bare model id
+        close = owners[0] if len(owners) == 1 else close_match(ref, choices)
+        hint = f"did you mean {close!r}?" if close else f"use {kinds} as `imagerelay providers` lists them"
+        shown = repr(ref) if len(ref) <= 80 else "an entry"
+        raise ConfigError(
+            f"{source_of(self.settings.env, loc)}: {'.'.join(loc)} lists {shown}, which names no "
+            f"provider, model or route: {hint}"
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -43,6 +44,10 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", min=1, max=64, help="Processes (each with its own relay).")
     ] = 1,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output directory: images, receipts, ledger (default ./generated)."),
+    ] = None,
 ) -> None:
     """Serve the OpenAI images API (`/v1/images/generations`, `/v1/images/edits`, …) until SIGTERM."""
     if ctx.invoked_subcommand is not None:
@@ -52,7 +57,8 @@ def serve(
     from .server import serve as run
 
     try:
-        code = run(load_settings(env), host=host, port=port, workers=workers)
+        settings = load_settings(env, output=None if out is None else {"dir": out})
+        code = run(settings, host=host, port=port, workers=workers)
     except ImageRelayError as exc:
         _err(f"error: {exc}")
         raise typer.Exit(exc.exit_code) from None

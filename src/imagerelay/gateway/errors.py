@@ -7,6 +7,7 @@ never a provider key (the errors raised below the gateway name key variables, no
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from ..errors import (
@@ -23,7 +24,7 @@ from ..errors import (
     UserError,
 )
 
-__all__ = ["BILLED_STATUS", "GatewayError", "from_relay_error", "possibly_billed"]
+__all__ = ["BILLED_STATUS", "GatewayError", "from_relay_error", "gateway_terms", "possibly_billed"]
 
 #: The status of an answer whose request may have been billed (see `possibly_billed`).
 BILLED_STATUS = 424
@@ -41,6 +42,37 @@ _TYPES = {
     415: "invalid_request_error",
     429: "rate_limit_error",
 }
+
+
+#: The library's fixes name CLI flags; an HTTP client fixes a request field (or asks whoever runs
+#: the gateway to change its config) instead.
+_TERMS = [
+    (
+        re.compile(r"raise --max-cost or ask for fewer images"),
+        "raise imagerelay.max_cost or ask for fewer images (n); the gateway's own cap per request "
+        "is budget.max_cost_per_request in its config",
+    ),
+    (re.compile(r"pass --max-cost ([\d.]+), say"), r"send imagerelay.max_cost \1, say"),
+    (
+        re.compile(r"set a provider's key, pass --provider, or list models in \[routing\] (\w+)"),
+        r"ask for another model (GET /v1/models lists them), or have a provider's key or [routing] \1 "
+        "set in the gateway's config",
+    ),
+    (re.compile(r"pass --provider ([\w.-]+)"), r"ask for model \1"),
+    (re.compile(r"\(see `imagerelay providers`\)"), "(GET /v1/models lists them)"),
+    (re.compile(r"use a batch manifest for more"), "send several requests for more"),
+    (
+        re.compile(r"pass --out( with a writable directory| DIR)"),
+        "give the gateway a writable output directory (serve --out, or [output] dir in its config)",
+    ),
+]
+
+
+def gateway_terms(message: str) -> str:
+    """`message` with the CLI's flags replaced by the request fields and config an HTTP client has."""
+    for pattern, replacement in _TERMS:
+        message = pattern.sub(replacement, message)
+    return message
 
 
 class GatewayError(Exception):
@@ -130,6 +162,7 @@ def possibly_billed(
 
 def from_relay_error(exc: ImageRelayError, *, param: str | None = None) -> GatewayError:
     """The answer for an error the relay raised; `param` names the field a user error is about."""
+    text = gateway_terms(exc.message)
     if isinstance(exc, GenerationFailed):
         receipt = exc.receipt
         extra: dict[str, Any] = {
@@ -143,16 +176,16 @@ def from_relay_error(exc: ImageRelayError, *, param: str | None = None) -> Gatew
         if blocked:
             return GatewayError(
                 400,
-                f"the request was refused by the provider's moderation: {exc.message}",
+                f"the request was refused by the provider's moderation: {text}",
                 code="content_policy_violation",
                 param="prompt",
                 extra=extra,
             )
         if not extra["attempts"]:  # nothing was tried: every model that could serve it is cooling
             return GatewayError(
-                503, exc.message, code="upstream_unavailable", headers={"Retry-After": "30"}, extra=extra
+                503, text, code="upstream_unavailable", headers={"Retry-After": "30"}, extra=extra
             )
-        message = _failed_message(receipt, exc.message)
+        message = _failed_message(receipt, text)
         billed = [f"{a['provider']}:{a['model']}" for a in extra["attempts"] if a["maybe_billed"]]
         if billed:
             return possibly_billed(
@@ -177,21 +210,21 @@ def from_relay_error(exc: ImageRelayError, *, param: str | None = None) -> Gatew
         return GatewayError(502, message, code="upstream_failed", type="upstream_error", extra=extra)
     if isinstance(exc, SaveFailed):  # paid for, and the gateway's disk could not take the images
         return possibly_billed(
-            f"the gateway could not store what it paid for: {exc.message}",
+            f"the gateway could not store what it paid for: {text}",
             receipt_id=getattr(exc.receipt, "id", None),
             code="paid_not_stored",
         )
     if isinstance(exc, BudgetExceeded):
-        return GatewayError(400, exc.message, code="over_max_cost", param=param or "imagerelay.max_cost")
+        return GatewayError(400, text, code="over_max_cost", param=param or "imagerelay.max_cost")
     if isinstance(exc, OutputError):
         # The server's disk, not the client's request.
-        return GatewayError(500, f"the gateway cannot store images: {exc.message}", code="storage_error")
+        return GatewayError(500, f"the gateway cannot store images: {text}", code="storage_error")
     if isinstance(exc, ConfigError):  # the gateway's configuration, not the client's request
-        return GatewayError(500, f"the gateway is misconfigured: {exc.message}", code="config_error")
+        return GatewayError(500, f"the gateway is misconfigured: {text}", code="config_error")
     if isinstance(exc, MissingKey):
-        return GatewayError(400, exc.message, code="model_not_available", param="model")
+        return GatewayError(400, text, code="model_not_available", param="model")
     if isinstance(exc, InvalidReference):
-        return GatewayError(400, exc.message, code="invalid_image", param=param or "image")
+        return GatewayError(400, text, code="invalid_image", param=param or "image")
     if isinstance(exc, UserError):
-        return GatewayError(400, exc.message, code="invalid_request", param=param)
-    return GatewayError(500, f"the gateway failed: {exc.message}", code="internal_error")
+        return GatewayError(400, text, code="invalid_request", param=param)
+    return GatewayError(500, f"the gateway failed: {text}", code="internal_error")

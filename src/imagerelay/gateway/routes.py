@@ -28,6 +28,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ..catalog_report import one_image_usd
+from .answers import image_name
 from .app import Gateway
 from .errors import GatewayError
 from .inputs import read_body
@@ -152,8 +153,13 @@ def create_app(gateway: Gateway) -> Starlette:
         match = _IMAGE_NAME.match(request.path_params["name"])
         receipt = gateway.stored_receipt(receipt_id) if _RECEIPT_ID.match(receipt_id) and match else None
         path = gateway.image_path(receipt, int(match.group(1))) if receipt is not None and match else None
-        if path is None or match is None:
+        if path is None or match is None or receipt is None:
             raise GatewayError(404, "no such image", code="not_found")
+        own = image_name(receipt, int(match.group(1)))
+        if request.path_params["name"] != own:  # e.g. 1.png for a JPEG: the URL answers give is 1.jpg
+            raise GatewayError(
+                404, f"no such image: this one is at /v1/images/{receipt_id}/{own}", code="not_found"
+            )
         return FileResponse(
             path,
             media_type=_MIME[match.group(2)],

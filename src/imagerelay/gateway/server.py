@@ -134,6 +134,8 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
             return 0
         Gateway(settings).ledger.close()  # fail here, once, rather than in every worker
         os.environ["IMAGERELAY_ENV"] = settings.env
+        # The workers read their settings from the environment: --out reaches them this way.
+        os.environ["IMAGERELAY_OUTPUT__DIR"] = str(settings.output.dir)
         from uvicorn.supervisors import Multiprocess
 
         config = _config(

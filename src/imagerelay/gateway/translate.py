@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ..request import ImageRequest, problem_of
 from ..settings import RoutingSettings
-from .errors import GatewayError
+from .errors import GatewayError, gateway_terms
 from .images import image_url, own_references, uploaded, url_or_data
 from .inputs import form_fields
 from .wire import check_standard, check_value
@@ -261,7 +261,7 @@ def _build(fields: dict[str, Any]) -> ImageRequest:
         err = exc.errors()[0]
         loc = [str(p) for p in err["loc"]]
         param = _PARAM_OF.get(loc[0], loc[0]) if loc else None
-        msg = problem_of(err, name=lambda _: param or "")
+        msg = gateway_terms(problem_of(err, name=lambda _: param or ""))
         raise GatewayError(400, msg, param=param) from None
 
 
