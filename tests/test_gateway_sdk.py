@@ -545,6 +545,20 @@ def test_a_wrong_type_or_value_is_refused_before_anything_is_sent(
     assert emu.requests == []
 
 
+def test_a_mistake_reads_as_the_library_says_it(served: GatewayProcess, emu: Emulator) -> None:
+    """A field the gateway checks against OpenAI's schema, and one the request model refuses, read
+    as the library's sentence for the same mistake: the field, what it must be, what was given."""
+    for body, message in [
+        ({"n": "2"}, "n: must be a whole number (got '2')"),
+        ({"imagerelay": {"seed": -1}}, "imagerelay.seed: must be at least 0 (got -1)"),
+        ({"imagerelay": {"aspect_ratio": 5}}, "imagerelay.aspect_ratio: must be text (got 5)"),
+    ]:
+        got = httpx.post(f"{served.url}/v1/images/generations", json={"prompt": "a fox", **body})
+        assert got.status_code == 400, got.text
+        assert got.json()["error"]["message"] == message
+    assert emu.requests == []
+
+
 def test_the_sdk_gets_a_bad_request_naming_a_value_no_model_takes(
     served: GatewayProcess, emu: Emulator
 ) -> None:
@@ -553,7 +567,7 @@ def test_the_sdk_gets_a_bad_request_naming_a_value_no_model_takes(
     with pytest.raises(openai.BadRequestError) as caught:
         client(served).images.generate(prompt="a fox", model="openai", background="rainbow")  # type: ignore[arg-type]
     assert caught.value.param == "background"  # type: ignore[attr-defined]
-    assert "transparent, opaque or auto" in str(caught.value)
+    assert "background: must be one of transparent, opaque, auto (got 'rainbow')" in str(caught.value)
     assert emu.requests == []
 
 

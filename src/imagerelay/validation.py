@@ -8,15 +8,20 @@ and what was given. Where it is (a field, a flag, a file) is the caller's to say
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
-__all__ = ["allowed_values", "plain", "shown"]
+__all__ = ["allowed_values", "kind_name", "must_be", "one_of", "plain", "shown"]
 
-#: What a value of each kind must be, by pydantic's error type (its `…_type` / `…_parsing`).
+#: What a value of each kind must be, by pydantic's error type (its `…_type` / `…_parsing`) or
+#: JSON Schema's type name.
 _KINDS = {
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
     "int": "a whole number",
     "float": "a number",
     "bool": "true or false",
@@ -45,6 +50,21 @@ _BOUNDS = {
 }
 
 
+def must_be(what: str, got: str) -> str:
+    """How every validation message says it: `must be <what> (got <the value, as shown>)`."""
+    return f"must be {what} (got {got})"
+
+
+def one_of(values: Iterable[object]) -> str:
+    """`one of png, jpeg, webp`."""
+    return "one of " + ", ".join(str(v) for v in values)
+
+
+def kind_name(kind: str) -> str:
+    """What a value of `kind` (pydantic's or JSON Schema's type name) must be, in words."""
+    return _KINDS.get(kind, f"a {kind}")
+
+
 def allowed_values(err: ErrorDetails) -> list[str]:
     """The values a `literal_error` (or enum) allows, as pydantic listed them."""
     expected = str(err.get("ctx", {}).get("expected", ""))
@@ -64,15 +84,15 @@ def plain(err: ErrorDetails) -> str:
     if kind in ("literal_error", "enum"):
         allowed = allowed_values(err)
         if allowed:
-            return f"must be one of {', '.join(allowed)} (got {got})"
+            return must_be(one_of(allowed), got)
     if kind in _BOUNDS:
         try:
-            return f"must be {_BOUNDS[kind].format(**ctx)} (got {got})"
+            return must_be(_BOUNDS[kind].format(**ctx), got)
         except KeyError:
             pass
     base = kind.removesuffix("_type").removesuffix("_parsing").removesuffix("_from_float")
     if base in _KINDS:
-        return f"must be {_KINDS[base]} (got {got})"
+        return must_be(_KINDS[base], got)
     return f"{err['msg'][:1].lower()}{err['msg'][1:]} (got {got})"
 
 

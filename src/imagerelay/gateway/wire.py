@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ..validation import kind_name, must_be, one_of
 from .errors import GatewayError
 
 __all__ = ["check_standard", "check_value", "derive", "field_rules"]
@@ -30,7 +31,6 @@ _SCALARS = ("string", "integer", "number", "boolean")
 #: Fields OpenAI's SDK documents since the file was cut, typed as the SDK types them.
 _NEWER: dict[str, dict[str, Any]] = {"safety_identifier": {"type": "string"}}
 _INTEGER = re.compile(r"^-?\d{1,12}$")
-_TYPE_NAME = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false"}
 
 
 def _resolve(prop: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
@@ -92,13 +92,9 @@ def field_rules() -> dict[str, dict[str, Any]]:
 
 
 def _shown(value: Any) -> str:
+    """A value as the JSON body had it (`null`, `true`, `'two'`)."""
     text = json.dumps(value) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _one_of(values: list[Any]) -> str:
-    shown = [str(v) for v in values]
-    return ", ".join(shown[:-1]) + " or " + shown[-1] if len(shown) > 1 else shown[0]
 
 
 def check_value(field: str, value: Any, rule: dict[str, Any], *, form: bool, param: str | None = None) -> Any:
@@ -122,14 +118,16 @@ def check_value(field: str, value: Any, rule: dict[str, Any], *, form: bool, par
     }[kind]
     if not ok:
         raise GatewayError(
-            400, f"{param} must be {_TYPE_NAME[kind]}, not {_shown(value)}", param=param, code="invalid_type"
+            400, f"{param}: {must_be(kind_name(kind), _shown(value))}", param=param, code="invalid_type"
         )
     if kind == "number" and not math.isfinite(value):
-        raise GatewayError(400, f"{param} must be a finite number", param=param, code="invalid_value")
+        raise GatewayError(
+            400, f"{param}: {must_be('a finite number', _shown(value))}", param=param, code="invalid_value"
+        )
     enum = rule.get("enum")
     if enum is not None and value not in enum:
         raise GatewayError(
-            400, f"{param} must be {_one_of(enum)}, not {_shown(value)}", param=param, code="invalid_value"
+            400, f"{param}: {must_be(one_of(enum), _shown(value))}", param=param, code="invalid_value"
         )
     low, high = rule.get("minimum"), rule.get("maximum")
     if (low is not None and value < low) or (high is not None and value > high):
@@ -141,7 +139,7 @@ def check_value(field: str, value: Any, rule: dict[str, Any], *, form: bool, par
         # OpenAI's codes: integer_below_min_value, decimal_above_max_value …
         prefix = "integer" if kind == "integer" else "decimal"
         code = f"{prefix}_below_min_value" if low is not None and value < low else f"{prefix}_above_max_value"
-        raise GatewayError(400, f"{param} must be {span}, not {_shown(value)}", param=param, code=code)
+        raise GatewayError(400, f"{param}: {must_be(span, _shown(value))}", param=param, code=code)
     return value
 
 
