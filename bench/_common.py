@@ -103,14 +103,10 @@ def emulator_settings(emulator: Any, env: str = "development", **overrides: Any)
     from imagerelay.settings import load_settings
 
     providers: dict[str, dict[str, Any]] = {
-        p: {
-            "base_url": emulator.base_url(p),
-            "poll_interval": 0.05,
-            "timeout": 10.0,
-            "max_requests_per_minute": None,
-        }
+        p: {"base_url": emulator.base_url(p), "timeout": 10.0, "max_requests_per_minute": None}
         for p in ("xai", "openai", "replicate")
     }
+    providers["replicate"]["poll_interval"] = 0.05  # a knob of Replicate's settings alone
     for name, values in overrides.pop("providers", {}).items():
         providers.setdefault(name, {}).update(values)
     retry = {"backoff_initial": 0.01, "backoff_max": 0.05, **overrides.pop("retry", {})}

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from imagerelay.catalog import load_catalog
+from imagerelay.catalog_check import Drift
 from imagerelay.emulator import Emulator
 from imagerelay.emulator.replicate_schema import input_properties
 from imagerelay.emulator.xai import listed as xai_listed
@@ -21,7 +22,9 @@ from tests.clikit import run_cli
 from tests.keys import KEY_VARS
 
 FLUX2 = "black-forest-labs/flux-2-pro"
-LISTINGS = ("xai.models", "openai.models", "replicate.model")
+LISTINGS = ("xai.models", "openai.models", "replicate.model", "replicate.collection", "gemini.models")
+NB21 = "gemini-nano-banana-2.1"
+PRO = "gemini-3-pro-image"
 
 
 def check(
@@ -43,7 +46,7 @@ def test_no_drift_against_the_unmodified_emulator(
     describes it: exit 0, and one line per provider saying so."""
     code, out, _ = run_cli(capsys, monkeypatch, "catalog", "check")
     assert code == 0, out
-    for provider in ("xai", "openai", "replicate"):
+    for provider in ("xai", "openai", "replicate", "gemini"):
         assert any(
             line.startswith(f"{provider} (") and line.endswith("no drift") for line in out.splitlines()
         )
@@ -53,6 +56,8 @@ def test_no_drift_against_the_unmodified_emulator(
     assert (code, drifts(payload)) == (0, [])
     replicate = next(p for p in payload["providers"] if p["provider"] == "replicate")
     assert f"replicate:{FLUX2}" in replicate["checked"]
+    gemini = next(p for p in payload["providers"] if p["provider"] == "gemini")
+    assert f"gemini:{NB21}" in gemini["checked"]
 
 
 def _drop_openai(emu: Emulator, model: str) -> None:
@@ -81,6 +86,14 @@ def _enum(emu: Emulator, name: str) -> list[str]:
     schemas = emu.listings.replicate[FLUX2]["latest_version"]["openapi_schema"]["components"]["schemas"]
     values: list[str] = schemas[name]["enum"]
     return values
+
+
+def _gemini(emu: Emulator, model: str) -> dict[str, Any]:
+    return next(m for m in emu.listings.gemini if m["name"] == f"models/{model}")
+
+
+def _new_gemini(emu: Emulator, model: str = "gemini-4-flash-image") -> None:
+    emu.listings.gemini.append({**_gemini(emu, NB21), "name": f"models/{model}"})
 
 
 SCRIPTED: list[tuple[str, Callable[[Emulator], None], set[tuple[str, str]]]] = [
@@ -133,6 +146,29 @@ SCRIPTED: list[tuple[str, Callable[[Emulator], None], set[tuple[str, str]]]] = [
         "replicate-n",
         lambda e: input_properties(e, "black-forest-labs/flux-schnell")["num_outputs"].update(maximum=2),
         {("replicate:black-forest-labs/flux-schnell", "limit")},
+    ),
+    (
+        "replicate-new",
+        lambda e: e.listings.replicate.collections["text-to-image"]["models"].append(
+            {"owner": "black-forest-labs", "name": "flux-3-pro"}
+        ),
+        {("replicate:black-forest-labs/flux-3-pro", "new")},
+    ),
+    (
+        "gemini-gone",
+        lambda e: e.listings.gemini.remove(_gemini(e, NB21)),
+        {(f"gemini:{NB21}", "gone")},
+    ),
+    ("gemini-new", _new_gemini, {("gemini:gemini-4-flash-image", "new")}),
+    (
+        "gemini-retired-listed",
+        lambda e: _new_gemini(e, "gemini-3.1-flash-image"),
+        {("gemini:gemini-3.1-flash-image", "listed")},
+    ),
+    (
+        "gemini-token-limit",
+        lambda e: _gemini(e, PRO).update(outputTokenLimit=16384),
+        {(f"gemini:{PRO}", "limit")},
     ),
 ]
 
@@ -239,7 +275,7 @@ def test_write_saves_an_override_that_the_catalog_then_reads(
     assert code == 1
     # Every provider asked records when its models were checked; xAI's file carries the fixes.
     assert payload["written"] == [
-        str(config / "providers" / f"{p}.toml") for p in ("xai", "openai", "replicate")
+        str(config / "providers" / f"{p}.toml") for p in ("xai", "openai", "replicate", "gemini")
     ]
     assert (shipped_dir("providers") / "xai.toml").read_bytes() == shipped
     written = tomllib.loads((config / "providers" / "xai.toml").read_text())["models"]
@@ -284,7 +320,12 @@ def test_sandbox_checks_against_the_emulator_and_finds_no_drift(
     code, payload, _ = check(capsys, monkeypatch, "--env", "sandbox")
     assert code == 0
     assert drifts(payload) == []
-    assert {p["provider"] for p in payload["providers"] if p["asked"]} == {"xai", "openai", "replicate"}
+    assert {p["provider"] for p in payload["providers"] if p["asked"]} == {
+        "xai",
+        "openai",
+        "replicate",
+        "gemini",
+    }
 
 
 def test_generate_never_asks_for_the_listings(
@@ -335,3 +376,109 @@ def test_providers_shows_price_basis_and_checked_date_and_marks_stale_checks(
     assert "per image" in line
     assert any("per MP" in x for x in out.splitlines() if x.startswith(f"replicate:{FLUX2}"))
     assert "run `imagerelay catalog check`" in out
+
+
+def test_gemini_listing_is_read_page_by_page_and_only_its_image_models_count(
+    cli_emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gemini lists every model of the API a page at a time: text models are not image models
+    (no drift for them), and a new image model on a later page is still found."""
+    text = {"supportedGenerationMethods": ["generateContent", "countTokens"], "version": "001"}
+    cli_emulator.listings.gemini[:0] = [{**text, "name": f"models/gemini-text-{i}"} for i in range(150)]
+    cli_emulator.listings.gemini.append({**text, "name": "models/text-embedding-005"})
+    _new_gemini(cli_emulator, "gemini-4-pro-image")
+    code, payload, _ = check(capsys, monkeypatch, "--provider", "gemini")
+    assert (code, drifts(payload)) == (1, [("gemini:gemini-4-pro-image", "new")])
+    pages = [r for r in cli_emulator.requests if r.route == "gemini.models"]
+    assert len(pages) == 2
+
+
+def test_write_records_gemini_token_limits_and_the_next_check_is_clean(
+    cli_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A changed output token limit is one drift line naming both figures; --write saves the
+    listing's figure (the other limit kept), and the catalog then agrees with the listing."""
+    config = tmp_path / "cfg"
+    config.mkdir()
+    monkeypatch.setenv("IMAGERELAY_CONFIG_DIR", str(config))
+    _gemini(cli_emulator, PRO).update(outputTokenLimit=16384)
+    code, out, _ = run_cli(capsys, monkeypatch, "catalog", "check", "--provider", "gemini")
+    assert code == 1
+    assert (
+        "    limit: catalog token limits output 32768; gemini says outputTokenLimit 16384" in out.splitlines()
+    )
+    code, _, _ = run_cli(capsys, monkeypatch, "catalog", "check", "--provider", "gemini", "--write")
+    assert code == 1
+    written = tomllib.loads((config / "providers" / "gemini.toml").read_text())["models"]
+    assert written[PRO]["token_limits"] == {"input": 65536, "output": 16384}
+    assert load_catalog().model(f"gemini:{PRO}").token_limits == {"input": 65536, "output": 16384}
+    code, payload, _ = check(capsys, monkeypatch, "--provider", "gemini")
+    assert (code, drifts(payload)) == (0, [])
+
+
+def test_a_refused_gemini_key_is_said_and_never_printed(
+    cli_emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gemini answers a wrong key with 400 API_KEY_INVALID: not asked, check the key, exit 2."""
+    wrong = "AIza" + "WRONGKEY" + "0" * 12
+    monkeypatch.setenv("GEMINI_API_KEY", wrong)
+    code, payload, err = check(capsys, monkeypatch, "--provider", "gemini")
+    assert code == 2
+    [gemini] = payload["providers"]
+    assert gemini["error"] == "gemini refused the key (400): check it"
+    assert wrong not in json.dumps(payload) + err
+
+
+async def _pretend_check(ask: Any) -> None:
+    """A provider's own check, as a registration names it: it reports one made-up model."""
+    ask.check.url = f"{ask.base}/pretend"
+    ask.check.asked = True
+    ask.check.drifts.append(Drift(f"{ask.spec.name}:made-up", "new", "no such model", "pretended"))
+
+
+def test_each_provider_brings_its_own_check(
+    cli_emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check run for a provider is the one its registration names (`Provider.catalog_check`),
+    not one chosen by its name; a registration without one is said not to be checked."""
+    import dataclasses
+
+    from imagerelay import plugins
+
+    xai = plugins.registry()["xai"]
+    monkeypatch.setattr(plugins, "_REGISTERED", {})
+    monkeypatch.setattr(plugins, "_SCANNED", {})
+    plugins.register_provider(dataclasses.replace(xai, catalog_check=f"{__name__}:_pretend_check"))
+    code, payload, _ = check(capsys, monkeypatch, "--provider", "xai")
+    assert (code, drifts(payload)) == (1, [("xai:made-up", "new")])
+    assert not {r.route for r in cli_emulator.requests} & set(LISTINGS)
+    plugins.register_provider(dataclasses.replace(xai, catalog_check=None))
+    code, payload, _ = check(capsys, monkeypatch, "--provider", "xai")
+    assert code == 2
+    assert payload["providers"][0]["error"].startswith("not checked: xai publishes no model listing")
+
+
+def test_replicate_says_what_its_new_model_search_covers(
+    cli_emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicate's new models come from its text-to-image collection, among models of every owner
+    (only the catalog's owners count): the report says so, and when the collection cannot be read
+    it says that models offered are not checked — no drift invented either way."""
+    code, out, _ = run_cli(capsys, monkeypatch, "catalog", "check", "--provider", "replicate")
+    assert code == 0
+    note = next(line for line in out.splitlines() if line.startswith("  note: "))
+    assert "black-forest-labs in Replicate's text-to-image collection" in note
+    assert "one outside it is not seen" in note
+    others = cli_emulator.listings.replicate.collections["text-to-image"]["models"]
+    assert {m["owner"] for m in others} - {"black-forest-labs"}  # other owners are listed, and ignored
+    cli_emulator.listings.replicate.collections.clear()
+    code, payload, _ = check(capsys, monkeypatch, "--provider", "replicate")
+    assert (code, drifts(payload)) == (0, [])
+    [replicate] = payload["providers"]
+    assert replicate["notes"] == [
+        f"models offered that the catalog lacks: not checked ({replicate['url'].split('/models/')[0]}"
+        "/collections/text-to-image answered 404)"
+    ]

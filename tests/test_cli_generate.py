@@ -252,3 +252,19 @@ def test_usage_error_without_json_prints_nothing_on_stdout(
     assert code == 2
     assert out == ""
     assert err.startswith("error: ")
+
+
+def test_an_over_budget_refusal_is_short_and_names_the_cheapest(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Over the cap, one short line: the cheapest candidate and what it may cost, and how many
+    others were left out — not every model of the catalog, retired ones included."""
+    code, _, err = run_cli(
+        capsys, monkeypatch, "generate", "x", "--env", "sandbox", "-o", str(tmp_path), "--max-cost", "0.001"
+    )
+    assert code == 1
+    [line] = err.strip().splitlines()
+    assert "the cheapest, replicate:black-forest-labs/flux-schnell, is estimated at $0.0030" in line
+    assert "other model(s) cost more or cannot serve it" in line
+    assert "retired" not in line
+    assert len(line) < 300

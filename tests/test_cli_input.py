@@ -186,6 +186,40 @@ CASES = [
         runner=False,
     ),
     Case("missing-prompt", ("generate",), ("Missing argument", "generate --help"), runner=False),
+    Case(
+        "empty-out",
+        ("generate", "a fox", "-o", "", *SANDBOX_DRY),
+        ("--out is empty", "leave --out out"),
+        runner=False,
+    ),
+    Case(
+        "empty-provider",
+        ("generate", "a fox", "--provider", "", *SANDBOX_DRY),
+        ("--provider is empty", "leave --provider out for the default"),
+        runner=False,
+    ),
+    Case(
+        "empty-env",
+        ("generate", "a fox", "--env", "", "--dry-run"),
+        ("--env is empty", "leave --env out for the default"),
+        runner=False,
+    ),
+    Case(
+        "bare-model-as-provider",
+        ("generate", "a fox", "--provider", "gpt-image-2", *SANDBOX_DRY),
+        ("'gpt-image-2': it is a model", "pass --provider openai:gpt-image-2"),
+    ),
+    Case(
+        "misspelt-model",
+        ("generate", "a fox", "--provider", "openai:gpt-imag-2", *SANDBOX_DRY),
+        ("unknown model 'gpt-imag-2'", "did you mean openai:gpt-image-2?"),
+    ),
+    Case(
+        "misspelt-provider",
+        ("generate", "a fox", "--provider", "opnai", *SANDBOX_DRY),
+        ("unknown provider 'opnai'", "did you mean 'openai'?"),
+    ),
+    Case("batch-directory", ("batch", "{ws}", "--env", "sandbox"), ("is a directory", "pass a .toml, .csv")),
 ]
 
 

@@ -193,7 +193,8 @@ def test_history_by_key_lists_what_each_key_spent(
     code, out, _ = run_cli(
         capsys, monkeypatch, "history", "--out", str(keyed.out_dir), "--key", "nobody", "--json"
     )
-    assert json.loads(out)["count"] == 0
+    assert code == 2  # a key that names nothing is a typo, not "nothing spent"
+    assert "unknown gateway key 'nobody'" in json.loads(out)["error"]
     keys = {k for (k,) in ledger_rows(keyed.out_dir, "SELECT DISTINCT gateway_key FROM generations")}
     assert None not in keys
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +124,78 @@ def test_history_does_not_print_terminal_escapes(tmp_path: Path) -> None:
     assert "\x1b" not in listed.stdout
     assert "\x07" not in listed.stdout
     assert "red" in listed.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--provider", "xia"], "unknown provider 'xia': did you mean 'xai'?"),
+        (["--provider", "openai:gpt-imag-2"], "did you mean openai:gpt-image-2?"),
+        (["--key", "nosuch"], "unknown gateway key 'nosuch'"),
+        (["--key", "locl"], "did you mean 'local'?"),
+    ],
+)
+def test_history_refuses_a_filter_that_names_nothing(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    expected: str,
+) -> None:
+    """A misspelt --provider, model or --key is refused (exit 2, did-you-mean) rather than answered
+    with "0 generation(s)", which reads as nothing spent; a known one still filters."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, monkeypatch, "generate", "a fox", "--env", "sandbox", "-o", "out")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, monkeypatch, "history", "--out", "out", *args)
+    assert code == 2
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1
+    code, out, _ = run_cli(capsys, monkeypatch, "history", "--out", "out", "--provider", "xai")
+    assert code == 0
+    assert out.splitlines()[-1].startswith("1 generation(s)")
+
+
+def _without_root_powers(args: list[str]) -> list[str]:
+    """`args` run so that file permissions apply even to root (who otherwise writes anywhere)."""
+    if os.geteuid() != 0:
+        return args
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: a read-only directory cannot be made")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", *args]
+
+
+def test_history_and_gallery_read_a_read_only_output_directory(tmp_path: Path) -> None:
+    """history and gallery only read the ledger: in a directory they cannot write, history lists
+    the runs (exit 0) and gallery says it cannot write its page, not that the ledger cannot open."""
+    out = tmp_path / "out"
+    cli = [sys.executable, "-m", "imagerelay.cli"]
+    env = {**os.environ, "IMAGERELAY_ENV": "sandbox"}
+    done = subprocess.run(
+        [*cli, "generate", "a fox", "-o", str(out)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    out.chmod(0o555)
+    try:
+        history = subprocess.run(
+            _without_root_powers([*cli, "history", "--out", str(out)]),
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        gallery = subprocess.run(
+            _without_root_powers([*cli, "gallery", "--out", str(out)]),
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        out.chmod(0o755)
+    assert history.returncode == 0, history.stderr
+    assert history.stdout.splitlines()[-1].startswith("1 generation(s)")
+    assert gallery.returncode == 2
+    assert "gallery.html" in gallery.stderr
+    assert "ledger" not in gallery.stderr
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("imagerelay.sqlite3")) == [
+        "imagerelay.sqlite3"
+    ]

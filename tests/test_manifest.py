@@ -175,6 +175,8 @@ def test_item_without_a_serving_model_is_rejected(tmp_path: Path) -> None:
         ("m.txt", "prompt = 'x'", "unknown format (.txt)"),
         ("late.jsonl", '{"prompt": "a"}\n{"defaults": {"n": 2}}\n', "defaults go on the first line"),
         ("table.toml", "items = 3", "`items` must be an array of tables"),
+        ("quote.csv", 'name,prompt\na,"a fox\nb,x\n', 'line 2: a quote (") opened here is never closed'),
+        ("meta.csv", "prompt,meta.\na,1\n", "column 'meta.' names no field: write meta.FIELD"),
     ],
 )
 def test_unreadable_manifests_say_what_to_fix(tmp_path: Path, name: str, text: str, expected: str) -> None:
@@ -191,6 +193,24 @@ def test_missing_and_directory_manifests(tmp_path: Path) -> None:
     (tmp_path / "dir.csv").mkdir()
     with pytest.raises(ManifestError, match="is a directory"):
         load_manifest(tmp_path / "dir.csv")
+    with pytest.raises(ManifestError, match=r"is a directory: pass a \.toml"):
+        load_manifest(tmp_path)  # no suffix: still a directory, not an unknown format
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("m.toml", '[[items]]\nname = "real"\nprompt = "a"\nmetadata = { name = "clash" }\n'),
+        ("m.jsonl", '{"prompt": "a", "tags": ["t"], "metadata": {"tags": "mine"}}\n'),
+        ("m.csv", "name,prompt,meta.name\nreal,a,clash\n"),
+    ],
+)
+def test_a_metadata_field_named_like_the_items_own_is_refused(tmp_path: Path, name: str, text: str) -> None:
+    """metadata `name` or `tags` would be overwritten by (or mistaken for) the item's own: refused."""
+    with pytest.raises(ManifestError) as info:
+        load_manifest(_write(tmp_path / name, text))
+    assert "is the item's own" in str(info.value)
+    assert "rename the metadata field" in str(info.value)
 
 
 def test_keys_survive_reordering_and_insertion(tmp_path: Path) -> None:

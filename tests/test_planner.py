@@ -207,14 +207,18 @@ def test_unknown_provider_lists_valid_ones(catalog: Catalog) -> None:
 
 
 def test_unknown_model_lists_valid_ones(catalog: Catalog) -> None:
-    """An unknown model is an InvalidRequest listing the provider's models, not the retired ones."""
+    """An unknown model far from any is an InvalidRequest listing the provider's models, not the
+    retired ones; one near a live model names that one alone (never a retired one)."""
     with pytest.raises(InvalidRequest) as info:
-        _plan(catalog, provider="xai:grok-3-image")
+        _plan(catalog, provider="xai:flux")
     message = str(info.value)
-    assert "'grok-3-image'" in message
+    assert "'flux'" in message
     assert "grok-imagine-image-2.0" in message
     assert "grok-imagine-image-quality" not in message
     assert "grok-2-image" not in message
+    with pytest.raises(InvalidRequest) as info:
+        _plan(catalog, provider="xai:grok-3-image")
+    assert str(info.value) == "unknown model 'grok-3-image' for xai: did you mean xai:grok-imagine-image?"
 
 
 def test_pinned_retired_model_names_the_retirement(catalog: Catalog) -> None:

@@ -120,6 +120,9 @@ class ModelSpec(_Strict):
     #: Replicate: `owner/name`; defaults to the model id.
     path: str | None = None
     price: Price = Field(default_factory=Price)
+    #: What the provider's model listing publishes as the model's token limits (Gemini:
+    #: `input`, `output`), kept so `catalog check` notices a change; nothing is planned on them.
+    token_limits: dict[Literal["input", "output"], int] = Field(default_factory=dict)
     notes: str = ""
 
     @field_validator("fields")

@@ -33,9 +33,20 @@ def refuse_empty_plan(plan: Plan, limit: float | None, receipt: Receipt | None =
     reasons = (
         "; ".join(f"{e.ref}: {e.reason}" for e in plan.excluded) or "no model is configured for this request"
     )
-    if any(e.over_budget for e in plan.excluded):
+    over = sorted((e for e in plan.excluded if e.over_budget), key=lambda e: e.worst_usd or 0.0)
+    if over:
+        # One line a person reads: the cheapest model and what it needs, not every model's reason
+        # (the plan and the receipt's `left_out` list them all).
+        cheapest, others = over[0], len(plan.excluded) - 1
+        cost = f" is estimated at {cheapest.cost_text}" if cheapest.cost_text else " is over it"
+        rest = (
+            f" ({others} other model(s) cost more or cannot serve it: see `imagerelay plan`)"
+            if others
+            else ""
+        )
         raise BudgetExceeded(
-            f"no candidate fits the budget of ${limit} ({reasons}): raise --max-cost or ask for fewer images"
+            f"no candidate fits the budget of ${limit}: the cheapest, {cheapest.ref},{cost}{rest}: "
+            "raise --max-cost or ask for fewer images"
         )
     if plan.excluded and all(e.cooling or e.over_budget for e in plan.excluded):
         # Not the user's mistake: every model that could serve it failed moments ago.

@@ -143,7 +143,7 @@ def _receipts(directory: Path) -> dict[str, dict[str, Any]]:
 
     found: dict[str, dict[str, Any]] = {}
     if (directory / LEDGER_NAME).is_file():
-        with Ledger.open(directory, create=False) as ledger:
+        with Ledger.open(directory, create=False, read_only=True) as ledger:
             for body in ledger.receipts():
                 receipt = json.loads(body)
                 found[receipt["id"]] = receipt
@@ -164,7 +164,7 @@ def _unfinished(directory: Path) -> list[dict[str, Any]]:
 
     if not (directory / LEDGER_NAME).is_file():
         return []
-    with Ledger.open(directory, create=False) as ledger:
+    with Ledger.open(directory, create=False, read_only=True) as ledger:
         return ledger.unfinished_images()
 
 

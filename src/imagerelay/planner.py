@@ -81,6 +81,10 @@ class Exclusion:
     over_budget: bool = False
     #: Left out only for now: it failed recently and is cooling down.
     cooling: bool = False
+    #: For a model over the cost limit: the most it could cost (what the limit was held against),
+    #: and its estimate as the plan shows it ("$0.0412 (at most $0.0527)").
+    worst_usd: float | None = None
+    cost_text: str = ""
 
 
 @dataclass
@@ -120,6 +124,35 @@ class Plan:
         }
 
 
+def unknown_provider(choice: str, catalog: Catalog) -> str:
+    """Why `choice` (a `--provider` value) names no provider, and the nearest that does: a bare
+    model id (`gpt-image-2`) is answered with its `provider:model`."""
+    import difflib
+
+    provider = choice.partition(":")[0]
+    owners = [m.ref for m in catalog.models if choice in (m.id, *m.aliases)]
+    if owners:
+        return f"unknown provider {choice!r}: it is a model: pass --provider {owners[0]}"
+    near = difflib.get_close_matches(provider, list(catalog.providers), n=1, cutoff=0.6)
+    if near:
+        fixed = near[0] + choice[len(provider) :]
+        return f"unknown provider {provider!r}: did you mean {fixed!r}?"
+    known = ", ".join(["auto", *catalog.providers])
+    return f"unknown provider {provider!r}: use one of {known}, or PROVIDER:MODEL"
+
+
+def unknown_model(provider: str, model: str, catalog: Catalog) -> str:
+    """Why `provider:model` names no model, with the nearest id (or the list when none is near)."""
+    import difflib
+
+    spec = catalog.providers[provider]
+    live = [m.id for m in spec.models.values() if m.status != "retired"]
+    near = difflib.get_close_matches(model, live, n=1, cutoff=0.6)  # never point at a retired one
+    if near:
+        return f"unknown model {model!r} for {provider}: did you mean {provider}:{near[0]}?"
+    return f"unknown model {model!r} for {provider}: use one of {', '.join(live)}"
+
+
 def _order(request: ImageRequest, settings: Settings, catalog: Catalog, mode: str) -> list[ModelSpec]:
     """Models in the order this environment prefers, restricted by `request.provider`."""
     routing = settings.routing
@@ -144,13 +177,11 @@ def _order(request: ImageRequest, settings: Settings, catalog: Catalog, mode: st
         return listed + rest
     provider, sep, model = choice.partition(":")
     if provider not in catalog.providers:
-        known = ", ".join(["auto", *catalog.providers])
-        raise InvalidRequest(f"unknown provider {provider!r}: use one of {known}, or PROVIDER:MODEL")
+        raise InvalidRequest(unknown_provider(choice, catalog))
     spec = catalog.providers[provider]
     if sep:
         if model not in spec.models:
-            known = ", ".join(m.id for m in spec.models.values() if m.status != "retired")
-            raise InvalidRequest(f"unknown model {model!r} for {provider}: use one of {known}")
+            raise InvalidRequest(unknown_model(provider, model, catalog))
         return [spec.models[model]]
     own = [m for m in listed if m.provider == provider]
     return own + [m for m in spec.models.values() if m not in own]
@@ -193,6 +224,8 @@ def plan_request(
     def consider(model: ModelSpec, as_mode: str, described: bool) -> Candidate | None:
         reason = _exclusion(model, request, settings, catalog, have_keys, cooling, today, as_mode)
         over_budget = False
+        worst: float | None = None
+        cost_text = ""
         if reason is None:
             cand = translate(
                 request,
@@ -205,7 +238,7 @@ def plan_request(
             if limit is None or cand.worst_usd <= limit + 1e-12:
                 return cand
             reason = f"estimated {cand.cost_text()}, over the ${limit:.4f} limit"
-            over_budget = True
+            over_budget, worst, cost_text = True, cand.worst_usd, cand.cost_text()
         is_cooling = model.ref in cooling and reason == cooling[model.ref]
         if pinned and not over_budget and not is_cooling:
             if reason == _no_key(catalog.providers[model.provider]):
@@ -215,7 +248,7 @@ def plan_request(
                 f"{model.ref} cannot serve this request ({reason}): pin another model "
                 f"(see `imagerelay providers`) or pass --provider {model.provider}"
             )
-        excluded.append(Exclusion(model.ref, reason, over_budget, is_cooling))
+        excluded.append(Exclusion(model.ref, reason, over_budget, is_cooling, worst, cost_text))
         return None
 
     for model in _order(request, settings, catalog, mode):

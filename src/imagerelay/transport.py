@@ -3,8 +3,9 @@
 httpcore's pool (httpx 0.28 runs on httpcore 1.0) walks every connection it holds each time a
 request joins or leaves it, and probes the socket of each idle one, so its cost per request grows
 with the connections open. Measured with `bench/concurrency.py` (200 images, 50 at a time, the
-emulator answering in 0.2 s): one pool of 64 connections keeping 32 alive cost 14 ms of client
-CPU per image, keeping all 64 alive 21 ms, the same 64 split into 8 pools of 8 about 9 ms. Each
+emulator answering in 0.2 s; bench/README.md, P5), client CPU per image: one pool of 64
+connections keeping 32 alive 12.6 ms, the same 64 in 8 pools of 8 10.0 ms (0.90x within rounds;
+0.65x in an earlier run); keeping all 64 alive in one pool was worse still (21 ms). Each
 request goes to the pool with the fewest requests in flight. Everything else (HTTP, keep-alive,
 timeouts, TLS) is httpx's; proxies from the environment still apply: the pools are mounted for
 every URL, behind the proxy routes httpx makes from HTTP(S)_PROXY and NO_PROXY.
@@ -12,6 +13,7 @@ every URL, behind the proxy routes httpx makes from HTTP(S)_PROXY and NO_PROXY.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 
 import httpx
@@ -26,19 +28,25 @@ SHARDS = 8
 def http_client() -> httpx.AsyncClient:
     """The relay's client: redirects followed, environment proxies honoured, pools sharded."""
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS // 2)
+    # One TLS context for every pool: loading the CA bundle takes ~20 ms each time.
+    tls = httpx.create_ssl_context()
     # `transport=` would turn the environment's proxies off; a mount keeps them (httpx tries
     # the more specific proxy routes first, and a NO_PROXY host goes to its default transport).
-    return httpx.AsyncClient(limits=limits, mounts={"all://": ShardedTransport()}, follow_redirects=True)
+    sharded = ShardedTransport(verify=tls)
+    return httpx.AsyncClient(verify=tls, limits=limits, mounts={"all://": sharded}, follow_redirects=True)
 
 
 class ShardedTransport(httpx.AsyncBaseTransport):
     """`shards` httpx transports of `connections // shards` connections each, every one of which
     may stay open between requests (closing idle ones under load only means opening them again)."""
 
-    def __init__(self, *, connections: int = CONNECTIONS, shards: int = SHARDS) -> None:
+    def __init__(
+        self, *, connections: int = CONNECTIONS, shards: int = SHARDS, verify: ssl.SSLContext | bool = True
+    ) -> None:
         per = max(1, connections // shards)
         limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
-        self._shards = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(shards)]
+        tls = httpx.create_ssl_context(verify) if verify is True else verify
+        self._shards = [httpx.AsyncHTTPTransport(verify=tls, limits=limits) for _ in range(shards)]
         #: Requests in flight per pool, from sending until the response is closed.
         self.in_flight = [0] * shards
 

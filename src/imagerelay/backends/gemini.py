@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["PROVIDER", "GeminiBackend"]
 
 #: This provider, as `pyproject.toml` registers it in the `imagerelay.providers` entry-point group.
-PROVIDER = builtin("gemini", "GeminiBackend", order=3)
+PROVIDER = builtin("gemini", "GeminiBackend", order=3, catalog_check="imagerelay.catalog_check.gemini:gemini")
 
 #: Extras sent inside `generationConfig` (the planner passes only those a model declares).
 _EXTRAS = frozenset({"thinking_level"})

@@ -9,7 +9,14 @@ What each provider publishes about its models, and what is compared:
 - Replicate, `GET /v1/models/{owner}/{name}` for each catalog model: gone (404), and its
   `latest_version.openapi_schema` — every input the catalog would send must be a property, and
   the aspect ratios, tiers, formats, image count and reference count the catalog offers must be
-  within the schema's enums and limits.
+  within the schema's enums and limits; and `GET /v1/collections/text-to-image` for models of
+  the catalog's owners it lacks (Replicate lists no models by owner: the check says so).
+- Gemini, `GET /v1beta/models` through the google-genai SDK (every page): image models gone or
+  new, and the `inputTokenLimit` / `outputTokenLimit` the catalog records.
+
+Each provider's check comes with its registration (`Provider.catalog_check`, an import path), as
+its backend and emulator dialect do; a provider declared as data is checked by the check of the
+wire API it reuses.
 
 Nothing here runs during `generate`: only this command asks. `--write` turns the provider's
 figures into an override file (`catalog_write`), never editing the shipped catalog.
@@ -26,7 +33,7 @@ from ..catalog import Catalog
 from ..plugins import provider as registered
 from .drift import Asking, Drift, ProviderCheck, Refused
 
-__all__ = ["Drift", "ProviderCheck", "check_catalog", "exit_code", "render", "run"]
+__all__ = ["Asking", "Drift", "ProviderCheck", "Refused", "check_catalog", "exit_code", "render", "run"]
 
 
 async def check_catalog(
@@ -56,7 +63,7 @@ async def check_catalog(
                 continue
             headers = {"Authorization": f"Bearer {key}"}
             try:
-                await asker(Asking(http, spec, base_urls[name], headers, check, today))
+                await asker(Asking(http, spec, base_urls[name], headers, check, today, key))
             except httpx.HTTPError as exc:
                 check.error = f"could not ask {name}: {type(exc).__name__} ({check.url})"
             except Refused as exc:
@@ -105,10 +112,13 @@ def render(checks: list[ProviderCheck]) -> list[str]:
         head = f"{check.provider} ({check.url})"
         if check.error:
             lines.append(f"{head}: {check.error}")
+        notes = [f"  note: {note}" for note in check.notes]
         if not check.drifts:
             lines.append(f"{head}: {len(check.checked)} model(s) checked, no drift")
+            lines.extend(notes)
             continue
         lines.append(f"{head}: {len(check.drifts)} drift(s)")
+        lines.extend(notes)
         by_model: dict[str, list[Drift]] = {}
         for drift in check.drifts:
             by_model.setdefault(drift.model, []).append(drift)

@@ -35,6 +35,8 @@ class ProviderCheck:
     error: str | None = None
     checked: list[str] = field(default_factory=list)  # catalog models the provider answered about
     drifts: list[Drift] = field(default_factory=list)
+    #: What the check could not cover, said rather than left out (e.g. a listing that is partial).
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "drifts": [asdict(d) for d in self.drifts]}
@@ -51,6 +53,8 @@ class Asking:
     headers: dict[str, str]
     check: ProviderCheck
     today: date
+    #: The key itself, for a check that hands it to the provider's SDK rather than `headers`.
+    key: str = field(default="", repr=False)
 
     async def get_json(self, url: str, what: str) -> Any:
         """The JSON `url` answers; a refused key, another status or no JSON raise `Refused`."""

@@ -1,5 +1,6 @@
 """Checks against Replicate's model pages: each model there, and its input schema taking what the
-catalog sends (fields, enums, limits)."""
+catalog sends (fields, enums, limits); and its text-to-image collection, for models the catalog
+lacks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from ..catalog import ModelSpec
 from .drift import Asking, Drift, ProviderCheck, Refused, plannable, retire
 
-__all__ = ["replicate"]
+__all__ = ["COLLECTION", "replicate"]
 
 
 async def replicate(ask: Asking) -> None:
@@ -34,6 +35,41 @@ async def replicate(ask: Asking) -> None:
             continue
         check.checked.append(m.ref)
         _compare_schema(check, m, props, schemas)
+    await _offered(ask)
+
+
+#: The curated collection whose models are compared with the catalog's. Replicate's API has no
+#: listing of an owner's models, and `GET /v1/models` pages through every public model there is.
+COLLECTION = "text-to-image"
+
+
+async def _offered(ask: Asking) -> None:
+    """Models of the catalog's owners that the text-to-image collection holds and the catalog lacks."""
+    spec, check = ask.spec, ask.check
+    paths = {m.path or m.id for m in spec.models.values()}
+    owners = sorted({p.split("/", 1)[0] for p in paths})
+    url = f"{ask.base}/collections/{COLLECTION}"
+    resp = await ask.http.get(url, headers=ask.headers)
+    try:
+        models = resp.json()["models"] if resp.status_code == 200 else None
+    except (ValueError, KeyError, TypeError):
+        models = None
+    if not isinstance(models, list):
+        check.notes.append(
+            f"models offered that the catalog lacks: not checked ({url} answered {resp.status_code})"
+        )
+        return
+    check.notes.append(
+        f"models offered that the catalog lacks: those of {', '.join(owners)} in Replicate's "
+        f"{COLLECTION} collection; Replicate lists no models by owner, so one outside it is not seen"
+    )
+    for entry in models:
+        if not isinstance(entry, dict):
+            continue
+        path = f"{entry.get('owner')}/{entry.get('name')}"
+        if entry.get("owner") in owners and path not in paths:
+            said = f"in the {COLLECTION} collection ({entry.get('url') or path})"
+            check.drifts.append(Drift(f"{spec.name}:{path}", "new", "no such model", said))
 
 
 def _enum(prop: dict[str, Any], schemas: dict[str, Any]) -> list[str] | None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .app import EnvOpt, JsonOpt, OutOpt, app
+from .app import EnvOpt, JsonOpt, OutOpt, app, not_empty
 from .plumbing import err, fail, load_settings
 from .render import show_batch, show_batch_estimate, show_history
 
@@ -108,7 +108,8 @@ def history(
         str | None, typer.Option("--since", help="Only from this date on: YYYY-MM-DD or an ISO date-time.")
     ] = None,
     provider: Annotated[
-        str | None, typer.Option("--provider", "-p", help="Only this provider, or PROVIDER:MODEL.")
+        str | None,
+        typer.Option("--provider", "-p", callback=not_empty, help="Only this provider, or PROVIDER:MODEL."),
     ] = None,
     key: Annotated[
         str | None,
@@ -123,12 +124,40 @@ def history(
     try:
         directory = out if out is not None else load_settings(env).output.dir
         when = _parse_since(since)
-        with Ledger.open(directory, create=False) as ledger:
+        with Ledger.open(directory, create=False, read_only=True) as ledger:
+            _check_filters(ledger, provider, key, env)
             rows = ledger.generations(since=when, provider=provider, gateway_key=key)
             ledger_path = str(ledger.path)
     except ImageRelayError as exc:
         fail(exc, as_json=as_json)
     show_history(rows, ledger_path, as_json)
+
+
+def _check_filters(ledger: Any, provider: str | None, key: str | None, env: str | None) -> None:
+    """A `--provider` or `--key` that names nothing known (a typo) is refused, not answered with
+    an empty history that reads as "nothing was spent"."""
+    import difflib
+
+    from ..catalog import load_catalog
+    from ..errors import InvalidRequest
+    from ..gateway.config import LOCAL_KEY
+    from ..planner import unknown_model, unknown_provider
+
+    refs, keys = ledger.recorded()
+    if provider and provider not in refs:
+        catalog = load_catalog()
+        name, sep, model = provider.partition(":")
+        if name not in catalog.providers and name not in {r.partition(":")[0] for r in refs}:
+            raise InvalidRequest(unknown_provider(provider, catalog))
+        if sep and name in catalog.providers and model not in catalog.providers[name].models:
+            raise InvalidRequest(unknown_model(name, model, catalog))
+    if key is not None and key not in keys and key != LOCAL_KEY:
+        configured = set(load_settings(env).gateway.keys)
+        if key not in configured:
+            known = sorted(keys | configured | {LOCAL_KEY})
+            near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]!r}?" if near else f"use one of {', '.join(known)}"
+            raise InvalidRequest(f"unknown gateway key {key!r}: {hint}")
 
 
 def _parse_since(value: str | None) -> Any:

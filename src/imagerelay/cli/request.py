@@ -10,13 +10,18 @@ from typing import Annotated, Any, Concatenate, get_type_hints
 
 import typer
 
-from .app import EnvOpt
+from .app import EnvOpt, not_empty
 
 __all__ = ["RequestOptions", "parse_extras", "with_request_options"]
 
 ProviderOpt = Annotated[
     str,
-    typer.Option("--provider", "-p", help="auto, a provider (see `imagerelay providers`) or PROVIDER:MODEL."),
+    typer.Option(
+        "--provider",
+        "-p",
+        callback=not_empty,
+        help="auto, a provider (see `imagerelay providers`) or PROVIDER:MODEL.",
+    ),
 ]
 ReferenceOpt = Annotated[
     list[str] | None,

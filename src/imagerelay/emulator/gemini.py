@@ -28,7 +28,15 @@ import uuid
 from typing import Any
 
 from imagerelay.emulator import draw
-from imagerelay.emulator.gemini_errors import JSON, auth_error, error, error_reply, not_found, presented_key
+from imagerelay.emulator.gemini_errors import (
+    JSON,
+    auth_error,
+    error,
+    error_reply,
+    invalid,
+    not_found,
+    presented_key,
+)
 from imagerelay.emulator.gemini_models import MODELS, GenerateRequest
 from imagerelay.emulator.wire import Call, Dialect, Reply, Route, json_reply
 
@@ -141,6 +149,8 @@ def default_listing() -> list[dict[str, Any]]:
             "name": f"models/{name}",
             "version": "001",
             "displayName": model.label,
+            "inputTokenLimit": model.token_limits[0],
+            "outputTokenLimit": model.token_limits[1],
             "supportedGenerationMethods": ["generateContent", "countTokens"],
             "thinking": bool(model.thinking),
         }
@@ -149,8 +159,20 @@ def default_listing() -> list[dict[str, Any]]:
 
 
 def list_models(call: Call) -> Reply:
-    """GET /{version}/models: the listing, in one page."""
-    return json_reply(200, {"models": [dict(m) for m in call.emu.listings.gemini]}, JSON)
+    """GET /{version}/models: the listing, `pageSize` models a page (50 unless asked, at most
+    1000, as Google pages it), the next page named by `nextPageToken` (`pageToken`)."""
+    listed = call.emu.listings.gemini
+    try:
+        size = min(int(call.query.get("pageSize") or 50), 1000)
+        start = int(call.query.get("pageToken") or 0)
+    except ValueError:
+        raise invalid("Invalid value at 'page_size' or 'page_token' (TYPE_INT32)") from None
+    if size <= 0:
+        size = 50
+    body: dict[str, Any] = {"models": [dict(m) for m in listed[start : start + size]]}
+    if start + size < len(listed):
+        body["nextPageToken"] = str(start + size)
+    return json_reply(200, body, JSON)
 
 
 def get_model(call: Call) -> Reply:

@@ -53,6 +53,8 @@ class Model:
     input_mime: tuple[str, ...] = _INPUT_MIME
     tokens_per_reference: int = 560
     stage: str | None = None  # modelStatus.modelStage, when the answer carries one
+    #: `inputTokenLimit` and `outputTokenLimit` as the model listing publishes them.
+    token_limits: tuple[int, int] = (65_536, 32_768)
 
 
 MODELS: dict[str, Model] = {
@@ -63,7 +65,7 @@ MODELS: dict[str, Model] = {
         "Nano Banana Pro", 14, _RATIOS_10, {"1K": 1120, "2K": 1120, "4K": 2000}, ("LOW", "HIGH")
     ),
     "gemini-3.1-flash-lite-image": Model(
-        "Nano Banana 2 Lite", 14, _RATIOS_14, {"1K": 1120}, ("MINIMAL", "HIGH")
+        "Nano Banana 2 Lite", 14, _RATIOS_14, {"1K": 1120}, ("MINIMAL", "HIGH"), token_limits=(65_536, 4_096)
     ),
     "gemini-2.5-flash-image": Model(
         "Nano Banana",

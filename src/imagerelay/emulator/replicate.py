@@ -275,6 +275,14 @@ def model(call: Call) -> Reply:
     return json_reply(200, found)
 
 
+def collection(call: Call) -> Reply:
+    """GET /v1/collections/{slug}: a curated collection, with its models."""
+    found = call.emu.listings.replicate.collections.get(call.params["slug"])
+    if found is None:
+        raise _problem(404, "Not found.")
+    return json_reply(200, found)
+
+
 def get(call: Call) -> Reply:
     """GET /v1/predictions/{id}."""
     return json_reply(200, snapshot(call, _find(call)))
@@ -354,6 +362,7 @@ DIALECT = dataclasses.replace(
     listings={"replicate": default_listing},
     routes=(
         Route("GET", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)", "model", model),
+        Route("GET", r"/v1/collections/(?P<slug>[^/]+)", "collection", collection),
         Route("POST", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions", "create", create),
         Route("GET", r"/v1/predictions", "list", list_predictions),
         Route("GET", r"/v1/predictions/(?P<id>[^/]+)", "get", get),

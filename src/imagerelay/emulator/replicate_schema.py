@@ -12,7 +12,20 @@ from imagerelay.emulator.replicate_models import MODELS, ModelSpec
 if TYPE_CHECKING:
     from imagerelay.emulator.server import Emulator
 
-__all__ = ["default_listing", "input_properties", "openapi_schema"]
+__all__ = ["Published", "default_listing", "input_properties", "openapi_schema"]
+
+#: Models of other owners in the text-to-image collection (the emulator does not run them).
+_OTHERS = ("ideogram-ai/ideogram-v3-turbo", "google/imagen-4-fast")
+
+
+class Published(dict[str, dict[str, Any]]):
+    """What Replicate publishes: owner/name → the model object (`GET /v1/models/{owner}/{name}`),
+    and `collections`, slug → a curated collection with its models (`GET /v1/collections/{slug}`).
+    A test scripts either: `emu.listings.replicate.collections["text-to-image"]["models"].append(…)`."""
+
+    def __init__(self, models: dict[str, dict[str, Any]], collections: dict[str, dict[str, Any]]) -> None:
+        super().__init__(models)
+        self.collections = collections
 
 
 def openapi_schema(spec: ModelSpec) -> dict[str, Any]:
@@ -50,8 +63,10 @@ def input_properties(emu: Emulator, model: str) -> dict[str, Any]:
     return properties
 
 
-def default_listing() -> dict[str, dict[str, Any]]:
-    """owner/name → the model object `GET /v1/models/{owner}/{name}` answers with."""
+def default_listing() -> Published:
+    """The model objects of every model the emulator runs, and the `text-to-image` collection:
+    the FLUX models that make an image from a prompt (Kontext, an editor, is not in it), after
+    models of other owners, as Replicate's curated collection mixes them."""
     out: dict[str, dict[str, Any]] = {}
     for path, spec in MODELS.items():
         owner, name = path.split("/")
@@ -71,4 +86,19 @@ def default_listing() -> dict[str, dict[str, Any]]:
                 "openapi_schema": openapi_schema(spec),
             },
         }
-    return out
+    others = [
+        {"url": f"https://replicate.com/{p}", "owner": p.split("/")[0], "name": p.split("/")[1]}
+        for p in _OTHERS
+    ]
+    flux = [
+        {k: v for k, v in model.items() if k != "latest_version"}
+        for path, model in out.items()
+        if MODELS[path].sizing != "kontext"
+    ]
+    text_to_image = {
+        "name": "Generate images",
+        "slug": "text-to-image",
+        "description": "Models that generate images from text prompts",
+        "models": [*others, *flux],
+    }
+    return Published(out, {"text-to-image": text_to_image})

@@ -67,9 +67,13 @@ class LedgerBase:
     # -- opening ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, directory: Path | str, *, create: bool = True, threads: bool = False) -> Self:
+    def open(
+        cls, directory: Path | str, *, create: bool = True, threads: bool = False, read_only: bool = False
+    ) -> Self:
         """Open (and with `create`, make) the ledger of `directory`. With `threads` it may be
-        handed from thread to thread, used by one at a time (the caller serialises its use)."""
+        handed from thread to thread, used by one at a time (the caller serialises its use). With
+        `read_only` (commands that only read it: `history`, `gallery`), a ledger that cannot be
+        written is opened to read."""
         directory = Path(directory)
         path = directory / LEDGER_NAME
         if directory.exists() and not directory.is_dir():
@@ -79,6 +83,11 @@ class LedgerBase:
                 f"no ledger in '{directory}' ({LEDGER_NAME} not found): pass the --out directory "
                 "of an earlier `imagerelay generate` or `imagerelay batch`"
             )
+        if read_only:
+            try:  # the usual way first: it also brings an older schema up to date
+                return cls.open(directory, create=False, threads=threads)
+            except OutputError:
+                return cls(_read_only(path, threads), directory)
         try:
             directory.mkdir(parents=True, exist_ok=True)
             # SQLite creates its file 0644 whatever the umask; made here, it follows the umask
@@ -242,6 +251,34 @@ class LedgerBase:
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             yield from self._conn.execute(sql.format(",".join("?" * len(chunk))), chunk)
+
+
+def _read_only(path: Path, threads: bool) -> sqlite3.Connection:
+    """A connection that never writes to the ledger at `path` (a read-only disk or directory)."""
+    from urllib.parse import quote
+
+    uri = f"file:{quote(str(path.resolve()))}"
+    last: sqlite3.Error | None = None
+    # mode=ro still reads what the write-ahead log holds, but needs its shared-memory file;
+    # immutable=1 reads the main file alone (what a cleanly closed ledger holds).
+    for flags in ("mode=ro", "mode=ro&immutable=1"):
+        try:
+            conn = sqlite3.connect(
+                f"{uri}?{flags}", uri=True, timeout=30.0, isolation_level=None, check_same_thread=not threads
+            )
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            last = exc
+            continue
+        if version != schema.VERSION:
+            conn.close()
+            raise LedgerError(
+                f"the ledger '{path}' is read-only and was written by "
+                f"{'a newer' if version > schema.VERSION else 'an older'} imagerelay (schema {version}): "
+                "read it with that version, or copy the directory somewhere writable"
+            )
+        return conn
+    raise OutputError(f"cannot read the ledger '{path}' ({last}): copy the directory somewhere writable")
 
 
 @contextlib.contextmanager

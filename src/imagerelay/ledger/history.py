@@ -120,6 +120,17 @@ class History(LedgerBase):
 
     # -- reading ------------------------------------------------------------------------------
 
+    def recorded(self) -> tuple[set[str], set[str]]:
+        """(every `provider:model` and every gateway key name that appears in the ledger): what a
+        filter of `generations` can match beyond the catalog's models and the configured keys."""
+        refs = {f"{p}:{m}" for p, m in self._conn.execute("SELECT DISTINCT provider, model FROM generations")}
+        keys = {
+            str(k)
+            for (k,) in self._conn.execute("SELECT DISTINCT gateway_key FROM generations")
+            if k is not None
+        }
+        return refs, keys
+
     def generations(
         self, *, since: datetime | None = None, provider: str | None = None, gateway_key: str | None = None
     ) -> list[Generation]:

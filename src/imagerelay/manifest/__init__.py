@@ -62,6 +62,8 @@ def load_manifest(path: Path | str, *, plan: Planner | None = None) -> Manifest:
     no configured model can serve, is caught here rather than after money was spent.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ManifestError(f"manifest '{path}' is a directory: pass a .toml, .csv or .jsonl file")
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ManifestError(

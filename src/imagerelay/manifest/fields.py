@@ -21,6 +21,8 @@ def unknown_field(name: str, *, csv_column: bool = False) -> str:
     import difflib
 
     what = "column" if csv_column else "field"
+    if csv_column and name.strip().lower().startswith(META_PREFIX):  # `meta.` with nothing after it
+        return f"column {name!r} names no field: write {META_PREFIX}FIELD (e.g. {META_PREFIX}publish_on)"
     wanted = re.sub(r"[\s\-]+", "_", name.strip().lower())
     known = sorted(ITEM_FIELDS - ({"metadata", "extras"} if csv_column else set()))
     match = [wanted] if wanted in known else difflib.get_close_matches(wanted, known, n=1, cutoff=0.6)

@@ -90,13 +90,14 @@ def _parse_toml(path: Path, text: str, problems: list[str]) -> tuple[dict[str, A
 
 
 def _parse_csv(text: str, problems: list[str]) -> list[Entry]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: a quote opened and never closed is an error, not a cell that swallows the rest.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except StopIteration:
         return []
     except csv.Error as exc:
-        raise ManifestError(f"the manifest's CSV header cannot be read ({exc}): fix the first line") from None
+        raise ManifestError(f"the manifest's CSV header cannot be read: {_csv_problem(exc)}") from None
     columns = [c.strip() for c in header]
     if "prompt" not in (c.lower() for c in columns):
         raise ManifestError(
@@ -118,7 +119,7 @@ def _parse_csv(text: str, problems: list[str]) -> list[Entry]:
         except StopIteration:
             break
         except csv.Error as exc:
-            problems.append(f"line {line}: cannot be read as CSV ({exc})")
+            problems.append(f"line {line}: {_csv_problem(exc)}")
             break
         where, line = f"line {line}", reader.line_num + 1
         if not any(cell.strip() for cell in row):
@@ -142,6 +143,19 @@ def _parse_csv(text: str, problems: list[str]) -> list[Entry]:
                     fields[key] = val
         entries.append(Entry(where, fields))
     return entries
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    """What a CSV error means, and the fix."""
+    if "unexpected end of data" in str(exc):
+        return (
+            'a quote (") opened here is never closed: close the quoted cell, or double a quote inside it ("")'
+        )
+    if "expected after" in str(exc):
+        return (
+            "a quoted cell goes on after its closing quote: quote the whole cell (double a quote inside it)"
+        )
+    return f"cannot be read as CSV ({exc}): fix the line"
 
 
 def _csv_column_known(column: str) -> bool:

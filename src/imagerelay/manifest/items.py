@@ -141,6 +141,14 @@ def _request_of(
     if not isinstance(extra_metadata, dict):
         raise _ItemProblem("metadata must be a table of fields")
     metadata = {str(k): _jsonable(v) for k, v in extra_metadata.items()}
+    # The receipt's metadata carries the item's name and tags under these keys: one of the item's
+    # own would be overwritten, or mistaken for them.
+    clash = sorted(k for k in ("name", "tags") if k in metadata)
+    if clash:
+        raise _ItemProblem(
+            f"metadata field {clash[0]!r} is the item's own {clash[0]}: set the item's {clash[0]}, "
+            f"or rename the metadata field (e.g. '{clash[0]}_')"
+        )
     if name is not None:
         metadata["name"] = name.strip()
     if tags:
