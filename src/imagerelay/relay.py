@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from .backends import backend_class
 from .backends.base import Backend
 from .catalog import Catalog, load_catalog
-from .errors import InvalidReference, UserError
+from .errors import ImageRelayError, InvalidReference, UserError
 from .failures import refuse_empty_plan
 from .hooks import RunHooks
 from .planner import Plan, plan_request
@@ -102,6 +102,9 @@ class Relay:
         #: The output directory's ledger while the relay is open (with `record`), else None.
         self.ledger: Ledger | None = None
         self._ledger_lock = threading.Lock()  # receipts are recorded from worker threads
+        #: The ledger's own connection for the runs and predictions of plain requests (`rerun`),
+        #: used on the event loop's thread only: it never waits for a receipt being recorded.
+        self._runs_ledger: Ledger | None = None
 
     def __repr__(self) -> str:
         return f"Relay(env={self.settings.env!r}, keys={sorted(self._keys)}, out_dir={str(self.out_dir)!r})"
@@ -146,6 +149,9 @@ class Relay:
             with self._ledger_lock:
                 self.ledger.close()
                 self.ledger = None
+        if self._runs_ledger is not None:
+            self._runs_ledger.close()
+            self._runs_ledger = None
 
     @property
     def keyed_providers(self) -> frozenset[str]:
@@ -314,12 +320,20 @@ class Relay:
             return None
         if hooks.on_prediction is not None or hooks.receipt_id is not None:
             return None
+        import contextlib
+
+        from .ledger import Ledger
         from .rerun import Rerun, request_key
 
+        if self._runs_ledger is None:
+            try:
+                self._runs_ledger = Ledger.open(self.out_dir)
+            except ImageRelayError:
+                return None  # the receipt is still recorded; only a re-run cannot re-attach
         first = plan.candidates[0].ref if plan.candidates else None
         return Rerun.begin(
-            self.ledger,
-            self._ledger_lock,
+            self._runs_ledger,
+            contextlib.nullcontext(),
             request_key(req, refs, sandbox=self.settings.sandbox),
             receipt_id,
             n=req.n,
