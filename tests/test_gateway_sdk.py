@@ -563,7 +563,7 @@ def test_the_sdk_gets_a_bad_request_naming_a_value_no_model_takes(
     served: GatewayProcess, emu: Emulator
 ) -> None:
     """`background="rainbow"` through the SDK is BadRequestError with param background, and
-    OpenAI's values are in the message."""
+    OpenAI's values are in the message, worded as every validation error is."""
     with pytest.raises(openai.BadRequestError) as caught:
         client(served).images.generate(prompt="a fox", model="openai", background="rainbow")  # type: ignore[arg-type]
     assert caught.value.param == "background"  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -85,9 +86,54 @@ def user_settings_files(env: str) -> list[Path]:
                 )
     files: list[Path] = []
     for d in user_config_dirs():
+        _refuse_misnamed(d, env)
         names = [f"{USER_FILE}.toml"] + ([f"{USER_FILE}.{env}.toml"] if env != "default" else [])
         files.extend(d / name for name in names if (d / name).is_file())
     return files
+
+
+#: Copies kept aside on purpose: never mistaken for a misnamed settings file.
+_ASIDE = ("~", ".bak", ".orig", ".old", ".example", ".sample", ".dist")
+
+
+def _refuse_misnamed(directory: Path, env: str) -> None:
+    """A file in `directory` that looks meant for imagerelay but would not be read is refused with
+    the name to give it: a budget cap in `imagerelay.developement.toml`, `imagerelay.tml` or
+    `imagerelay.toml.txt` would otherwise be ignored without a word."""
+    # Near-misses of the shipped environments only: a user's own `imagerelay.staging.toml` must
+    # not be taken for a typo of the environment asked for (`--env stagin` is the typo there).
+    known = sorted(p.stem for p in shipped_dir("config").glob("*.toml"))
+    for path in directory.iterdir():
+        name, lowered = path.name, path.name.lower()
+        if not lowered.startswith(USER_FILE) or name == f"{USER_FILE}.toml" or lowered.endswith(_ASIDE):
+            continue
+        if "toml" not in lowered and not re.search(r"\.tml\b", lowered):
+            continue  # a ledger, a manifest, a log: not a settings file
+        middle = name[len(USER_FILE) + 1 : -len(".toml")] if name.endswith(".toml") else ""
+        if name.startswith(f"{USER_FILE}.") and middle and "." not in middle:
+            if middle in known or middle == env:
+                continue
+            near = _near_env(middle, known)
+            if near is None:
+                continue  # the user's own environment (`imagerelay.staging.toml`), read with --env
+            fix = f"{USER_FILE}.{near}.toml"
+        else:  # imagerelay.tml, imagerelay.toml.txt, imagerelay-config.toml, Imagerelay.toml …
+            envs = [e for e in known if e != "default" and e in lowered]
+            fix = f"{USER_FILE}.{envs[0]}.toml" if envs else f"{USER_FILE}.toml"
+        if not path.is_file():
+            continue
+        raise ConfigError(
+            f"{path}: imagerelay reads only {USER_FILE}.toml and {USER_FILE}.<env>.toml, so this file "
+            f"would be ignored: rename it to {fix}"
+        )
+
+
+def _near_env(word: str, known: list[str]) -> str | None:
+    """The known environment `word` misspells (another case, a letter or two off), or None."""
+    import difflib
+
+    near = difflib.get_close_matches(word.lower(), known, n=1, cutoff=0.8)
+    return near[0] if near and near[0] != word else None
 
 
 def user_environments() -> set[str]:
@@ -139,5 +185,10 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}): fix the file") from exc
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte 0x{byte:02x} at {exc.start}): save it as UTF-8"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path} cannot be read ({exc.strerror}): check its permissions") from exc

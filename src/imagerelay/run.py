@@ -259,6 +259,7 @@ class RequestRun:
             self._event(done, event)
 
         start = self.relay.clock()
+        log.debug("%s: sending (%d image(s))", cand.ref, call.n)
         try:
             done.result = await backend.generate(call, deliver, on_event)
         except asyncio.CancelledError:
@@ -275,7 +276,18 @@ class RequestRun:
             self.failures.append(exc)
         done.duration = self.relay.clock() - start
         self.remaining -= len(done.delivered)
-        self.receipt.attempts.append(done.row(cand.provider.name, cand.model.id))
+        row = done.row(cand.provider.name, cand.model.id)
+        self.receipt.attempts.append(row)
+        # Model, outcome, status and time only: never what was sent (a URL may carry a token).
+        status = f" HTTP {row.status}" if row.status else ""
+        log.debug(
+            "%s: %s%s in %.2fs, %d image(s)",
+            cand.ref,
+            row.outcome,
+            status,
+            done.duration,
+            len(done.delivered),
+        )
         return done
 
     def _event(self, done: Attempted, event: CallEvent) -> None:

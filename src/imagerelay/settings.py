@@ -16,14 +16,17 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
     TomlConfigSettingsSource,
 )
+from pydantic_settings.sources.utils import parse_env_vars
 
 from . import envvars
 from .errors import ConfigError
@@ -35,6 +38,7 @@ from .settings_check import (
     close_match,
     describe,
     describe_unparsable_env,
+    variables,
 )
 
 __all__ = [
@@ -45,6 +49,7 @@ __all__ = [
     "RoutingSettings",
     "Settings",
     "config_files",
+    "key_sources",
     "load_keys",
     "load_settings",
 ]
@@ -75,6 +80,23 @@ class ProviderSettings(BaseModel):
     timeout: float = Field(default=300.0, gt=0)
     download_timeout: float = Field(default=60.0, gt=0)
     max_requests_per_minute: float | None = Field(default=None, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        # A URL httpx cannot send to would fail as a "transient" error on every attempt, and the
+        # request would fall back to (and pay) another provider.
+        if v is None:
+            return v
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(v.strip())
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PydanticCustomError("http_url", "{value} is not an http(s) URL", {"value": repr(v)})
+        return v.strip()
 
 
 class CommonProviderSettings(ProviderSettings):
@@ -166,11 +188,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # CLI flags (init) > IMAGERELAY_* variables > the user's files > the shipped files.
-        # No dotenv source: `.env` is read for API keys only (see `load_keys`).
+        # CLI flags (init) > IMAGERELAY_* variables (the environment's, then ./.env's) > the user's
+        # files > the shipped files. The rest of .env is read for API keys only (see `load_keys`).
         return (
             init_settings,
-            env_settings,
+            _Variables(settings_cls),
             _TomlLayers(settings_cls, toml_file=[p for p, _ in _LAYERS.get()], deep_merge=True),
         )
 
@@ -192,6 +214,14 @@ def _environments() -> list[str]:
     return sorted({p.stem for p in shipped_dir("config").glob("*.toml")} | user_environments())
 
 
+class _Variables(EnvSettingsSource):
+    """The `IMAGERELAY_*` variables: the environment's, and those of `./.env` it does not set."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        values = {var: value for var, (value, _) in variables().items()}
+        return parse_env_vars(values, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
 class _TomlLayers(TomlConfigSettingsSource):
     """The config files, shipped first then the user's, merged key by key."""
 
@@ -207,7 +237,7 @@ _LAYERS: ContextVar[tuple[tuple[Path, dict[str, Any]], ...]] = ContextVar(
 
 def load_settings(env: str | None = None, **overrides: Any) -> Settings:
     """The settings of `env` (else `$IMAGERELAY_ENV`, else `development`), with CLI overrides."""
-    env = env or os.environ.get(envvars.ENV) or "development"
+    env = env or variables().get(envvars.ENV, ("", ""))[0] or "development"
     if not env.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"environment name {env!r} is not a plain name: use {ENVIRONMENTS_HINT}")
     check_variables()
@@ -263,15 +293,22 @@ def load_keys(
 
     A provider may name several variables (`catalog.key_envs()`): the first one set is used.
     """
+    return {provider: key for provider, (_, key) in key_sources(key_envs, dotenv_path).items()}
+
+
+def key_sources(
+    key_envs: Mapping[str, str | Sequence[str]], dotenv_path: Path | None = None
+) -> dict[str, tuple[str, SecretStr]]:
+    """Provider → (the variable its key was read from, the key), for the providers with one."""
     from dotenv import dotenv_values
 
     path = dotenv_path or Path.cwd() / ".env"
     dotenv = {k: v for k, v in dotenv_values(path).items() if v} if path.is_file() else {}
-    keys: dict[str, SecretStr] = {}
+    found: dict[str, tuple[str, SecretStr]] = {}
     for provider, names in key_envs.items():
         for var in [names] if isinstance(names, str) else names:
             value = os.environ.get(var) or dotenv.get(var)
             if value and value.strip():
-                keys[provider] = SecretStr(value.strip())
+                found[provider] = (var, SecretStr(value.strip()))
                 break
-    return keys
+    return found

@@ -35,8 +35,8 @@ def describe(
     dotted = ".".join(loc)
     where = "the settings"
     var = _env_culprit(loc)
-    if var is not None:  # the environment overrides every file, so it is the culprit
-        where = f"environment variable {var}"
+    if var is not None:  # the environment (and .env) overrides every file, so it is the culprit
+        where = var
     else:
         # A missing field is not in any file: the table that lacks it is.
         held = loc[:-1] if err["type"] == "missing" else loc
@@ -54,6 +54,8 @@ def describe(
         if close is not None:
             return f"{where}: unknown setting {dotted!r}: did you mean {'.'.join([*loc[:-1], close])!r}?"
         return f"{where}: unknown setting {dotted!r}: remove it or check its spelling"
+    if err["type"] == "http_url":  # "providers.xai.base_url 'not a url' is not an http(s) URL"
+        return f"{dotted} {err['msg']}: fix {where}"
     return f"{where}: {dotted}: {plain(err)}: fix the value"
 
 
@@ -65,11 +67,33 @@ def source_of(env: str, loc: list[str]) -> str:
 
     var = _env_culprit(loc)
     if var is not None:
-        return f"environment variable {var}"
+        return var
     for path in reversed(config_files(env)):
         if _lookup(read_toml(path), loc) is not None:
             return str(path)
     return "the settings"
+
+
+def dotenv_path() -> Path:
+    """The `.env` read for keys and `IMAGERELAY_*` variables: the working directory's."""
+    return Path.cwd() / ".env"
+
+
+def variables() -> dict[str, tuple[str, str]]:
+    """Every `IMAGERELAY_*` variable → (its value, where it was set): the environment's, and
+    those of `./.env` the environment does not set (the environment wins, as it does for keys)."""
+    found: dict[str, tuple[str, str]] = {}
+    path = dotenv_path()
+    if path.is_file():
+        from dotenv import dotenv_values
+
+        for var, value in dotenv_values(path).items():
+            if var.upper().startswith(envvars.PREFIX) and value is not None:
+                found[var] = (value, f"{var} in {path}")
+    for var, value in os.environ.items():
+        if var.upper().startswith(envvars.PREFIX):
+            found[var] = (value, f"environment variable {var}")
+    return found
 
 
 def _lookup(node: Any, parts: list[str]) -> Any:
@@ -87,19 +111,20 @@ def _lookup(node: Any, parts: list[str]) -> Any:
 def _env_culprit(loc: list[str]) -> str | None:
     """The IMAGERELAY_* variable that set the value at `loc`: the variable for that very setting,
     or one for an enclosing list or table (`IMAGERELAY_ROUTING__TEXT='[1]'`) whose JSON holds it."""
-    names = {k.upper(): k for k in os.environ if k.upper().startswith(envvars.PREFIX)}
+    found = variables()
+    names = {k.upper(): k for k in found}
     for i in range(len(loc), 0, -1):
         var = names.get(envvars.PREFIX + "__".join(p.upper() for p in loc[:i]))
         if var is None:
             continue
         if i == len(loc):
-            return var
+            return found[var][1]
         try:
-            value = json.loads(os.environ[var])
+            value = json.loads(found[var][0])
         except ValueError:
             continue
         if _lookup(value, loc[i:]) is not None:
-            return var
+            return found[var][1]
     return None
 
 
@@ -182,29 +207,65 @@ def close_match(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str |
 def check_variables() -> None:
     """Refuse every `IMAGERELAY_*` variable that is neither a setting nor one of `NOT_SETTINGS`."""
     providers = provider_names()
+    found = variables()
     unknown = sorted(
         var
-        for var in os.environ
-        if var.upper().startswith(envvars.PREFIX)
-        and var.upper() not in envvars.NOT_SETTINGS
+        for var in found
+        if var.upper() not in envvars.NOT_SETTINGS
         and not _is_setting(var[len(envvars.PREFIX) :].lower().split("__"), providers)
     )
+    # The switches that are not settings act from the environment only (they are read before,
+    # or apart from, the settings): in .env they would do nothing.
+    aside = sorted(
+        var
+        for var, (_, where) in found.items()
+        if var.upper() in envvars.NOT_SETTINGS - {envvars.ENV} and not where.startswith("environment")
+    )
+    if aside:
+        var = aside[0]
+        raise ConfigError(f"{found[var][1]} is not read from .env: export {var} in the environment instead")
     if not unknown:
         return
     problems = []
     for var in unknown:
-        close = _suggest(var[len(envvars.PREFIX) :].lower().split("__"), providers)
+        path = var[len(envvars.PREFIX) :].lower().split("__")
+        key = _key_variable(path, providers)
+        if key is not None:
+            problems.append(
+                f"{found[var][1]} names no setting: API keys are read from {key} (in the environment "
+                f"or .env), never from an {envvars.PREFIX}* variable: rename it to {key}"
+            )
+            continue
+        close = _suggest(path, providers)
         problems.append(
-            f"environment variable {var} names no setting: "
+            f"{found[var][1]} names no setting: "
             + (f"did you mean {envvars.PREFIX}{close}?" if close else "unset it or check its spelling")
         )
     hint = (
         ""
-        if all("did you mean" in p for p in problems)
+        if all("did you mean" in p or "rename it to" in p for p in problems)
         else " (a setting is IMAGERELAY_<SECTION>__<KEY>, e.g. IMAGERELAY_RETRY__ATTEMPTS: "
         "see `imagerelay config show`)"
     )
     raise ConfigError("; ".join(problems) + hint)
+
+
+def _key_variable(path: list[str], providers: set[str]) -> str | None:
+    """For a variable that looks like an API key (`PROVIDERS__XAI__API_KEY`, `XAI_API_KEY`): the
+    variable that key is read from, or None when it does not look like one."""
+    words = [w for part in path for w in part.split("_") if w]
+    if not words or words[-1] not in {"key", "token"}:
+        return None
+    named = [p for p in sorted(providers) if p in words]
+    try:
+        from .catalog import load_catalog
+
+        catalog = load_catalog()
+    except ConfigError:
+        return None
+    if named and named[0] in catalog.providers:
+        return catalog.providers[named[0]].key_env
+    return _key_variables()
 
 
 def _suggest(path: list[str], providers: set[str]) -> str | None:
@@ -270,13 +331,11 @@ def _key_variables() -> str:
 
 def describe_unparsable_env() -> str:
     culprits = sorted(
-        var
-        for var, value in os.environ.items()
-        if var.upper().startswith(envvars.PREFIX)
-        and _wants_json(var[len(envvars.PREFIX) :].lower().split("__"))
-        and not _is_json(value)
+        where
+        for var, (value, where) in variables().items()
+        if _wants_json(var[len(envvars.PREFIX) :].lower().split("__")) and not _is_json(value)
     )
-    where = "environment variable " + " or ".join(culprits) if culprits else "an IMAGERELAY_* variable"
+    where = " or ".join(culprits) if culprits else "an IMAGERELAY_* variable"
     return (
         f"{where}: a list or table must be written as JSON, "
         """e.g. IMAGERELAY_ROUTING__TEXT='["openai:gpt-image-2"]': fix the value"""

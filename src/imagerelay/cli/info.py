@@ -86,23 +86,26 @@ def catalog_check(
 @config_app.command("show")
 def config_show(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
     """Print the effective settings of an environment (keys masked)."""
-    from ..settings import config_files, load_keys
+    from ..settings import config_files, key_sources
 
     settings, catalog = settings_and_catalog(env, as_json=as_json)
     data = settings.model_dump(mode="json")
     data["files"] = [str(p) for p in config_files(settings.env)]  # merged in this order, later wins
-    keys = load_keys(catalog.key_envs())
+    sources = key_sources(catalog.key_envs())
 
     def masked(name: str) -> str:
-        if name not in keys:
-            return "not set"
-        secret = keys[name].get_secret_value()
+        secret = sources[name][1].get_secret_value()
         return f"set (…{secret[-4:]})" if len(secret) >= 16 else "set"  # a short key's tail is most of it
 
-    data["keys"] = {
-        p.key_env: masked(p.name) if not settings.sandbox else "not needed (sandbox)"
-        for p in catalog.providers.values()
-    }
+    keys: dict[str, str] = {}
+    for p in catalog.providers.values():
+        if settings.sandbox:
+            keys[p.key_env] = "not needed (sandbox)"
+        elif p.name in sources:  # the variable actually read (GOOGLE_API_KEY when GEMINI_API_KEY is unset)
+            keys[sources[p.name][0]] = masked(p.name)
+        else:
+            keys[p.key_env] = "not set"
+    data["keys"] = keys
     typer.echo(json.dumps(data, indent=None if as_json else 2))
 
 
