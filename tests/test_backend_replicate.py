@@ -30,7 +30,7 @@ from imagerelay.errors import (
     ReadTimedOut,
     ServerError,
 )
-from imagerelay.hooks import CallEvent, PredictionCreated, Sent
+from imagerelay.hooks import CallEvent, Noted, PredictionCreated, Sent
 from imagerelay.imaging import probe
 from imagerelay.references import ImageLimits, PreparedImage, load_reference, prepare
 from imagerelay.settings import ProviderSettings
@@ -94,9 +94,12 @@ async def run(
 
 
 def _logged(event: CallEvent) -> tuple[str, Any]:
-    """An event as the log records it: ("sent", params), ("prediction", id) or ("cancelled", id)."""
+    """An event as the log records it: ("sent", params), ("note", text), ("prediction", id) or
+    ("cancelled", id)."""
     if isinstance(event, Sent):
         return ("sent", event.params)
+    if isinstance(event, Noted):
+        return ("note", event.text)
     return ("prediction" if isinstance(event, PredictionCreated) else "cancelled", event.id)
 
 
@@ -253,7 +256,10 @@ async def test_resume_polls_the_id_without_creating(
     assert emulator.requests_for("replicate.get")[0].path.endswith(f"/predictions/{pid}")
     assert len(images) == 2
     assert result.prediction_id == pid
-    assert events[:2] == [("sent", {"resumed_prediction": pid}), ("prediction", pid)]
+    assert [e for e in events if e[0] != "note"][:2] == [
+        ("sent", {"resumed_prediction": pid}),
+        ("prediction", pid),
+    ]
 
 
 # -- the end of a prediction ---------------------------------------------------------------------

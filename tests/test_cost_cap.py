@@ -45,7 +45,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
     """One emulator for the whole matrix."""
-    with Emulator(keys=TEST_KEYS, url_ttl=600) as emulator:
+    with Emulator(keys=TEST_KEYS, url_ttl=600, marked=False) as emulator:
         yield emulator
         assert not emulator.errors, emulator.errors
 
@@ -140,11 +140,11 @@ async def test_fallback_is_not_called_when_its_worst_case_would_break_the_cap(
     settings = {"routing": {"text": ["xai:grok-imagine-image", "openai:gpt-image-2"]}}
     async with _relay(emu, tmp_path / "out", **settings) as relay:
         with pytest.raises(GenerationFailed) as info:
-            await relay.generate("a fox", max_cost=0.06)
+            await relay.generate("a fox", max_cost=0.09)
     receipt = info.value.receipt
     assert receipt is not None
     assert receipt.possibly_billed_usd == pytest.approx(0.02)
-    assert any("openai:gpt-image-2 not called" in n and "$0.0600 cap" in n for n in receipt.notes)
+    assert any("openai:gpt-image-2 not called" in n and "$0.0900 cap" in n for n in receipt.notes)
     assert emu.requests_for("openai.generations") == []
 
 

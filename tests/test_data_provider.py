@@ -123,7 +123,7 @@ def test_the_cli_sandbox_generates_with_it(
 async def test_its_errors_name_it_and_its_variable(localai: Path, tmp_path: Path) -> None:
     """Served at its own base URL (an emulator mounting the OpenAI dialect as localai), a refused key
     fails naming localai and LOCALAI_API_KEY, and the attempt is recorded under localai."""
-    with Emulator(keys={"localai": "sk-local-right"}, mounts={"localai": "openai"}) as emu:
+    with Emulator(keys={"localai": "sk-local-right"}, mounts={"localai": "openai"}, marked=False) as emu:
         settings = emulator_settings(emu, providers={"localai": {"base_url": emu.base_url("localai")}})
         relay = Relay(settings, keys={"localai": "sk-local-wrong"}, out_dir=tmp_path / "out", record=False)
         async with relay:
@@ -140,7 +140,7 @@ async def test_a_scripted_fault_on_its_route_is_mapped_by_the_shared_table(
     localai: Path, tmp_path: Path
 ) -> None:
     """A 503 then a 200 at /localai: retried once, then the image is delivered, all under localai."""
-    with Emulator(mounts={"localai": "openai"}) as emu:
+    with Emulator(mounts={"localai": "openai"}, marked=False) as emu:
         emu.script("localai.generations", Fault(status=503))
         settings = emulator_settings(emu, providers={"localai": {"base_url": emu.base_url("localai")}})
         relay = Relay(settings, keys={"localai": "sk-local-0000"}, out_dir=tmp_path / "out", record=False)

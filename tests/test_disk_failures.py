@@ -233,3 +233,52 @@ def test_an_image_whose_metadata_cannot_be_embedded_is_written_as_delivered(tmp_
     assert saved.sha256 == saved.delivered_sha256
     assert note is not None
     assert note.startswith(f"metadata not embedded in {Path(saved.path).name}: ValueError")
+
+
+def test_an_image_rescued_while_the_ledger_was_full_too_is_booked_and_not_paid_again(
+    emulator: Emulator, test_keys: dict[str, str], tmp_path: Path, tiny_disk: Path
+) -> None:
+    """The disk holding the output and its ledger fills while xAI generates: the image goes to the
+    rescue directory and the ledger records nothing. Once there is room, the same batch moves the
+    image (and its receipt) back, books its cost, and pays for nothing again; `history` agrees."""
+    out = tiny_disk / "out"
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"prompt": "a fox", "provider": "xai"}) + "\n")
+    env = {k: v for k, v in os.environ.items() if k not in KEY_VARS.values()}
+    env = {k: v for k, v in env.items() if not outside_setting(k)}
+    (tmp_path / "config").mkdir()
+    env.update(
+        XAI_API_KEY=test_keys["xai"],
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        IMAGERELAY_CONFIG_DIR=str(tmp_path / "config"),
+        IMAGERELAY_PROVIDERS__XAI__BASE_URL=emulator.base_url("xai"),
+    )
+    command = [sys.executable, "-m", "imagerelay.cli", "batch", str(manifest), "--out", str(out), "--json"]
+    emulator.latency = 1.0
+    watcher = when_sent(emulator, "xai.generations", 1, lambda: fill(tiny_disk))
+    first = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    watcher.join()
+    assert first.returncode == 1, first.stderr
+    [image] = rescued(tmp_path / "cache")
+    with sqlite3.connect(out / LEDGER_NAME) as db:
+        assert db.execute("SELECT COUNT(*) FROM generations").fetchone() == (0,)  # it was full too
+
+    for filler in tiny_disk.glob("filler-*"):
+        filler.unlink()
+    emulator.latency = 0.0
+    second = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    summary = json.loads(second.stdout)
+    assert (summary["done"], summary["skipped"]) == (0, 1)
+    assert summary["batch_spent_usd"] == pytest.approx(0.02)
+    assert len(emulator.requests_for("xai.generations")) == 1
+    assert (out / image.name).is_file()
+    assert not image.exists()
+    receipt = json.loads((out / image.name).with_suffix(".json").read_text())
+    assert receipt["images"][0]["path"] == str(out / image.name)
+    history = subprocess.run([sys.executable, "-m", "imagerelay.cli", "history", "--out", str(out), "--json"],
+                             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert history.returncode == 0, history.stderr
+    rows = json.loads(history.stdout)
+    rows = rows["generations"] if isinstance(rows, dict) else rows
+    assert [round(r["cost_usd"], 4) for r in rows] == [0.02]

@@ -185,11 +185,13 @@ def _cells() -> list[Cell]:
              "ContentBlocked", "content_blocked", 200, "stop", 1, note="content blocked"),
         Cell("gemini", "no-candidate", (("gemini.generate", Fault(body={}, times=None)),),
              "EmptyResult", "empty", 200, "fallback", 2),
-        # Replicate: the prediction's output is cut; fetched twice, still cut.
+        # Replicate: the prediction's output is cut; fetched three times, the prediction read
+        # again for its URL and fetched once more, still cut.
         Cell("replicate", "truncated-image", (("replicate.create", Fault(truncate=True)),),
              "DownloadFailed", "transient", None, "fallback", 1, note="may have been billed"),
-        # The output URL answers 404 (expired): the image is gone; a new prediction would pay again.
-        Cell("replicate", "expired-url", (("files", Fault(expired=True)),),
+        # The output URL answers 404 (expired), and again once the prediction is read for it: the
+        # image is gone; a new prediction at that model would pay again.
+        Cell("replicate", "expired-url", (("files", Fault(expired=True, times=2)),),
              "DownloadFailed", "transient", 404, "fallback", 1, note="may have been billed"),
         # A failed run (HTTP 200, status "failed", not a moderation refusal) condemns the model.
         Cell("replicate", "prediction-failed",
@@ -337,7 +339,7 @@ async def test_fault_cell(cell: Cell, emulator: Emulator, tmp_path: Path, test_k
         assert first.prediction_id in cancels[0].path
         assert emulator.requests_for("replicate.get")  # it was polled, not created again
     if cell.fault == "truncated-image" and cell.provider == "replicate":
-        assert len(emulator.requests_for("files")) == 2  # cut twice; no second prediction
+        assert len(emulator.requests_for("files")) == 4  # cut every time; no second prediction
     if cell.action != "stop":
         sidecar = json.loads(Path(receipt.images[0].receipt_path or "").read_text())
         assert [a["outcome"] for a in sidecar["attempts"]] == outcomes
@@ -394,7 +396,7 @@ async def test_second_url_expired_keeps_first_image_and_asks_only_for_the_rest(
 ) -> None:
     """n=2, the first image downloads and the second URL has expired: the first stays, and no second
     prediction is paid for at that model (nothing else is configured: one image is the result)."""
-    emulator.script("files", Fault(), Fault(expired=True))
+    emulator.script("files", Fault(), Fault(expired=True, times=2))
     async with make_relay(
         emulator, tmp_path, test_keys, routing=SCHNELL_ONLY, providers=FAST_PROVIDERS
     ) as relay:

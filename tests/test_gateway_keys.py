@@ -27,7 +27,7 @@ _KEYS = {name: f"irk_test_{name}_" + "0" * 8 for name in ("app", "limited", "slo
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
     """The emulator behind the module's gateway."""
-    emulator = Emulator(keys=TEST_KEYS, url_ttl=60).start()
+    emulator = Emulator(keys=TEST_KEYS, url_ttl=60, marked=False).start()
     try:
         yield emulator
     finally:

@@ -25,7 +25,7 @@ from .gatewaykit import GatewayProcess, emulator_env, gateway, keys_env, ledger_
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
     """An emulator of its own for each test (each also has its own gateway)."""
-    emulator = Emulator(keys=TEST_KEYS, url_ttl=60).start()
+    emulator = Emulator(keys=TEST_KEYS, url_ttl=60, marked=False).start()
     try:
         yield emulator
     finally:

@@ -45,7 +45,7 @@ def test_node_sdks_drive_the_gateway(tmp_path: Path) -> None:
     images.write(fixtures, "mask.png", images.rgba_png_bytes((64, 48)))
     key, narrow = "irk_node_" + "1" * 12, "irk_narrow_" + "2" * 12
     keys = {"node": {"hash": hash_key(key)}, "narrow": {"hash": hash_key(narrow), "models": ["xai"]}}
-    with Emulator(keys=TEST_KEYS, url_ttl=60) as emu:
+    with Emulator(keys=TEST_KEYS, url_ttl=60, marked=False) as emu:
         env = emulator_env(emu, IMAGERELAY_GATEWAY__KEYS=keys_env(keys), IMAGERELAY_RETRY__COOLDOWN="0")
         with gateway(tmp_path / "gw", env, "--env", "development") as gw:
             run_env = {
@@ -81,7 +81,7 @@ def test_node_sdks_do_not_retry_a_possibly_billed_failure(tmp_path: Path) -> Non
     assert NODE is not None
     _installed()
     key = "irk_node_" + "3" * 12
-    with Emulator(keys=TEST_KEYS, url_ttl=60) as emu:
+    with Emulator(keys=TEST_KEYS, url_ttl=60, marked=False) as emu:
         emu.script("openai.generations", Fault(drop=True, times=None))
         env = emulator_env(
             emu,

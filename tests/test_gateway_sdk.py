@@ -28,7 +28,7 @@ OPENAI_MODELS = load_catalog().provider("openai").models
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
     """One emulator for the module's gateway; scripts and logs are reset by `served`."""
-    emulator = Emulator(keys=TEST_KEYS, url_ttl=60).start()
+    emulator = Emulator(keys=TEST_KEYS, url_ttl=60, marked=False).start()
     try:
         yield emulator
     finally:

@@ -77,7 +77,7 @@ def test_history_json_and_filters(
         capsys, monkeypatch, "history", "--out", str(made), "--json", "--since", "2999-01-01T00:00"
     )
     assert json.loads(out) | {"ledger": ""} == {
-        "generations": [], "count": 0, "images": 0, "total_usd": 0, "ledger": "",
+        "generations": [], "count": 0, "images": 0, "total_usd": 0, "possibly_billed_usd": 0, "ledger": "",
     }  # fmt: skip
 
 

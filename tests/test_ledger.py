@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -26,8 +27,9 @@ from tests.relaykit import emulator_settings
 def _image(path: Path) -> SavedImage:
     data = jpeg_bytes((32, 32), RED)
     path.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
     return SavedImage(
-        path=str(path), sha256="0" * 64, width=32, height=32, format="jpeg", bytes=len(data),
+        path=str(path), sha256=sha, width=32, height=32, format="jpeg", bytes=len(data),
         provider="xai", model="grok-imagine-image",
     )  # fmt: skip
 
@@ -76,8 +78,9 @@ def test_paths_are_relative_so_the_directory_can_move(tmp_path: Path) -> None:
     shutil.move(tmp_path / "one", tmp_path / "two")
     with Ledger.open(tmp_path / "two") as ledger:
         assert ledger.item_records([item.key])[item.key].saved == 1
-        (tmp_path / "two" / "a.jpg").unlink()  # a deleted image is asked for again
-        assert ledger.item_records([item.key])[item.key].saved == 0
+        (tmp_path / "two" / "a.jpg").unlink()  # a deleted image no longer counts, and is named
+        record = ledger.item_records([item.key])[item.key]
+        assert (record.saved, record.missing) == (0, (str(tmp_path / "two" / "a.jpg"),))
 
 
 def test_an_image_saved_but_not_recorded_is_adopted(tmp_path: Path) -> None:

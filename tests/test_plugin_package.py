@@ -99,7 +99,7 @@ async def test_its_errors_are_mapped_by_the_shared_table_and_its_override(
 ) -> None:
     """A status from Acme maps through the shared table (451, its own override, is a refusal), and
     every failure names acme."""
-    with Emulator(keys={"acme": "acme-test-0000"}) as emu:
+    with Emulator(keys={"acme": "acme-test-0000"}, marked=False) as emu:
         emu.script("acme.render", Fault(status=status, times=None))
         settings = emulator_settings(emu, providers={"acme": {"base_url": emu.base_url("acme")}})
         relay = Relay(settings, keys={"acme": "acme-test-0000"}, out_dir=tmp_path / "out", record=False)

@@ -149,3 +149,44 @@ def test_a_batch_killed_before_the_create_answered_finds_its_predictions_instead
             emulator.state("replicate").predictions[attempt["prediction_id"]].input["prompt"]
             == receipt["prompt"]
         )
+
+
+async def test_a_resumed_prediction_replicate_no_longer_knows_is_replaced_on_the_same_model(
+    emulator: Emulator, tmp_path: Path, test_keys: dict[str, str]
+) -> None:
+    """A prediction recorded before an interruption answers 404 on resume: it is dropped, exactly
+    one new prediction is made on the same model (no cooldown, no dearer fallback), and the receipt
+    says so in a note."""
+    emulator.script("replicate.create", Fault(prediction="slow", seconds=30))
+    out = tmp_path / "out"
+    manifest = load_manifest(jsonl(tmp_path / "m.jsonl", {"prompt": "a fox", "provider": "replicate"}))
+    key = manifest.items[0].key
+    settings = emulator_settings(emulator, providers={"replicate": {"poll_interval": 0.05}})
+    with Ledger.open(out) as ledger:
+        async with Relay(settings, keys=test_keys, out_dir=out) as relay:
+            task = asyncio.create_task(run_batch(manifest, relay, ledger))
+            for _ in range(250):
+                if ledger.resumable_predictions(key):
+                    break
+                await asyncio.sleep(0.02)
+            [(_, pid)] = ledger.resumable_predictions(key).items()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        emulator.state("replicate").forget(pid)
+
+        relay = Relay(settings, keys=test_keys, out_dir=out)
+        relay.on_receipt.append(ledger.record_receipt)
+        async with relay:
+            summary = await run_batch(manifest, relay, ledger)
+            assert relay.cooling() == {}
+        assert (summary.done, summary.failed) == (1, 0)
+    creates = emulator.requests_for("replicate.create")
+    assert [c.path.rsplit("/models/", 1)[1] for c in creates] == [
+        "black-forest-labs/flux-schnell/predictions"
+    ] * 2
+    [image] = out.glob("*.webp")
+    receipt = json.loads(image.with_suffix(".json").read_text())
+    assert receipt["model"] == "black-forest-labs/flux-schnell"
+    assert [a["outcome"] for a in receipt["attempts"]] == ["success"]
+    assert any(pid in note and "404" in note for note in receipt["notes"])

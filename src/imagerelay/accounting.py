@@ -70,6 +70,9 @@ class Allowance:
                 self.reserved = spent + worst
             else:
                 over = "what is left of the budget"
+                if self.budget.left is not None:
+                    room = max(0.0, self.budget.left() + self.reserved - spent)
+                    over += f" (${room:.4f} left for this request)"
         if over is None:
             return True
         receipt.notes.append(

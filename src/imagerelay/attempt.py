@@ -4,6 +4,7 @@ row the receipt keeps of it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .receipt import Attempt
@@ -31,6 +32,8 @@ class Attempted:
     interrupted: bool = False
     result: CallResult | None = None
     error: ProviderError | None = None
+    #: When the attempt began (made just before its call): the receipt's `started_at`.
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
 
     @property
     def served(self) -> bool:
@@ -51,6 +54,11 @@ class Attempted:
 
     def row(self, provider: str, model: str, *, resumable: bool = False) -> Attempt:
         """The receipt's record of this attempt."""
+        row = self._row(provider, model, resumable)
+        row.started_at = self.started_at
+        return row
+
+    def _row(self, provider: str, model: str, resumable: bool) -> Attempt:
         if self.interrupted:
             return self._interrupted_row(provider, model, resumable)
         if self.error is not None:

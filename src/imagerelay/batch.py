@@ -27,6 +27,7 @@ import os
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,7 @@ from .progress import PlainProgress, Reporter, RichProgress
 
 if TYPE_CHECKING:
     from .hooks import PredictionCreated, Reserve
-    from .ledger import Ledger
+    from .ledger import ItemRecord, Ledger
     from .manifest import Manifest, ManifestItem
     from .receipt import Receipt, SavedImage
     from .relay import Relay
@@ -68,6 +69,7 @@ class ItemOutcome:
     error: str | None = None
     would_cost_usd: float | None = None  # sandbox: what it would have cost for real
     stop: str | None = None  # why no further item may start (the output cannot be written)
+    sandbox: bool = False  # made by the emulator outside the sandbox: kept as a sandbox item
 
 
 @dataclass
@@ -125,10 +127,13 @@ async def run_batch(
     concurrency: int = 4,
     max_cost: float | None = None,
     reporter: Reporter | None = None,
+    remake: bool = False,
 ) -> BatchSummary:
     """Run every item of `manifest` not yet done; see the module docs.
 
     `max_cost` is the batch budget in USD (None: `budget.max_cost_per_batch`, else no limit).
+    An item whose saved image was deleted or changed since (its sha256 no longer matches) is not
+    made again — that would be paid for — unless `remake`; it is reported as failed, saying so.
     The relay must write into the ledger's directory; make it with `record=False` and install
     `ledger.record_receipt` in its `on_receipt` hooks, so that finished receipts are recorded
     once, by this ledger.
@@ -139,15 +144,22 @@ async def run_batch(
     sandbox = relay.settings.sandbox
     items = sandbox_items(manifest.items) if sandbox else manifest.items
     _remove_stale_temp_files(ledger.directory)
-    restored = ledger.restore_rescued()
+    restored = ledger.restore_rescued() + ledger.adopt_rescued()
     if restored:
         log.warning("moved %d image(s) kept in a rescue directory back into %s", restored, ledger.directory)
     ledger.adopt_orphans()
     records = ledger.sync_items(manifest.name, items)
     summary = BatchSummary(items=len(items), ledger=str(ledger.path), sandbox=sandbox)
     todo: list[tuple[ManifestItem, int]] = []
+    tampered: list[ItemOutcome] = []
     for item in items:
         record = records[item.key]
+        gone = record.missing + record.changed
+        if gone and record.saved < item.n:
+            if not remake:
+                tampered.append(ItemOutcome(item, "failed", error=_tampered(record)))
+                continue
+            ledger.forget_images(gone)
         if record.saved >= item.n:
             summary.skipped += 1
             if record.state != "done":  # all its images were saved before a crash cut it short
@@ -174,6 +186,7 @@ async def run_batch(
         summary.would_spend_usd += outcome.would_cost_usd or 0.0
         summary.batch_spent_usd = spent()
         summary.saved.extend(outcome.images)
+        summary.sandbox = summary.sandbox or outcome.sandbox
         if outcome.stop and not summary.output_failed:
             summary.stopped, summary.output_failed = outcome.stop, True
         if outcome.state == "done":
@@ -189,6 +202,9 @@ async def run_batch(
     def left() -> float:
         assert limit is not None
         return limit - spent() - sum(running.values())
+
+    def room() -> float:
+        return left() if limit is not None else float("inf")
 
     def reserver(key: str) -> Reserve | None:
         """Let a running item take more of the budget for a call that may cost more than planned."""
@@ -207,12 +223,14 @@ async def run_batch(
         item: ManifestItem, missing: int, estimate: float, planned: str | None, reserved: float
     ) -> None:
         try:
-            budget = (reserver(item.key), reserved)
+            budget = (reserver(item.key), reserved, room)
             finished(await _run_item(relay, ledger, item, missing, estimate, planned, budget))
         finally:
             running.pop(item.key, None)
             semaphore.release()
 
+    for outcome in tampered:  # said, never silently paid for again
+        finished(outcome)
     started = 0
     over_budget: tuple[float, float, int] | None = None  # (limit, next estimate, not started)
     try:
@@ -267,7 +285,7 @@ async def _run_item(
     missing: int,
     estimate: float,
     planned: str | None,
-    budget: tuple[Reserve | None, float],
+    budget: tuple[Reserve | None, float, Callable[[], float]],
 ) -> ItemOutcome:
     """Make the `missing` images of one item; record everything in the ledger as it happens."""
     from .backends.base import Adopt
@@ -306,7 +324,7 @@ async def _run_item(
             on_prediction=on_prediction,
             resume=resume,
             adopt=adopt,
-            budget=Budget(budget[0], budget[1]) if budget[0] is not None else None,
+            budget=Budget(budget[0], budget[1], budget[2]) if budget[0] is not None else None,
         )
         receipt = await relay.generate(request, hooks=hooks)
     except asyncio.CancelledError:
@@ -327,6 +345,13 @@ async def _run_item(
     cost = receipt.cost_usd if receipt is not None else 0.0
     would = receipt.would_cost_usd if receipt is not None else None
     try:
+        if receipt is not None and receipt.sandbox and not relay.settings.sandbox and stop is None:
+            # The emulator answered (a base URL points at `imagerelay emulator serve`): its images
+            # are kept as a sandbox item's, so that a real run still makes the real ones.
+            ledger.move_to_item(receipt.id, f"sandbox:{item.key}")
+            ledger.finish_item(item.key, "pending", "made by the imagerelay emulator (sandbox output)")
+            done = "done" if saved else "failed"
+            return ItemOutcome(item, done, tuple(saved), 0.0, error, would, sandbox=True)
         record = ledger.item_records([item.key])[item.key]
         if record.saved >= item.n and stop is None:
             ledger.finish_item(item.key, "done")
@@ -349,6 +374,16 @@ def sandbox_items(items: list[ManifestItem]) -> list[ManifestItem]:
     return [dataclasses.replace(i, key=f"sandbox:{i.key}", legacy_key=None) for i in items]
 
 
+def _tampered(record: ItemRecord) -> str:
+    what = [f"{p} was deleted" for p in record.missing] + [
+        f"{p} was changed (its sha256 is not the one its receipt holds)" for p in record.changed
+    ]
+    return (
+        "; ".join(what) + " since it was made: not made again (it would be paid for) — restore it, or "
+        "pass --remake to make it again"
+    )
+
+
 def _last_error(receipt: Receipt) -> str | None:
     for attempt in reversed(receipt.attempts):
         if attempt.error:
@@ -358,10 +393,17 @@ def _last_error(receipt: Receipt) -> str | None:
 
 def _budget_message(limit: float, spent: float, estimate: float, not_started: int) -> str:
     return (
-        f"stopped at the ${limit:.2f} batch budget: ${spent:.4f} spent on this batch, the next item may "
+        f"stopped at the ${usd(limit)} batch budget: ${spent:.4f} spent on this batch, the next item may "
         f"cost up to ${estimate:.4f}; {not_started} item(s) not started — raise --max-cost "
         "(or [budget] max_cost_per_batch) and run the same command again to continue"
     )
+
+
+def usd(amount: float) -> str:
+    """A cap as the user gave it: at least cents, and every digit beyond (0.0999, not 0.10)."""
+    text = f"{amount:.6f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(2, '0')}"
 
 
 def _remove_stale_temp_files(directory: Path) -> None:

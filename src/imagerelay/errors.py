@@ -302,6 +302,8 @@ class GenerationFailed(ImageRelayError):
         super().__init__(message)
         self.failures = failures
         self.receipt = receipt
+        #: Where the receipt of the failed request was written (None: nowhere, or not yet).
+        self.receipt_path: str | None = None
 
 
 class SaveFailed(ImageRelayError):

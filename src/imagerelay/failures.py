@@ -14,7 +14,13 @@ if TYPE_CHECKING:
     from .planner import Plan
     from .store import Store
 
-__all__ = ["failure_message", "refuse_empty_plan", "save_failure_message"]
+__all__ = [
+    "billed_text",
+    "failure_message",
+    "possibly_billed_by",
+    "refuse_empty_plan",
+    "save_failure_message",
+]
 
 
 def refuse_empty_plan(plan: Plan, limit: float | None, receipt: Receipt | None = None) -> None:
@@ -65,11 +71,36 @@ def refuse_empty_plan(plan: Plan, limit: float | None, receipt: Receipt | None =
 
 
 def failure_message(receipt: Receipt) -> str:
-    """`no image was made — xai:grok-imagine-image transient (…) | …`: every attempt, in order."""
+    """`no image was made — xai:grok-imagine-image transient (…) | …; may have been billed: $0.0200
+    (xai:grok-imagine-image)`: every attempt, in order, then what they may have cost."""
     lines = [
         f"{a.provider}:{a.model} {a.outcome}" + (f" ({a.error})" if a.error else "") for a in receipt.attempts
     ]
-    return "no image was made — " + " | ".join(lines or ["nothing was tried"])
+    # Models the cap or the budget kept from being called are part of why nothing was made.
+    kept_out = [n for n in receipt.notes if " not called: " in n]
+    return (
+        "no image was made — "
+        + " | ".join(lines or ["nothing was tried"])
+        + "".join(f"; {n}" for n in kept_out)
+        + "; "
+        + billed_text(receipt)
+    )
+
+
+def possibly_billed_by(receipt: Receipt) -> list[str]:
+    """The models (`provider:model`) whose attempts may have been billed without an image."""
+    refs = [f"{a.provider}:{a.model}" for a in receipt.attempts if a.maybe_billed]
+    return list(dict.fromkeys(refs))
+
+
+def billed_text(receipt: Receipt) -> str:
+    """`may have been billed: $0.0200 (xai:grok-imagine-image)`, or `… $0 (sandbox)`, or `… $0`."""
+    if receipt.sandbox:
+        return "may have been billed: $0 (sandbox)"
+    if not receipt.possibly_billed_usd:
+        return "may have been billed: $0"
+    models = ", ".join(possibly_billed_by(receipt))
+    return f"may have been billed: ${receipt.possibly_billed_usd:.4f}" + (f" ({models})" if models else "")
 
 
 def save_failure_message(store: Store, receipt: Receipt, lost: list[tuple[str | None, str]]) -> str:

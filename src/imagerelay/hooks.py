@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Budget",
     "CallEvent",
+    "Noted",
     "OnCallEvent",
     "OnImage",
     "OnPrediction",
@@ -62,8 +63,16 @@ class PredictionCancelled:
     id: str
 
 
+@dataclass(frozen=True)
+class Noted:
+    """Something the receipt's notes should say about the call (e.g. a resumed prediction that
+    was gone and replaced)."""
+
+    text: str
+
+
 #: What a backend reports while a call runs.
-CallEvent = Sent | PredictionCreated | PredictionCancelled
+CallEvent = Sent | PredictionCreated | PredictionCancelled | Noted
 OnCallEvent = Callable[[CallEvent], None]
 #: Called after each image is on disk, with the receipt it belongs to (a batch's ledger row).
 OnImage = Callable[["SavedImage", "Receipt"], None]
@@ -81,6 +90,8 @@ class Budget:
 
     reserve: Reserve
     reserved: float = 0.0
+    #: What the shared budget has left that no request holds (for messages), when known.
+    left: Callable[[], float] | None = None
 
 
 @dataclass(frozen=True)

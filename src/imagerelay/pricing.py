@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CostEstimate", "Price", "estimate_cost", "output_tokens"]
+__all__ = ["CostEstimate", "Price", "estimate_cost", "output_tokens", "safe_output_tokens"]
 
 #: One megapixel, as FLUX.2's pricing counts it.
 MEGAPIXEL = 1024 * 1024
@@ -77,6 +77,11 @@ class Price(BaseModel):
     quality_factors: dict[str, int] = Field(default_factory=dict)
     area_offset: int = 2_000_000
     area_scale: int = 4_000_000
+    #: Whether the "axis" formula is the provider's own. Until it is, the worst case of a size (what
+    #: a cap is held to) is the higher of the formula and the square's tokens scaled by area: every
+    #: table OpenAI has published prices a larger image higher, so a larger size never gets a
+    #: lower worst case than a smaller one (`safe_output_tokens`).
+    token_formula_confirmed: bool = False
     #: Input image tokens: base + per_tile × 512-px tiles (after fitting 2048, short side 768).
     input_tokens_base: int = 85
     input_tokens_per_tile: int = 170
@@ -211,6 +216,21 @@ def output_tokens(price: Price, quality: str, size: Size) -> int:
     return math.ceil(price.output_tokens_1024[quality] * w * h / (1024 * 1024))
 
 
+def safe_output_tokens(price: Price, quality: str, size: Size) -> int:
+    """Output tokens one image may be billed at the most: `output_tokens`, or — for an unconfirmed
+    "axis" formula — the higher of the formula for a square of the same area (its short-side
+    factor at its largest, so never below the formula for any shape) and the 1024x1024 figure
+    scaled by area. Both grow with area and quality, so the bound does too."""
+    tokens = output_tokens(price, quality, size)
+    if price.token_formula != "axis" or price.token_formula_confirmed:
+        return tokens
+    w, h = size
+    f = price.quality_factors[quality]
+    as_square = (f * f * (price.area_offset + w * h) + price.area_scale - 1) // price.area_scale
+    square = output_tokens(price, quality, (1024, 1024))
+    return max(tokens, as_square, math.ceil(square * w * h / (1024 * 1024)))
+
+
 def input_image_tokens(price: Price, size: Size | None) -> int:
     """Tokens one input image is billed as (the most any image can be when its size is unknown)."""
     if size is None:
@@ -231,7 +251,7 @@ def _tokens(
     worst_qs = [quality] if quality else list(offered)
     rate_out = price.output_image_per_mtok / 1e6
     per_image = output_tokens(price, expected_q, size) * rate_out
-    worst_image = max(output_tokens(price, q, s) for q in worst_qs for s in sizes) * rate_out
+    worst_image = max(safe_output_tokens(price, q, s) for q in worst_qs for s in sizes) * rate_out
     rate_img, rate_text = price.input_image_per_mtok / 1e6, price.input_text_per_mtok / 1e6
     images = sum(input_image_tokens(price, r) for r in refs) * rate_img
     per_call = images + max(1, len(prompt) // 4) * rate_text

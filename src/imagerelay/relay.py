@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from .backends import backend_class
 from .backends.base import Backend
 from .catalog import Catalog, load_catalog
-from .errors import InvalidReference, UserError
+from .errors import ImageRelayError, InvalidReference, UserError
 from .failures import refuse_empty_plan
 from .hooks import RunHooks
 from .planner import Plan, plan_request
@@ -38,6 +38,7 @@ from .transport import http_client
 if TYPE_CHECKING:
     from .ledger import Ledger
     from .references import PreparedImage, Reference
+    from .rerun import Rerun
 
 __all__ = ["Relay", "refuse_empty_plan"]
 
@@ -101,6 +102,9 @@ class Relay:
         #: The output directory's ledger while the relay is open (with `record`), else None.
         self.ledger: Ledger | None = None
         self._ledger_lock = threading.Lock()  # receipts are recorded from worker threads
+        #: The ledger's own connection for the runs and predictions of plain requests (`rerun`),
+        #: used on the event loop's thread only: it never waits for a receipt being recorded.
+        self._runs_ledger: Ledger | None = None
 
     def __repr__(self) -> str:
         return f"Relay(env={self.settings.env!r}, keys={sorted(self._keys)}, out_dir={str(self.out_dir)!r})"
@@ -145,6 +149,9 @@ class Relay:
             with self._ledger_lock:
                 self.ledger.close()
                 self.ledger = None
+        if self._runs_ledger is not None:
+            self._runs_ledger.close()
+            self._runs_ledger = None
 
     @property
     def keyed_providers(self) -> frozenset[str]:
@@ -266,6 +273,8 @@ class Relay:
             # hold a ledger is refused while nothing has been spent. Receipts are recorded in it
             # from worker threads, with their files (`record`).
             self.ledger = Ledger.open(self.out_dir, threads=True)
+            with self._ledger_lock:
+                self._recover(self.ledger)
         refs = await self._load_references(req, hooks.loaded)
         sizes: list[tuple[int, int] | None] = [
             (r.info.width, r.info.height) for r in refs[: len(req.references)]
@@ -293,8 +302,61 @@ class Relay:
         )
         cap = max_cost if max_cost is not None else self.settings.budget.max_cost_per_request
         refuse_empty_plan(plan, cap, receipt)
-        run = RequestRun(self, req, receipt, store, cap=cap, hooks=hooks)
-        return await run.execute(plan, refs)
+        rerun = self._rerun(req, refs, plan, receipt.id, hooks)
+        if rerun is None:
+            return await RequestRun(self, req, receipt, store, cap=cap, hooks=hooks).execute(plan, refs)
+        run = RequestRun(self, req, receipt, store, cap=cap, hooks=rerun.hooks(hooks), resume=rerun.resume)
+        try:
+            return await run.execute(plan, refs)
+        finally:
+            rerun.end()
+
+    def _rerun(
+        self, req: ImageRequest, refs: list[Reference], plan: Plan, receipt_id: str, hooks: RunHooks
+    ) -> Rerun | None:
+        """A plain request recorded in the ledger (see `rerun`); None for a batch item or the
+        gateway (they keep their own records) and without a ledger."""
+        if self.ledger is None or hooks.resume is not None or hooks.adopt is not None:
+            return None
+        if hooks.on_prediction is not None or hooks.receipt_id is not None:
+            return None
+        import contextlib
+
+        from .ledger import Ledger
+        from .rerun import Rerun, request_key
+
+        if self._runs_ledger is None:
+            try:
+                self._runs_ledger = Ledger.open(self.out_dir)
+            except ImageRelayError:
+                return None  # the receipt is still recorded; only a re-run cannot re-attach
+        first = plan.candidates[0].ref if plan.candidates else None
+        return Rerun.begin(
+            self._runs_ledger,
+            contextlib.nullcontext(),
+            request_key(req, refs, sandbox=self.settings.sandbox),
+            receipt_id,
+            n=req.n,
+            estimate_usd=0.0 if self.settings.sandbox else plan.estimate_usd,
+            planned=first,
+        )
+
+    @staticmethod
+    def _recover(ledger: Ledger) -> None:
+        """Paid images an earlier run had to keep in a rescue directory come back into the output
+        directory, booked in its ledger (even when the ledger could not record them then)."""
+        import logging
+        import sqlite3
+
+        try:
+            moved = ledger.restore_rescued() + ledger.adopt_rescued()
+        except (OSError, sqlite3.Error) as exc:  # a recovery that fails must not stop a request
+            logging.getLogger("imagerelay").warning("could not recover rescued images: %s", exc)
+            return
+        if moved:
+            logging.getLogger("imagerelay").warning(
+                "moved %d image(s) kept in a rescue directory back into %s", moved, ledger.directory
+            )
 
     async def _load_references(self, req: ImageRequest, loaded: Mapping[str, Reference]) -> list[Reference]:
         if not req.references:

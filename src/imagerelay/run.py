@@ -27,12 +27,15 @@ from .backends.base import Call
 from .describe import described_prompt
 from .errors import EmptyResult, ImageRelayError, OutputError, ProviderError, RateLimited
 from .failures import failure_message, save_failure_message
-from .hooks import CallEvent, PredictionCancelled, PredictionCreated, RunHooks, Sent
+from .hooks import CallEvent, Noted, PredictionCancelled, PredictionCreated, RunHooks, Sent
 from .offload import in_thread
 from .policy import Action, Decision, decide
+from .sandbox import from_emulator
 from .store import save_delivered
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .backends.base import Adopt, Backend, Delivered
     from .planner import Candidate, Plan
     from .receipt import Receipt, SavedImage
@@ -75,6 +78,7 @@ class RequestRun:
         *,
         cap: float | None,
         hooks: RunHooks,
+        resume: dict[str, str] | None = None,
     ) -> None:
         self.relay = relay
         self.request = request
@@ -86,7 +90,9 @@ class RequestRun:
         self.deadline = relay.clock() + relay.settings.retry.deadline
         self.remaining = request.n
         self.failures: list[ImageRelayError] = []
-        self.resume = dict(hooks.resume or {})
+        #: Predictions to re-attach to: the caller's (a batch's), or what a killed earlier run of
+        #: the same plain request left (`rerun`), which an interruption still cancels.
+        self.resume = dict(hooks.resume or resume or {})
         #: Interrupted, the caller resumes (a batch): leave predictions running and write no
         #: receipt. Otherwise an interruption cancels what is in flight and keeps the receipt.
         self.resumable = hooks.resume is not None
@@ -139,6 +145,12 @@ class RequestRun:
                 f"request deadline ({self.relay.settings.retry.deadline:.0f}s) reached before {cand.ref}"
             )
             return Step.STOP
+        cooling = self.relay.cooling().get(cand.ref)
+        if cooling is not None:
+            # Failed since this request was planned (here or in another request of a batch): a
+            # refused key above all, which condemns every model of its provider for the run.
+            self._note(f"{cand.ref} skipped: {cooling}")
+            return Step.NEXT
         try:
             images, mask = await self._prepared(cand, refs) if refs else ((), None)
         except ImageRelayError as exc:
@@ -283,6 +295,8 @@ class RequestRun:
             done.sent = dict(event.params)
         elif isinstance(event, PredictionCancelled):
             done.cancelled = True
+        elif isinstance(event, Noted):
+            self._note(event.text)
         elif isinstance(event, PredictionCreated):
             done.prediction = event.id
             self.predictions.add(event.id)
@@ -292,6 +306,14 @@ class RequestRun:
     async def _keep(self, cand: Candidate, image: Delivered, done: Attempted) -> None:
         """Bytes first: write a delivered image (in a worker thread) before anything else."""
         store, receipt = self.store, self.receipt
+        if not receipt.sandbox and from_emulator(image.data):
+            # The imagerelay emulator answered (`emulator serve` behind a base-URL variable):
+            # nothing real was made or billed, whatever the environment says.
+            receipt.sandbox = True
+            self._note(
+                f"{cand.ref} was answered by the imagerelay emulator: sandbox output, booked at $0 "
+                "(what it would have cost is in would_cost_usd)"
+            )
         name = self.hooks.name or self.request.prompt
         index = len(receipt.images) + 1
         provider, model = cand.provider.name, cand.model.id
@@ -393,19 +415,23 @@ class RequestRun:
         self.store.write_receipts(self.receipt)
         self.relay.record(self.receipt)
 
-    def _write_failure_receipt(self) -> None:
-        self.store.write_failure_receipt(self.receipt)
+    def _write_failure_receipt(self) -> Path | None:
+        path = self.store.write_failure_receipt(self.receipt)
         self.relay.record(self.receipt)
+        return path
 
     async def _outcome(self) -> Receipt:
         from .errors import GenerationFailed, SaveFailed
 
         receipt, store = self.receipt, self.store
         if store.failure is not None or not receipt.images:
+            written: Path | None = None
             if not receipt.images:
-                await in_thread(self._write_failure_receipt, then=lambda _: store.recorded(receipt))
+                written = await in_thread(self._write_failure_receipt, then=lambda _: store.recorded(receipt))
             if store.failure is None:
-                raise GenerationFailed(failure_message(receipt), self.failures, receipt)
+                failed = GenerationFailed(failure_message(receipt), self.failures, receipt)
+                failed.receipt_path = None if written is None else str(written)
+                raise failed
             message = save_failure_message(store, receipt, self.lost)
             ledger = self.relay.ledger
             if ledger is not None and receipt.id in ledger.unrecorded:

@@ -16,7 +16,18 @@ if TYPE_CHECKING:
     from .emulator import Emulator
     from .settings import Settings
 
-__all__ = ["start_sandbox"]
+__all__ = ["EMULATOR_MARKER", "from_emulator", "start_sandbox"]
+
+#: What every image the emulator makes carries (its EXIF `Software` tag), however it is reached —
+#: `--env sandbox`, or `imagerelay emulator serve` behind base-URL variables: an image carrying it
+#: is sandbox output ($0, never a real item done), whatever environment the relay runs in.
+EMULATOR_MARKER = "imagerelay-emulator (sandbox output, never billed)"
+_MARKER_BYTES = EMULATOR_MARKER.encode()
+
+
+def from_emulator(data: bytes) -> bool:
+    """Whether delivered image bytes were made by the imagerelay emulator."""
+    return _MARKER_BYTES in data
 
 
 def start_sandbox(catalog: Catalog, settings: Settings) -> tuple[Emulator, Settings, dict[str, SecretStr]]:

@@ -84,14 +84,21 @@ def sync_directory(directory: Path) -> None:
             os.close(dfd)
 
 
-def rescue_dirs(receipt_id: str) -> list[Path]:
-    """Where bytes the output directory could not take are kept, in order of preference."""
+#: In each rescue directory: the output directory its files were meant for (resolved), so that a
+#: later run into that directory finds them even when its ledger could not record them.
+RESCUE_ORIGIN = ".origin"
+
+
+def rescue_roots() -> list[Path]:
+    """The directories holding one rescue directory per request, in order of preference."""
     from platformdirs import user_cache_path
 
-    return [
-        user_cache_path("imagerelay") / "rescue" / receipt_id,
-        Path(tempfile.gettempdir()) / "imagerelay-rescue" / receipt_id,
-    ]
+    return [user_cache_path("imagerelay") / "rescue", Path(tempfile.gettempdir()) / "imagerelay-rescue"]
+
+
+def rescue_dirs(receipt_id: str) -> list[Path]:
+    """Where bytes the output directory could not take are kept, in order of preference."""
+    return [root / receipt_id for root in rescue_roots()]
 
 
 class Store:
@@ -204,6 +211,9 @@ class Store:
                 if directory.resolve().is_relative_to(self.out_dir.resolve()):
                     continue
                 directory.mkdir(parents=True, exist_ok=True)
+                origin = directory / RESCUE_ORIGIN
+                if not origin.exists():
+                    atomic_write(origin, str(self.out_dir.resolve()).encode())
                 atomic_write(directory / name, data)
             except OSError:
                 continue

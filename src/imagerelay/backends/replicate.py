@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 from ..errors import (
     ArgumentRejected,
     ContentBlocked,
+    DownloadFailed,
     EmptyResult,
     ModelUnavailable,
     ProviderError,
     ServerError,
     TransientError,
 )
-from ..hooks import PredictionCancelled, PredictionCreated, Sent
+from ..hooks import Noted, PredictionCancelled, PredictionCreated, Sent
 from ..plugins import builtin
 from .base import Adopt, Call, CallResult, Deliver, Delivered, OnEvent
 from .http import (
@@ -110,13 +111,22 @@ class ReplicateBackend(PredictionsAPI):
         started = time.monotonic()
         prediction: dict[str, Any] | None = None
         inp = self.build_input(call)
-        found = None if call.resume_id or call.adopt is None else await self._unrecorded(call, inp, ctx)
+        found = None
+        if not call.resume_id and call.adopt is not None:
+            found = await self._unrecorded(call, inp, ctx, call.adopt)
         resume_id = call.resume_id or (str(found["id"]) if found is not None else None)
         if resume_id is not None:
             # Re-attach to a prediction made before (e.g. before a crash): never create another.
             pid = resume_id
             sent: dict[str, Any] = {"resumed_prediction": pid}
             on_event(Sent(sent))
+            how = "recorded" if call.resume_id else "found in Replicate's list"
+            on_event(
+                Noted(
+                    f"{call.model.ref}: re-attached to prediction {pid} ({how}), made by an earlier run "
+                    "of this request that was cut short: not paid for again"
+                )
+            )
             prediction = found
         else:
             prediction, sent = await self._start(call, inp, on_event, ctx)
@@ -124,21 +134,30 @@ class ReplicateBackend(PredictionsAPI):
             pid = prediction["id"]
         on_event(PredictionCreated(call.model.ref, pid))
         try:
-            prediction = await self._polled(call, pid, prediction, started, on_event)
-            if "resumed_prediction" in sent and dead(prediction):
-                # Cancelled, aborted or failed while we were away: polling it again cannot help,
-                # nor is the model at fault. Drop it and make exactly one new prediction.
-                log.info(
-                    "%s: resumed prediction %s was %s; creating a new one",
-                    ctx.provider,
-                    pid,
-                    prediction["status"],
-                )
+            gone = None
+            try:
+                prediction = await self._polled(call, pid, prediction, started, on_event)
+            except ModelUnavailable as exc:
+                # A resumed prediction Replicate no longer knows (404): the model is not at fault.
+                if "resumed_prediction" not in sent or exc.status != 404:
+                    raise
+                gone = "is not known to Replicate any more (404)"
+            else:
+                if "resumed_prediction" in sent and dead(prediction):
+                    gone = f"was {prediction['status']}"
+            if gone is not None:
+                # Cancelled, aborted, failed or gone while we were away: polling it again cannot
+                # help, nor is the model at fault (no cooldown, no fallback). Drop it and make
+                # exactly one new prediction on the same model.
+                note = f"{call.model.ref}: the resumed prediction {pid} {gone}; made one new prediction"
+                log.info("%s", note)
+                on_event(Noted(note))
                 prediction, sent = await self._start(call, self.build_input(call), on_event, ctx)
                 started = time.monotonic()
                 pid = prediction["id"]
                 on_event(PredictionCreated(call.model.ref, pid))
                 prediction = await self._polled(call, pid, prediction, started, on_event)
+            assert prediction is not None  # polled to its end above
             count = await self._deliver_output(prediction, ctx.but(request_id=pid), deliver)
         except ProviderError as exc:
             if exc.request_id is None:
@@ -164,17 +183,46 @@ class ReplicateBackend(PredictionsAPI):
         self, call: Call, inp: dict[str, Any], on_event: OnEvent, ctx: ErrorContext
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Create the prediction for `call`: (its first answer, what the receipt shows as sent)."""
-        sent = dict(inp)
+        base, sent = dict(inp), dict(inp)
         if call.references:
             field = call.model.wire("reference") if call.model.accepts("reference") else "image"
             inp[field], sent[field] = await self._reference(call, ctx)
         on_event(Sent(sent))  # a failed attempt's receipt says what was sent, too
-        return await self._create(call, inp, ctx), sent
+        began = dt.datetime.now(dt.UTC)
+        try:
+            return await self._create(call, inp, ctx), sent
+        except ProviderError as exc:
+            if not getattr(exc, "maybe_billed", False):
+                raise
+            # The create was sent and its answer lost (timed out, cut off): the prediction may
+            # well exist, and be paid for. Look for it before giving up on the model.
+            known = call.adopt.known if call.adopt is not None else frozenset()
+            found = await self._created_meanwhile(call, base, ctx, Adopt(began, known))
+            if found is None:
+                raise
+            on_event(
+                Noted(
+                    f"{call.model.ref}: the create's answer was lost ({type(exc).__name__}); its "
+                    f"prediction {found['id']} was found in Replicate's list and used"
+                )
+            )
+            return found, sent
 
-    async def _unrecorded(self, call: Call, inp: dict[str, Any], ctx: ErrorContext) -> dict[str, Any] | None:
+    async def _created_meanwhile(
+        self, call: Call, inp: dict[str, Any], ctx: ErrorContext, adopt: Adopt
+    ) -> dict[str, Any] | None:
+        """`_unrecorded`, for a create whose answer was lost; None when the lookup fails too."""
+        try:
+            return await self._unrecorded(call, inp, ctx, adopt)
+        except ProviderError as exc:
+            log.info("%s: looking for the prediction of a lost create failed: %s", ctx.where, exc)
+            return None
+
+    async def _unrecorded(
+        self, call: Call, inp: dict[str, Any], ctx: ErrorContext, adopt: Adopt
+    ) -> dict[str, Any] | None:
         """The newest prediction an interrupted run made for this call but never recorded: same
         model, same input, created since that run began, not known to the ledger. None if none."""
-        adopt: Adopt = call.adopt  # type: ignore[assignment]
         match = Unrecorded.of(call, inp, adopt)
         url: str | None = f"{self.base_url}/predictions"
         params: dict[str, str] | None = {"created_after": match.since.astimezone(dt.UTC).isoformat()}
@@ -248,6 +296,25 @@ class ReplicateBackend(PredictionsAPI):
 
     # -- the end of a prediction ----------------------------------------------------------------
 
+    async def _download(self, url: str, index: int, ctx: ErrorContext) -> Delivered:
+        """Output `index` of the prediction, from `url`; when every GET of it failed, the
+        prediction is read again for its URL now (it may have been re-signed, or the host may be
+        back) and that is fetched once more. Never a new prediction: the image is made and paid."""
+        timeout = self.settings.download_timeout
+        try:
+            return await download_image(self.http, url, ctx, timeout=timeout)
+        except DownloadFailed as first:
+            deadline = time.monotonic() + self.settings.timeout
+            again, _ = await self._poll(ctx, deadline)
+            fresh = output_urls(again.get("output")) if again is not None else []
+            if len(fresh) <= index or fresh[index].startswith("data:"):
+                raise
+            log.info("%s: fetching output %d of %s again from a fresh URL", ctx.where, index, ctx.request_id)
+            try:
+                return await download_image(self.http, fresh[index], ctx, timeout=timeout, backoff=())
+            except DownloadFailed:
+                raise first from None
+
     async def _deliver_output(self, prediction: dict[str, Any], ctx: ErrorContext, deliver: Deliver) -> int:
         pid = prediction["id"]
         status = prediction["status"]
@@ -255,12 +322,12 @@ class ReplicateBackend(PredictionsAPI):
             urls = output_urls(prediction.get("output"))
             if not urls:
                 raise ctx.error(EmptyResult, f"{ctx.where} prediction {pid} succeeded with no output")
-            for url in urls:
+            for i, url in enumerate(urls):
                 if url.startswith("data:"):
                     data, info = await decoded_image(url, ctx, "an output data URI")
                     image = Delivered(data=data, mime=info.mime, info=info)
                 else:
-                    image = await download_image(self.http, url, ctx, timeout=self.settings.download_timeout)
+                    image = await self._download(url, i, ctx)
                 await deliver(image)  # bytes first: before the next download can fail
             return len(urls)
         error = str(prediction.get("error") or "").strip()

@@ -29,6 +29,12 @@ def batch(
         typer.Option("--max-cost", min=0, help="Budget for the whole batch, every run included (USD)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one summary object on stdout.")] = False,
+    remake: Annotated[
+        bool,
+        typer.Option(
+            "--remake", help="Make again (and pay for) items whose saved image was deleted or changed."
+        ),
+    ] = False,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -71,7 +77,13 @@ def batch(
     async def run() -> BatchSummary:
         async with relay:
             return await run_batch(
-                items, relay, ledger, concurrency=concurrency, max_cost=max_cost, reporter=reporter
+                items,
+                relay,
+                ledger,
+                concurrency=concurrency,
+                max_cost=max_cost,
+                reporter=reporter,
+                remake=remake,
             )
 
     try:

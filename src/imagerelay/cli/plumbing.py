@@ -35,7 +35,10 @@ def fail(exc: BaseException, *, as_json: bool = False, extra: dict[str, Any] | N
             payload["receipt"] = json.loads(exc.receipt.model_dump_json())
         payload.update(extra or {})
         typer.echo(json.dumps(payload))
-    err(f"error: {exc}")
+    line = f"error: {exc}"
+    if isinstance(exc, GenerationFailed) and exc.receipt is not None and exc.receipt.attempts:
+        line += f"; receipt: {exc.receipt_path or f'request {exc.receipt.id} in the ledger'}"
+    err(line)
     if isinstance(exc, GenerationFailed) and exc.receipt is not None:
         for attempt in exc.receipt.attempts:
             status = f" HTTP {attempt.status}" if attempt.status else ""

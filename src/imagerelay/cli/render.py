@@ -65,9 +65,15 @@ def show_receipt(receipt: Receipt, as_json: bool, code: int = 0) -> None:
     for image in receipt.images:
         typer.echo(image.path)
     first = receipt.images[0]
+    from ..failures import possibly_billed_by
+
+    extra = ""
+    if receipt.possibly_billed_usd and not receipt.sandbox:
+        by = ", ".join(possibly_billed_by(receipt))
+        extra = f" (+ up to ${receipt.possibly_billed_usd:.4f} possibly billed by {by})"
     err(
         f"saved {len(receipt.images)} image(s) from {receipt.provider}:{receipt.model} "
-        f"({first.width}x{first.height} {first.format}), cost {cost_text(receipt)}"
+        f"({first.width}x{first.height} {first.format}), cost {cost_text(receipt)}{extra}"
     )
     for note in receipt.notes:
         err(f"  note: {note}")
@@ -121,6 +127,7 @@ def cost_text(receipt: Receipt) -> str:
 def show_history(rows: list[Generation], ledger_path: str, as_json: bool) -> None:
     """Past generations, one line each, and their total (or one JSON object)."""
     total = sum(r.cost_usd for r in rows)
+    billed = sum(r.possibly_billed_usd for r in rows)
     images = sum(r.images for r in rows)
     if as_json:
         typer.echo(
@@ -130,6 +137,7 @@ def show_history(rows: list[Generation], ledger_path: str, as_json: bool) -> Non
                     "count": len(rows),
                     "images": images,
                     "total_usd": round(total, 6),
+                    "possibly_billed_usd": round(billed, 6),
                     "ledger": ledger_path,
                 }
             )
@@ -143,11 +151,13 @@ def show_history(rows: list[Generation], ledger_path: str, as_json: bool) -> Non
         prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
         if r.gateway_key:  # spent through the gateway: by which key (a plain name, never the key)
             prompt = f"[{r.gateway_key}] {prompt}"
-        typer.echo(
-            f"{r.created_at[:16].replace('T', ' ')}  {model:<44} {r.images:>2} img  {cost:>10}  {prompt}"
-        )
+        maybe = f"+${r.possibly_billed_usd:.4f}?" if r.possibly_billed_usd and not r.sandbox else ""
+        column = f" {maybe:>10}" if billed else ""  # a column only when something may be billed
+        when = r.created_at[:16].replace("T", " ")
+        typer.echo(f"{when}  {model:<44} {r.images:>2} img  {cost:>10}{column}  {prompt}")
     typer.echo(
         f"{len(rows)} generation(s), {images} image(s), ${total:.4f} in all"
+        + (f", + up to ${billed:.4f} possibly billed (+$…? above)" if billed else "")
         + (" (* estimated)" if any(not r.reported for r in rows) else "")
     )
 

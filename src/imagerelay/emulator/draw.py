@@ -9,7 +9,10 @@ import hashlib
 import io
 import math
 import random
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Required, TypedDict, Unpack
+
+from ..sandbox import EMULATOR_MARKER
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -29,6 +32,13 @@ class Drawing(TypedDict, total=False):
 
 
 MIME = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+
+#: What every image this emulator encodes says it is, in its EXIF `Software` tag: the relay books
+#: an answer carrying it as sandbox output ($0), whatever environment it runs in (`sandbox`).
+MARKER = EMULATOR_MARKER
+#: Whether images encoded now carry `MARKER`: set per request by the server (an emulator made
+#: with `marked=False` stands in for the real APIs, unmarked: the tests of real money paths).
+MARKED: ContextVar[bool] = ContextVar("imagerelay_emulator_marked", default=True)
 
 _NAMED_COLOURS = {
     "red": (220, 30, 30),
@@ -133,12 +143,17 @@ def encode(img: Image, fmt: str = "jpeg", quality: int = 90, transparent: bool =
         b = max(1, min(w, h) // 16)
         ImageDraw.Draw(alpha).rectangle((b, b, w - b - 1, h - b - 1), outline=0, width=b)
         img.putalpha(alpha)
+    extra: dict[str, bytes] = {}
+    if MARKED.get():
+        exif = img.getexif()
+        exif[0x0131] = MARKER  # Software
+        extra["exif"] = exif.tobytes()
     if fmt in ("jpeg", "jpg"):
-        img.convert("RGB").save(out, "JPEG", quality=max(1, min(quality, 95)))
+        img.convert("RGB").save(out, "JPEG", quality=max(1, min(quality, 95)), **extra)
     elif fmt == "png":
-        img.save(out, "PNG", compress_level=1)  # speed over size: this is a sandbox
+        img.save(out, "PNG", compress_level=1, **extra)  # speed over size: this is a sandbox
     elif fmt == "webp":
-        img.save(out, "WEBP", quality=max(1, min(quality, 100)), method=0)
+        img.save(out, "WEBP", quality=max(1, min(quality, 100)), method=0, **extra)
     else:
         raise ValueError(f"unknown image format {fmt!r}")
     return out.getvalue()

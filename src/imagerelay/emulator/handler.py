@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from imagerelay.emulator.draw import MARKED
 from imagerelay.emulator.hosting import expired_reply
 from imagerelay.emulator.wire import (
     FILES,
@@ -254,7 +255,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             elif not key_ok and dialect is not None:
                 reply = dialect.auth_error(key)
             else:
-                reply = handler(call)
+                token = MARKED.set(call.emu.marked)
+                try:
+                    reply = handler(call)
+                finally:
+                    MARKED.reset(token)
         except DialectError as exc:
             reply = exc.reply
         except Exception:

@@ -92,6 +92,12 @@ class State:
         with self._lock:
             return self.predictions.get(pid)
 
+    def forget(self, pid: str) -> None:
+        """Answer 404 for `pid` from now on, as Replicate does for a prediction it no longer
+        keeps (or one made under another account)."""
+        with self._lock:
+            self.predictions.pop(pid, None)
+
     def every(self) -> list[Prediction]:
         """Every prediction, at this moment."""
         with self._lock:

@@ -32,6 +32,7 @@ class Emulator:
         prediction_seconds: float = 0.0,
         host: str = "127.0.0.1",
         mounts: Mapping[str, str] | None = None,
+        marked: bool = True,
     ) -> None:
         #: The dialect of each provider served, by the name it is served under.
         self.dialects = dialects(mounts)
@@ -45,6 +46,9 @@ class Emulator:
         self.latency = latency
         self.prediction_seconds = prediction_seconds
         self.host = host
+        #: Every image it makes says it is emulator output (`draw.MARKER`), so that no relay ever
+        #: books it as real spend. Tests standing in for the real APIs pass False.
+        self.marked = marked
         self.files = FileStore(url_ttl)
         #: What each dialect keeps across requests, by dialect name (mounts share their dialect's).
         self._states = {d.name: d.state() for d in self.dialects.values() if d.state is not None}

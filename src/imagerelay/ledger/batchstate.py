@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .db import LedgerBase, log, now_iso, synchronous, timestamp, transaction
@@ -17,6 +18,20 @@ if TYPE_CHECKING:
 __all__ = ["BatchState", "ItemRecord"]
 
 
+def _intact(path: Path, sha256: str) -> str:
+    """ "ok", "missing" or "changed": the file at `path` against the sha256 it was saved with."""
+    import hashlib
+
+    try:
+        with path.open("rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return "missing" if not path.exists() else "changed"
+    return "ok" if digest == sha256 else "changed"
+
+
 @dataclass(frozen=True)
 class ItemRecord:
     """A batch item as the ledger knows it."""
@@ -24,8 +39,11 @@ class ItemRecord:
     key: str
     state: str
     attempts: int
-    saved: int  # images recorded for it whose files still exist
+    saved: int  # images recorded for it whose files are still as they were saved
     error: str | None
+    #: Images recorded for it that were deleted since, or whose bytes changed (sha256).
+    missing: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
 
 
 class BatchState(LedgerBase):
@@ -81,17 +99,41 @@ class BatchState(LedgerBase):
                 self._conn.execute(f"UPDATE {table} SET item_key = ? WHERE item_key = ?", (new, old))
 
     def item_records(self, keys: list[str]) -> dict[str, ItemRecord]:
-        """The records of `keys` (unknown keys are left out)."""
+        """The records of `keys` (unknown keys are left out). Each image recorded is checked
+        against the sha256 it was saved with: a deleted or changed one is not counted as saved,
+        and is named in `missing` or `changed`."""
         saved: dict[str, int] = {}
-        for key, path in self._query_keys("SELECT item_key, path FROM images WHERE item_key IN ({})", keys):
-            if self._absolute(path).is_file():  # a deleted image is asked for again
+        missing: dict[str, list[str]] = {}
+        changed: dict[str, list[str]] = {}
+        for key, path, sha in self._query_keys(
+            "SELECT item_key, path, sha256 FROM images WHERE item_key IN ({})", keys
+        ):
+            state = _intact(self._absolute(path), sha)
+            if state == "ok":
                 saved[key] = saved.get(key, 0) + 1
+            else:
+                (missing if state == "missing" else changed).setdefault(key, []).append(
+                    str(self._absolute(path))
+                )
         records: dict[str, ItemRecord] = {}
         for key, state, attempts, error in self._query_keys(
             "SELECT key, state, attempts, error FROM items WHERE key IN ({})", keys
         ):
-            records[key] = ItemRecord(key, state, attempts, saved.get(key, 0), error)
+            records[key] = ItemRecord(
+                key,
+                state,
+                attempts,
+                saved.get(key, 0),
+                error,
+                tuple(missing.get(key, ())),
+                tuple(changed.get(key, ())),
+            )
         return records
+
+    def forget_images(self, paths: Iterable[str]) -> None:
+        """Drop the records of images that are gone or changed (to make them again, on request)."""
+        with transaction(self._conn):
+            self._conn.executemany("DELETE FROM images WHERE path = ?", [(self._relative(p),) for p in paths])
 
     def start_run(
         self, item_key: str, receipt_id: str, *, n: int, estimate_usd: float, planned: str | None = None
@@ -194,6 +236,32 @@ class BatchState(LedgerBase):
             (item_key,),
         ).fetchall()
         return dict(rows)  # the latest per model wins
+
+    def move_to_item(self, receipt_id: str, item_key: str) -> None:
+        """File what request `receipt_id` made under another item key (a sandbox item's)."""
+        with transaction(self._conn):
+            for table in ("images", "generations", "predictions"):
+                self._conn.execute(
+                    f"UPDATE {table} SET item_key = ? WHERE receipt_id = ?", (item_key, receipt_id)
+                )
+
+    def settled(self, receipt_id: str) -> bool:
+        """Whether the request `receipt_id` has its receipt recorded (it ran to its end)."""
+        row = self._conn.execute("SELECT 1 FROM generations WHERE receipt_id = ?", (receipt_id,)).fetchone()
+        return row is not None
+
+    def settle_runs(self, item_key: str, *, keep: str) -> None:
+        """Once the run `keep` of `item_key` has ended, no earlier killed run of it is resumed
+        again: their predictions are settled, and their records (those without images, which
+        stay on record) dropped."""
+        with transaction(self._conn):
+            self._conn.execute("UPDATE predictions SET closed = 1 WHERE item_key = ?", (item_key,))
+            self._conn.execute(
+                """DELETE FROM runs WHERE item_key = ? AND receipt_id != ?
+                   AND NOT EXISTS (SELECT 1 FROM generations g WHERE g.receipt_id = runs.receipt_id)
+                   AND NOT EXISTS (SELECT 1 FROM images m WHERE m.receipt_id = runs.receipt_id)""",
+                (item_key, keep),
+            )
 
     def close_predictions(self, item_key: str) -> None:
         """Settle every open prediction of an item (e.g. once it is done)."""

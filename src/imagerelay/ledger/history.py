@@ -33,6 +33,8 @@ class Generation:
     sandbox: bool = False  # made by the emulator: cost_usd is 0
     would_cost_usd: float | None = None  # sandbox: what it would have cost for real
     gateway_key: str | None = None  # the gateway key that spent it (its name)
+    #: What its failed attempts may have been billed, at their worst (not in cost_usd).
+    possibly_billed_usd: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +47,7 @@ class Generation:
             "images": self.images,
             "cost_usd": round(self.cost_usd, 6),
             "cost_reported": self.reported,
+            "possibly_billed_usd": round(self.possibly_billed_usd, 6),
             "batch_item": self.item_key,
             "gateway_key": self.gateway_key,
             **({"sandbox": True, "would_cost_usd": self.would_cost_usd} if self.sandbox else {}),
@@ -74,6 +77,8 @@ class History(LedgerBase):
         conn = self._conn
         with transaction(conn):
             item_key = self._item_of(receipt.id)
+            if item_key is not None and item_key.startswith("request:"):
+                item_key = None  # a plain request's own key (see `rerun`), not a batch item
             conn.execute(
                 """INSERT INTO generations (receipt_id, created_at, created_ts, env, prompt, provider,
                        model, images, cost_usd, estimated_cost_usd, reported_cost_usd, item_key, receipt,
@@ -135,7 +140,7 @@ class History(LedgerBase):
             "SELECT receipt_id, created_at, env, prompt, provider, model, images, cost_usd, "
             "reported_cost_usd IS NOT NULL, item_key, "
             "COALESCE(json_extract(receipt, '$.sandbox'), 0), json_extract(receipt, '$.would_cost_usd'), "
-            "gateway_key FROM generations WHERE 1 = 1"
+            "gateway_key, possibly_billed_usd FROM generations WHERE 1 = 1"
         )
         args: list[Any] = []
         if since is not None:
@@ -167,6 +172,7 @@ class History(LedgerBase):
                 bool(r[10]),
                 None if r[11] is None else float(r[11]),
                 r[12],
+                float(r[13] or 0.0),
             )
             for r in self._conn.execute(sql, args)
         ]

@@ -99,3 +99,75 @@ class Recovery(LedgerBase):
                 )
             adopted += 1
         return adopted
+
+    def adopt_rescued(self) -> int:
+        """Bring back what was kept in a rescue directory for this directory but that the ledger
+        never learnt of (it was on the full disk too): each image moved back beside its receipt,
+        the receipt booked — so it is neither paid for again nor left out of the spend. Returns
+        how many images came back."""
+        from ..store import RESCUE_ORIGIN, rescue_roots
+
+        me = str(self.directory.resolve())
+        moved = 0
+        for root in rescue_roots():
+            with contextlib.suppress(OSError):
+                for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+                    try:
+                        if (folder / RESCUE_ORIGIN).read_text(encoding="utf-8") != me:
+                            continue
+                    except (OSError, UnicodeDecodeError):
+                        continue
+                    moved += self._adopt_rescue_dir(folder)
+        return moved
+
+    def _adopt_rescue_dir(self, folder: Path) -> int:
+        import shutil
+
+        from pydantic import ValidationError
+
+        from ..receipt import Receipt
+        from ..store import RESCUE_ORIGIN, atomic_write
+
+        names = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+        moved = 0
+        for source in [p for p in names if p.suffix != ".json"]:
+            target = self.directory / source.name
+            try:
+                if not target.exists():
+                    shutil.copy2(source, target)
+                    moved += 1
+                elif target.read_bytes() != source.read_bytes():
+                    continue  # another file took its name: leave the rescued one where it is
+                source.unlink()
+            except OSError as exc:
+                log.warning("could not move %s back into %s: %s", source, self.directory, exc)
+                return moved
+        for source in [p for p in names if p.suffix == ".json"]:
+            try:
+                receipt = Receipt.model_validate_json(source.read_bytes())
+            except (OSError, ValidationError):
+                continue
+            for image in receipt.images:
+                here = self.directory / Path(image.path).name
+                if here.is_file():
+                    image.path = str(here)
+                    image.receipt_path = str(here.with_suffix(".json"))
+            body = receipt.model_dump_json(indent=2).encode()
+            try:
+                targets = [Path(i.receipt_path) for i in receipt.images if i.receipt_path]
+                for target in targets or [self.directory / source.name]:
+                    if target.parent == self.directory:
+                        atomic_write(target, body)
+            except OSError as exc:
+                log.warning("could not move %s back into %s: %s", source, self.directory, exc)
+                return moved
+            self.record_receipt(receipt)  # type: ignore[attr-defined]
+            if receipt.id in self.unrecorded:
+                return moved  # the ledger still cannot take it: keep the rescued receipt
+            with contextlib.suppress(OSError):
+                source.unlink()
+        if not any(p.name != RESCUE_ORIGIN for p in folder.iterdir()):
+            with contextlib.suppress(OSError):
+                (folder / RESCUE_ORIGIN).unlink()
+                folder.rmdir()
+        return moved
