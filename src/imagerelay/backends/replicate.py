@@ -32,10 +32,10 @@ from ..errors import (
 from ..hooks import Noted, PredictionCancelled, PredictionCreated, Sent
 from ..plugins import builtin
 from .base import Adopt, Call, CallResult, Deliver, Delivered, OnEvent
+from .download import download_image
 from .http import (
     ErrorContext,
     decoded_image,
-    download_image,
     httpx_errors,
     json_object,
     wire_params,

@@ -23,11 +23,11 @@ from ..errors import (
 from ..hooks import Sent
 from ..plugins import builtin
 from .base import Backend, Call, CallResult, Deliver, Delivered, OnEvent
+from .download import download_image
 from .http import (
     ErrorContext,
     StatusTable,
     decoded_image,
-    download_image,
     error_detail,
     httpx_errors,
     json_answer,
