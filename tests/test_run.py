@@ -156,6 +156,24 @@ async def test_hooks_name_the_files_and_report_images_and_predictions_as_they_ha
     assert seen == [created, True, True]
 
 
+async def test_a_prediction_hook_that_fails_does_not_abandon_the_paid_prediction(
+    emulator: Emulator, tmp_path: Path, test_keys: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A prediction hook that raises (a full disk under the ledger, say) is logged; the prediction
+    it was told of is still waited for and its image saved: one create, nothing paid twice."""
+
+    def broken(event: PredictionCreated) -> None:
+        raise OSError(28, "No space left on device")
+
+    with caplog.at_level(logging.WARNING, logger="imagerelay"):
+        async with make_relay(emulator, tmp_path, test_keys) as relay:
+            receipt = await relay.generate("a fox", provider=SCHNELL, hooks=RunHooks(on_prediction=broken))
+    assert len(receipt.images) == 1
+    assert Path(receipt.images[0].path).is_file()
+    assert len(emulator.requests_for("replicate.create")) == 1
+    assert any("No space left on device" in r.getMessage() for r in caplog.records)
+
+
 async def test_a_retry_after_a_dead_resumed_prediction_makes_a_fresh_one(
     emulator: Emulator, tmp_path: Path, test_keys: dict[str, str]
 ) -> None:

@@ -301,7 +301,17 @@ class RequestRun:
             done.prediction = event.id
             self.predictions.add(event.id)
             if self.hooks.on_prediction is not None:
-                self.hooks.on_prediction(event)
+                # The prediction exists and is paid for: a hook that fails (a full disk under the
+                # ledger) must not abandon it. Unrecorded, a resume still finds it by listing.
+                try:
+                    self.hooks.on_prediction(event)
+                except Exception as exc:  # the hook's own failure, whatever it is
+                    log.warning(
+                        "recording prediction %s of %s failed (%s); waiting for it",
+                        event.id,
+                        event.model,
+                        exc,
+                    )
 
     async def _keep(self, cand: Candidate, image: Delivered, done: Attempted) -> None:
         """Bytes first: write a delivered image (in a worker thread) before anything else."""
